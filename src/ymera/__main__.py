@@ -1,0 +1,3 @@
+from ymera.cli.main import app
+
+app(prog_name="ymera")

@@ -1,0 +1,149 @@
+"""FastAPI app factory: routers, middleware, error handlers and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from ymera import __version__
+from ymera.auth.endpoints import router as auth_router
+from ymera.auth.ratelimit import RateLimiter
+from ymera.auth.service import bootstrap_admin
+from ymera.auth.tokens import TokenCodec, resolve_secret_key
+from ymera.bus import create_bus
+from ymera.bus.base import EventBus
+from ymera.config import Settings, get_settings
+from ymera.db import migrate
+from ymera.db.database import Database
+from ymera.errors import COMMON_RESPONSES, PROBLEM_SCHEMA, install_handlers
+from ymera.events.endpoints import router as events_router
+from ymera.kit.clock import Clock, SystemClock
+from ymera.middleware import RequestContextMiddleware
+from ymera.monitoring.endpoints import router as monitoring_router
+from ymera.monitoring.metrics import Metrics
+from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
+from ymera.state import AppState
+
+log = structlog.get_logger("ymera.app")
+
+AdminCallback = Callable[[str, str], None]
+
+API_ROUTERS = (auth_router, events_router)
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+def build_state(settings: Settings, *, clock: Clock | None = None, bus: EventBus | None = None) -> AppState:
+    db = Database(
+        settings.resolved_database_url,
+        echo=settings.db.echo,
+        pool_size=settings.db.pool_size,
+        max_overflow=settings.db.max_overflow,
+        sqlite_busy_timeout_ms=settings.db.sqlite_busy_timeout_ms,
+    )
+    codec = TokenCodec(
+        secret=resolve_secret_key(settings),
+        algorithm=settings.auth.jwt_algorithm,
+        issuer=settings.auth.issuer,
+        access_ttl=settings.auth.access_token_ttl,
+    )
+    return AppState(
+        settings=settings,
+        db=db,
+        bus=bus or create_bus(settings),
+        codec=codec,
+        limiter=RateLimiter(settings),
+        clock=clock or SystemClock(),
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    migrate_on_start: bool = False,
+    on_admin_created: AdminCallback | None = None,
+    loops: tuple[LoopFn, ...] = DEFAULT_LOOPS,
+) -> FastAPI:
+    """Build the app. Nothing connects until the lifespan starts."""
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        state = build_state(settings, clock=clock)
+        state.extras["metrics"] = metrics
+        app.state.ymera = state
+        if migrate_on_start:
+            await migrate.upgrade(state.db)
+        await state.bus.start()
+        if settings.auth.bootstrap_admin:
+            await _bootstrap(state, on_admin_created)
+        runtime = Runtime(state, loops)
+        runtime.start()
+        log.info(
+            "started",
+            version=__version__,
+            database=state.db.dialect,
+            bus=state.bus.name,
+        )
+        try:
+            yield {}
+        finally:
+            await runtime.shutdown(settings.server.graceful_shutdown_seconds)
+            await state.bus.close()
+            await state.db.dispose()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="YMERA",
+        version=__version__,
+        summary="Control plane for fleets of AI agents.",
+        lifespan=lifespan,
+        max_body_size=DEFAULT_MAX_BODY,
+    )
+    app.state.metrics = metrics
+    app.state.settings = settings
+    install_handlers(app)
+    app.include_router(monitoring_router)
+    for router in API_ROUTERS:
+        app.include_router(router, responses=COMMON_RESPONSES)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    _install_openapi(app)
+    return app
+
+
+async def _bootstrap(state: AppState, on_admin_created: AdminCallback | None) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from ymera.errors import Conflict
+
+    try:
+        async with state.db.transaction() as session:
+            created = await bootstrap_admin(session)
+    except (IntegrityError, Conflict):
+        return  # another replica created it first
+    if created and on_admin_created is not None:
+        on_admin_created(*created)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            description="Errors are RFC 9457 problem+json documents with a stable `code`.",
+            routes=app.routes,
+        )
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,78 @@
+"""Authentication and permission checks: the one dependency every endpoint uses.
+
+``require(Permission.X)`` authenticates the caller (Bearer JWT, or an API key as
+``Authorization: Bearer ymk_...`` or ``X-API-Key``), applies the per-principal
+rate limit, and checks the permission: 401 without valid credentials, 403 when
+the principal lacks the permission.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from ymera.auth import service
+from ymera.auth.permissions import Permission
+from ymera.auth.principal import Principal
+from ymera.errors import Forbidden, Unauthorized
+from ymera.state import AppState, get_state
+
+bearer_scheme = HTTPBearer(auto_error=False, description="JWT access token or API key")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+
+PRINCIPAL_KEY = "ymera_principal"
+
+
+async def authenticate(state: AppState, token: str) -> Principal:
+    async with state.db.transaction() as session:
+        if service.looks_like_api_key(token):
+            return await service.authenticate_api_key(session, key=token, now=state.clock.now())
+        return await service.authenticate_access_token(session, token=token, codec=state.codec)
+
+
+async def current_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    cached = getattr(request.state, PRINCIPAL_KEY, None)
+    if isinstance(cached, Principal):
+        return cached
+    token = bearer.credentials if bearer else api_key
+    if not token:
+        raise Unauthorized("Authentication required")
+    state = get_state(request)
+    principal = await authenticate(state, token)
+    await state.limiter.hit(state.limiter.default, principal.id)
+    setattr(request.state, PRINCIPAL_KEY, principal)
+    return principal
+
+
+class PermissionChecker:
+    """A dependency that returns the principal if it holds ``permission``."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    async def __call__(
+        self, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Principal:
+        if not principal.can(self.permission):
+            raise Forbidden(
+                f"Missing permission {self.permission.value}",
+                code="missing_permission",
+                permission=self.permission.value,
+            )
+        return principal
+
+    def __repr__(self) -> str:
+        return f"require({self.permission.value})"
+
+
+def require(permission: Permission) -> PermissionChecker:
+    return PermissionChecker(permission)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

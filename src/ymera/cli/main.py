@@ -1,0 +1,24 @@
+"""The `ymera` command."""
+
+from __future__ import annotations
+
+import typer
+
+from ymera import __version__
+from ymera.cli import db, keys, serve, users
+
+app = typer.Typer(
+    help="YMERA: control plane for fleets of AI agents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(serve.serve)
+app.add_typer(db.app, name="db")
+app.add_typer(users.app, name="users")
+app.add_typer(keys.app, name="keys")
+
+
+@app.command()
+def version() -> None:
+    """Print the YMERA version."""
+    typer.echo(__version__)

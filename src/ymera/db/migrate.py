@@ -1,0 +1,67 @@
+"""Run Alembic migrations programmatically (``ymera serve``, ``ymera db``, tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+import structlog
+
+from ymera.db.database import Database
+
+log = structlog.get_logger("ymera.db")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(db: Database, revision: str = "head") -> None:
+    log.info("migrating", target=revision, before=await current_revision(db))
+    def _do(conn: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(_do)
+        await conn.commit()
+
+
+async def downgrade(db: Database, revision: str) -> None:
+    def _do(conn: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+    async with db.engine.connect() as conn:
+        await conn.run_sync(_do)
+        await conn.commit()
+
+
+async def current_revision(db: Database) -> str | None:
+    def _do(conn: Connection) -> str | None:
+        ctx = MigrationContext.configure(conn, opts={"transactional_ddl": False})
+        return ctx.get_current_revision()
+
+    async with db.read_engine.connect() as conn:
+        return await conn.run_sync(_do)
+
+
+async def is_at_head(db: Database) -> bool:
+    return await current_revision(db) == head_revision()

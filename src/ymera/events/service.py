@@ -1,0 +1,159 @@
+"""Outbox relay and the resumable event stream.
+
+The relay gives committed events their ``seq`` in commit order and publishes
+them on the bus channel :data:`EVENTS_CHANNEL`. The stream replays from the
+database after a cursor, then follows the bus; whenever it sees a gap (a lost
+or reordered bus message, a lagging subscription, a reconnect) it catches up
+from the database, so a client that resumes with ``Last-Event-ID`` gets every
+matching event exactly once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ymera.bus.base import EventBus
+from ymera.db.database import Database
+from ymera.events import repository
+from ymera.events.schemas import EventOut
+from ymera.models.events import Event
+
+EVENTS_CHANNEL = "events"
+log = structlog.get_logger("ymera.events")
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    return EventOut.model_validate(event).model_dump(mode="json")
+
+
+async def relay_once(db: Database, bus: EventBus, *, batch_size: int = 500) -> int:
+    """Sequence up to ``batch_size`` committed events, commit, then publish them."""
+    async with db.transaction() as session:
+        last = await repository.lock_sequencer(session)
+        pending = await repository.unsequenced(session, limit=batch_size)
+        if not pending:
+            return 0
+        for offset, event in enumerate(pending, start=1):
+            event.seq = last + offset
+        await session.flush()
+        await repository.set_last_seq(session, last + len(pending))
+        payloads = [event_payload(e) for e in pending]
+    for payload in payloads:
+        await bus.publish(EVENTS_CHANNEL, payload)
+    return len(payloads)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a stream or list returns. ``types`` entries ending in ``.*``
+    match a prefix (``task.*``)."""
+
+    types: tuple[str, ...] = ()
+    resource_type: str | None = None
+    resource_id: str | None = None
+    _exact: frozenset[str] = field(init=False, repr=False, compare=False)
+    _prefixes: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        exact = frozenset(t for t in self.types if not t.endswith("*"))
+        prefixes = tuple(t.rstrip("*") for t in self.types if t.endswith("*"))
+        object.__setattr__(self, "_exact", exact)
+        object.__setattr__(self, "_prefixes", prefixes)
+
+    def matches(self, data: dict[str, Any]) -> bool:
+        if self.resource_type is not None and data.get("resource_type") != self.resource_type:
+            return False
+        if self.resource_id is not None and data.get("resource_id") != self.resource_id:
+            return False
+        if not self.types:
+            return True
+        etype = str(data.get("type", ""))
+        return etype in self._exact or any(etype.startswith(p) for p in self._prefixes)
+
+    def query_args(self) -> dict[str, Any]:
+        return {
+            "types": tuple(self._exact),
+            "type_prefixes": self._prefixes,
+            "resource_type": self.resource_type,
+            "resource_id": self.resource_id,
+        }
+
+
+async def list_events(
+    db: Database, *, flt: EventFilter, after: int, limit: int
+) -> Sequence[EventOut]:
+    async with db.transaction(readonly=True) as session:
+        rows = await repository.list_after(session, after=after, limit=limit, **flt.query_args())
+        return [EventOut.model_validate(r) for r in rows]
+
+
+async def current_seq(db: Database) -> int:
+    async with db.transaction(readonly=True) as session:
+        return await repository.last_seq(session)
+
+
+async def stream_events(
+    db: Database,
+    bus: EventBus,
+    *,
+    flt: EventFilter,
+    after: int | None,
+    keepalive: float = 15.0,
+    page_size: int = 500,
+) -> AsyncIterator[dict[str, Any] | None]:
+    """Yield matching event payloads after ``after`` forever; ``None`` is a keepalive.
+
+    ``after=None`` starts at the live end (no replay).
+    """
+    async with bus.subscribe(EVENTS_CHANNEL) as sub:
+        cursor = await current_seq(db) if after is None else after
+
+        async def catch_up() -> AsyncIterator[dict[str, Any]]:
+            nonlocal cursor
+            sub.clear_lag()
+            target = await current_seq(db)
+            while cursor < target:
+                async with db.transaction(readonly=True) as session:
+                    rows = await repository.list_after(
+                        session, after=cursor, limit=page_size, **flt.query_args()
+                    )
+                rows = [r for r in rows if r.seq is not None and r.seq <= target]
+                for row in rows:
+                    yield event_payload(row)
+                    cursor = int(row.seq or cursor)
+                if len(rows) < page_size:
+                    cursor = max(cursor, target)
+
+        async for payload in catch_up():
+            yield payload
+        while True:
+            if sub.lagged:
+                async for payload in catch_up():
+                    yield payload
+            message = await sub.get(timeout=keepalive)
+            if message is None:
+                yield None
+                continue
+            seq = int(message.data.get("seq") or 0)
+            if seq <= cursor:
+                continue
+            if seq > cursor + 1:
+                async for payload in catch_up():
+                    yield payload
+                if seq <= cursor:
+                    continue
+            cursor = seq
+            if flt.matches(message.data):
+                yield message.data
+
+
+async def wait_for_signal(signal: asyncio.Event, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(signal.wait(), timeout)
+    except TimeoutError:
+        return

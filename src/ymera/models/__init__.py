@@ -1,0 +1,6 @@
+"""ORM models. Import every module here so Alembic sees the whole metadata."""
+
+from ymera.models.auth import ApiKey, RefreshToken, User
+from ymera.models.events import Event, EventSequencer
+
+__all__ = ["ApiKey", "Event", "EventSequencer", "RefreshToken", "User"]
