@@ -37,7 +37,9 @@ API_ROUTERS = (auth_router, events_router)
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
-def build_state(settings: Settings, *, clock: Clock | None = None, bus: EventBus | None = None) -> AppState:
+def build_state(
+    settings: Settings, *, clock: Clock | None = None, bus: EventBus | None = None
+) -> AppState:
     db = Database(
         settings.resolved_database_url,
         echo=settings.db.echo,

@@ -192,9 +192,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", path=request.url.path, error=repr(exc))
-    return problem(
-        request, status=500, code="internal_error", detail="Internal server error"
-    )
+    return problem(request, status=500, code="internal_error", detail="Internal server error")
 
 
 def install_handlers(app: FastAPI) -> None:

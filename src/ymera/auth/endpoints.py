@@ -242,7 +242,9 @@ async def create_api_key(
         agent_id=body.agent_id,
         now=state.clock.now(),
     )
-    return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(row).model_dump(), "key": secret})
+    return ApiKeyCreated.model_validate(
+        {**ApiKeyOut.model_validate(row).model_dump(), "key": secret}
+    )
 
 
 @router.get("/api-keys", response_model=Page[ApiKeyOut], tags=["api-keys"])

@@ -34,7 +34,9 @@ class RateLimiter:
             url = settings.redis_url.replace("redis://", "async+redis://", 1).replace(
                 "rediss://", "async+rediss://", 1
             )
-            self.storage = RedisStorage(url, key_prefix=f"{settings.redis_prefix}rl")
+            self.storage = RedisStorage(
+                url, key_prefix=f"{settings.redis_prefix}rl", implementation="redispy"
+            )
         else:
             self.storage = MemoryStorage()
         self._limiter = MovingWindowRateLimiter(self.storage)

@@ -113,7 +113,7 @@ async def update_user(
         changed["is_active"] = is_active
     if password is not None:
         user.password_hash = hash_password(password)
-        changed["password"] = "changed"
+        changed["password"] = True
     if not changed:
         return user
     if "password" in changed or changed.get("is_active") is False:

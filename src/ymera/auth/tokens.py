@@ -15,7 +15,7 @@ from ymera.config import Settings
 from ymera.errors import Unauthorized
 
 API_KEY_PREFIX = "ymk_"
-REFRESH_TOKEN_PREFIX = "ymr_"
+REFRESH_TOKEN_PREFIX = "ymr_"  # noqa: S105 - a prefix, not a secret
 
 
 def sha256_hex(value: str) -> str:

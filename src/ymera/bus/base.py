@@ -138,11 +138,11 @@ class EventBus(ABC):
         finally:
             sub.closed = True
             for channel in channels:
-                subs = self._subs.get(channel)
-                if subs is None:
+                current = self._subs.get(channel)
+                if current is None:
                     continue
-                subs.discard(sub)
-                if not subs:
+                current.discard(sub)
+                if not current:
                     del self._subs[channel]
                     try:
                         await self._on_last_unsubscribe(channel)

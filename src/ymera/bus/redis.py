@@ -152,7 +152,7 @@ class RedisBus(EventBus):
                 attempt += 1
                 self._mark_all_lagged()
                 delay = min(self._reconnect_cap, self._reconnect_base * 2 ** min(attempt, 10))
-                delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter
+                delay *= 0.5 + random.random() / 2
                 log.warning("bus_disconnected", error=repr(exc), retry_in=round(delay, 3))
                 await asyncio.sleep(delay)
 

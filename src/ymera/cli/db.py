@@ -25,7 +25,9 @@ def upgrade(
 
 
 @app.command()
-def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base.")) -> None:
+def downgrade(
+    revision: str = typer.Argument(..., help="Target revision, e.g. -1 or base."),
+) -> None:
     """Revert migrations down to REVISION."""
 
     async def _go() -> str | None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
-
-import structlog
 
 from ymera.db.database import Database
 
@@ -33,6 +32,7 @@ def head_revision() -> str | None:
 
 async def upgrade(db: Database, revision: str = "head") -> None:
     log.info("migrating", target=revision, before=await current_revision(db))
+
     def _do(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.events import Event, EventSequencer
@@ -45,9 +45,7 @@ async def list_after(
 ) -> Sequence[Event]:
     stmt = select(Event).where(Event.seq.is_not(None), Event.seq > after)
     if types or type_prefixes:
-        from sqlalchemy import or_
-
-        conds = [Event.type.in_(list(types))] if types else []
+        conds: list[ColumnElement[bool]] = [Event.type.in_(list(types))] if types else []
         conds += [Event.type.startswith(p, autoescape=True) for p in type_prefixes]
         stmt = stmt.where(or_(*conds))
     if resource_type is not None:

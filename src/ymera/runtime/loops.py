@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 import structlog
 
@@ -72,7 +73,7 @@ async def _wait_any(stop: asyncio.Event, signal: asyncio.Event, timeout: float) 
             w.cancel()
 
 
-LoopFn = Callable[[AppState, asyncio.Event], Awaitable[None]]
+LoopFn = Callable[[AppState, asyncio.Event], Coroutine[Any, Any, None]]
 DEFAULT_LOOPS: tuple[LoopFn, ...] = (outbox_relay_loop, event_retention_loop)
 
 
