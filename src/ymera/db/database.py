@@ -5,6 +5,11 @@ their transaction with ``BEGIN IMMEDIATE`` so two writers never deadlock on a
 lock upgrade; readers use a second engine with deferred transactions so they
 never wait for a writer (WAL readers see a snapshot).
 
+SQLite has one writer at a time and its busy handler waits by sleeping in
+growing steps; so within a process, write transactions queue on an asyncio lock
+taken when the transaction really begins (its first statement) and released at
+commit/rollback. The busy timeout still covers other processes.
+
 After a commit of a session that recorded events, :attr:`Database.outbox_signal`
 is set so the outbox relay publishes them at once.
 """
@@ -26,19 +31,27 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.util import await_only
 
 OUTBOX_FLAG = "ymera_outbox_dirty"
+_HOLDS_LOCK = "ymera_holds_write_lock"
 DB_KEY = "ymera_db"
 
 
-def _sqlite_engine(url: str, *, immediate: bool, busy_timeout_ms: int, echo: bool) -> AsyncEngine:
+def _sqlite_engine(
+    url: str,
+    *,
+    write_lock: asyncio.Lock | None,
+    busy_timeout_ms: int,
+    echo: bool,
+) -> AsyncEngine:
     engine = create_async_engine(
         url,
         echo=echo,
         connect_args={"timeout": busy_timeout_ms / 1000, "isolation_level": None},
         pool_pre_ping=False,
     )
-    begin_sql = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    begin_sql = "BEGIN IMMEDIATE" if write_lock is not None else "BEGIN"
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -51,8 +64,32 @@ def _sqlite_engine(url: str, *, immediate: bool, busy_timeout_ms: int, echo: boo
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin_sql)
+        if write_lock is not None:
+            # Runs inside SQLAlchemy's greenlet, so it may wait on the event loop.
+            await_only(write_lock.acquire())
+            conn.info[_HOLDS_LOCK] = True
+        try:
+            conn.exec_driver_sql(begin_sql)
+        except BaseException:
+            _release(conn)
+            raise
 
+    def _release(conn: Any) -> None:
+        if write_lock is not None and conn.info.pop(_HOLDS_LOCK, False):
+            write_lock.release()
+
+    # Fired just before the COMMIT/ROLLBACK reaches SQLite; a writer that gets in
+    # during that instant waits on the busy timeout for microseconds.
+    event.listen(engine.sync_engine, "commit", _release)
+    event.listen(engine.sync_engine, "rollback", _release)
+
+    # Safety net: never leak the lock with a connection that goes back to the
+    # pool or is invalidated mid-transaction.
+    def _release_record(_dbapi_conn: Any, record: Any, *_: Any) -> None:
+        _release(record)
+
+    event.listen(engine.sync_engine, "checkin", _release_record)
+    event.listen(engine.sync_engine, "invalidate", _release_record)
     return engine
 
 
@@ -75,10 +112,13 @@ class Database:
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(
-                url, immediate=True, busy_timeout_ms=sqlite_busy_timeout_ms, echo=echo
+                url,
+                write_lock=asyncio.Lock(),
+                busy_timeout_ms=sqlite_busy_timeout_ms,
+                echo=echo,
             )
             self.read_engine = _sqlite_engine(
-                url, immediate=False, busy_timeout_ms=sqlite_busy_timeout_ms, echo=echo
+                url, write_lock=None, busy_timeout_ms=sqlite_busy_timeout_ms, echo=echo
             )
         else:
             self.engine = create_async_engine(
@@ -105,15 +145,27 @@ class Database:
         return session
 
     @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
-        """A unit of work: commit on success, roll back on error."""
+    async def transaction(
+        self,
+        *,
+        readonly: bool = False,
+        commit_on: tuple[type[BaseException], ...] = (),
+    ) -> AsyncIterator[AsyncSession]:
+        """A unit of work: commit on success, roll back on error.
+
+        Exceptions listed in ``commit_on`` still commit before propagating (for
+        failures whose side effects must stick, such as revoking a token family).
+        """
         async with self.session(readonly=readonly) as session:
             try:
                 yield session
+            except commit_on:
                 await session.commit()
+                raise
             except BaseException:
                 await session.rollback()
                 raise
+            await session.commit()
 
     def notify_outbox(self) -> None:
         self.outbox_signal.set()
