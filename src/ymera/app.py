@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ymera import __version__
+from ymera.agents.endpoints import router as agents_router
 from ymera.auth.endpoints import router as auth_router
 from ymera.auth.ratelimit import RateLimiter
 from ymera.auth.service import bootstrap_admin
@@ -26,6 +27,7 @@ from ymera.kit.clock import Clock, SystemClock
 from ymera.middleware import RequestContextMiddleware
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
+from ymera.runtime.health_monitor import health_monitor_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
 from ymera.state import AppState
 
@@ -33,7 +35,7 @@ log = structlog.get_logger("ymera.app")
 
 AdminCallback = Callable[[str, str], None]
 
-API_ROUTERS = (auth_router, events_router)
+API_ROUTERS = (auth_router, agents_router, events_router)
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
@@ -69,7 +71,7 @@ def create_app(
     clock: Clock | None = None,
     migrate_on_start: bool = False,
     on_admin_created: AdminCallback | None = None,
-    loops: tuple[LoopFn, ...] = DEFAULT_LOOPS,
+    loops: tuple[LoopFn, ...] | None = None,
 ) -> FastAPI:
     """Build the app. Nothing connects until the lifespan starts."""
     settings = settings or get_settings()
@@ -85,7 +87,7 @@ def create_app(
         await state.bus.start()
         if settings.auth.bootstrap_admin:
             await _bootstrap(state, on_admin_created)
-        runtime = Runtime(state, loops)
+        runtime = Runtime(state, (*DEFAULT_LOOPS, health_monitor_loop) if loops is None else loops)
         runtime.start()
         log.info(
             "started",

@@ -67,6 +67,15 @@ class EventSettings(BaseModel):
     retention_days: int = Field(default=30, ge=1)
 
 
+class AgentSettings(BaseModel):
+    heartbeat_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds of silence after which an agent is OFFLINE."
+    )
+    monitor_interval: float = Field(
+        default=5.0, gt=0, description="How often the health monitor looks for silent agents."
+    )
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     json_format: bool = Field(default=True, alias="json")
@@ -101,6 +110,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     events: EventSettings = EventSettings()
+    agents: AgentSettings = AgentSettings()
     log: LogSettings = LogSettings()
 
     @cached_property

@@ -1,6 +1,16 @@
 """ORM models. Import every module here so Alembic sees the whole metadata."""
 
+from ymera.models.agents import Agent, AgentCapability, AgentTag
 from ymera.models.auth import ApiKey, RefreshToken, User
 from ymera.models.events import Event, EventSequencer
 
-__all__ = ["ApiKey", "Event", "EventSequencer", "RefreshToken", "User"]
+__all__ = [
+    "Agent",
+    "AgentCapability",
+    "AgentTag",
+    "ApiKey",
+    "Event",
+    "EventSequencer",
+    "RefreshToken",
+    "User",
+]

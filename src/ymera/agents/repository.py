@@ -1,0 +1,125 @@
+"""Every query on the agent tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ymera.models.agents import Agent, AgentCapability, AgentTag
+
+
+async def get(session: AsyncSession, agent_id: str, *, for_update: bool = False) -> Agent | None:
+    stmt = select(Agent).where(Agent.id == agent_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_by_name(session: AsyncSession, name: str) -> Agent | None:
+    return (await session.execute(select(Agent).where(Agent.name == name))).scalar_one_or_none()
+
+
+async def replace_capabilities(
+    session: AsyncSession, agent_id: str, caps: Sequence[tuple[str, float]]
+) -> None:
+    await session.execute(delete(AgentCapability).where(AgentCapability.agent_id == agent_id))
+    session.add_all(AgentCapability(agent_id=agent_id, name=n, proficiency=p) for n, p in caps)
+
+
+async def replace_tags(session: AsyncSession, agent_id: str, tags: Sequence[str]) -> None:
+    await session.execute(delete(AgentTag).where(AgentTag.agent_id == agent_id))
+    session.add_all(AgentTag(agent_id=agent_id, tag=t) for t in tags)
+
+
+async def delete_agent(session: AsyncSession, agent_id: str) -> None:
+    await session.execute(delete(Agent).where(Agent.id == agent_id))
+
+
+def _sorted(stmt: Select[Any], sort: str, after: tuple[Any, str] | None) -> Select[Any]:
+    desc = sort.startswith("-")
+    column = Agent.name if sort.lstrip("-") == "name" else Agent.created_at
+    if after is not None:
+        value, last_id = after
+        if desc:
+            stmt = stmt.where(or_(column < value, and_(column == value, Agent.id < last_id)))
+        else:
+            stmt = stmt.where(or_(column > value, and_(column == value, Agent.id > last_id)))
+    if desc:
+        return stmt.order_by(column.desc(), Agent.id.desc())
+    return stmt.order_by(column.asc(), Agent.id.asc())
+
+
+async def list_agents(
+    session: AsyncSession,
+    *,
+    types: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    capability: str | None = None,
+    min_proficiency: float | None = None,
+    tag: str | None = None,
+    sort: str = "name",
+    after: tuple[Any, str] | None = None,
+    limit: int = 50,
+) -> Sequence[Agent]:
+    stmt = select(Agent)
+    if types:
+        stmt = stmt.where(Agent.type.in_(list(types)))
+    if statuses:
+        stmt = stmt.where(Agent.status.in_(list(statuses)))
+    if capability is not None:
+        cap = select(AgentCapability.agent_id).where(AgentCapability.name == capability)
+        if min_proficiency is not None:
+            cap = cap.where(AgentCapability.proficiency >= min_proficiency)
+        stmt = stmt.where(Agent.id.in_(cap))
+    if tag is not None:
+        stmt = stmt.where(Agent.id.in_(select(AgentTag.agent_id).where(AgentTag.tag == tag)))
+    stmt = _sorted(stmt, sort, after).limit(limit)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def silent_agents(
+    session: AsyncSession, *, cutoff: datetime, statuses: Sequence[str], limit: int
+) -> Sequence[Agent]:
+    """Agents in ``statuses`` whose last heartbeat is older than ``cutoff`` (or never)."""
+    stmt = (
+        select(Agent)
+        .where(
+            Agent.status.in_(list(statuses)),
+            or_(Agent.last_heartbeat_at.is_(None), Agent.last_heartbeat_at < cutoff),
+        )
+        .order_by(Agent.last_heartbeat_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def set_status_if(
+    session: AsyncSession,
+    *,
+    agent_id: str,
+    expected: str,
+    status: str,
+    reason: str | None,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> bool:
+    """Compare-and-set the status; False when another writer changed it first."""
+    values: dict[str, Any] = {
+        "status": status,
+        "status_reason": reason,
+        "status_changed_at": now,
+        "updated_at": now,
+        **(extra or {}),
+    }
+    result = await session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.status == expected)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ymera.agents.status import AgentStatus
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+CAPABILITY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
+
+
+class AgentType(StrEnum):
+    DEVELOPER = "DEVELOPER"
+    ANALYST = "ANALYST"
+    TESTER = "TESTER"
+    REVIEWER = "REVIEWER"
+    RESEARCHER = "RESEARCHER"
+    WRITER = "WRITER"
+    ORCHESTRATOR = "ORCHESTRATOR"
+    CUSTOM = "CUSTOM"
+
+
+class ConnectionMode(StrEnum):
+    WORKER = "worker"
+    HTTP = "http"
+    A2A = "a2a"
+
+
+class LearningMode(StrEnum):
+    PASSIVE = "PASSIVE"
+    ACTIVE = "ACTIVE"
+    REINFORCEMENT = "REINFORCEMENT"
+
+
+class Capability(BaseModel):
+    name: str = Field(pattern=CAPABILITY_PATTERN, examples=["python"])
+    proficiency: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+Tag = Field(pattern=CAPABILITY_PATTERN)
+
+
+def _unique_capabilities(caps: list[Capability] | None) -> list[Capability] | None:
+    if caps is None:
+        return None
+    seen: set[str] = set()
+    for cap in caps:
+        if cap.name in seen:
+            raise ValueError(f"capability {cap.name!r} listed twice")
+        seen.add(cap.name)
+    return caps
+
+
+class AgentCreate(BaseModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    type: AgentType = AgentType.CUSTOM
+    description: str = Field(default="", max_length=2000)
+    capabilities: list[Capability] = Field(default_factory=list, max_length=100)
+    max_concurrency: int = Field(default=1, ge=1, le=10_000)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    connection_mode: ConnectionMode = ConnectionMode.WORKER
+    endpoint_url: AnyHttpUrl | None = Field(
+        default=None, description="Required for http and a2a agents."
+    )
+    learning_mode: LearningMode | None = Field(
+        default=None, description="null: inherit the server default."
+    )
+
+    _caps = field_validator("capabilities")(_unique_capabilities)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str]) -> list[str]:
+        import re
+
+        for tag in tags:
+            if not re.match(CAPABILITY_PATTERN, tag):
+                raise ValueError(f"invalid tag {tag!r}")
+        return sorted(set(tags))
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> AgentCreate:
+        if self.connection_mode != ConnectionMode.WORKER and self.endpoint_url is None:
+            raise ValueError(f"endpoint_url is required for {self.connection_mode.value} agents")
+        return self
+
+
+class AgentUpdate(BaseModel):
+    description: str | None = Field(default=None, max_length=2000)
+    type: AgentType | None = None
+    capabilities: list[Capability] | None = Field(default=None, max_length=100)
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    tags: list[str] | None = Field(default=None, max_length=50)
+    metadata: dict[str, Any] | None = None
+    endpoint_url: AnyHttpUrl | None = None
+    learning_mode: LearningMode | None = None
+
+    _caps = field_validator("capabilities")(_unique_capabilities)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, tags: list[str] | None) -> list[str] | None:
+        import re
+
+        if tags is None:
+            return None
+        for tag in tags:
+            if not re.match(CAPABILITY_PATTERN, tag):
+                raise ValueError(f"invalid tag {tag!r}")
+        return sorted(set(tags))
+
+
+class AgentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    type: AgentType
+    description: str
+    capabilities: list[Capability]
+    max_concurrency: int
+    tags: list[str]
+    metadata: dict[str, Any] = Field(validation_alias="meta")
+    connection_mode: ConnectionMode
+    endpoint_url: str | None
+    learning_mode: LearningMode | None
+    owner_id: str | None
+    status: AgentStatus
+    status_reason: str | None
+    status_changed_at: datetime | None
+    current_load: int
+    last_heartbeat_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StatusChange(BaseModel):
+    status: AgentStatus
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class HeartbeatIn(BaseModel):
+    load: int | None = Field(
+        default=None, ge=0, le=100_000, description="Tasks in progress, if the agent knows."
+    )
+    message: str | None = Field(default=None, max_length=500)
+
+
+class SortField(StrEnum):
+    NAME = "name"
+    NAME_DESC = "-name"
+    CREATED = "created_at"
+    CREATED_DESC = "-created_at"

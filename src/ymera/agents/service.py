@@ -1,0 +1,380 @@
+"""Agent registry rules: CRUD, ownership, the status machine, heartbeats, silence."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ymera.agents import repository
+from ymera.agents.schemas import AgentCreate, AgentUpdate, SortField
+from ymera.agents.status import (
+    MANUAL_TARGETS,
+    AgentStatus,
+    IllegalTransition,
+    check_transition,
+    follow_load,
+    load_status,
+)
+from ymera.auth.permissions import Permission
+from ymera.auth.principal import Principal
+from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ymera.events.outbox import record_event
+from ymera.kit.ids import new_id
+from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
+from ymera.models.agents import Agent
+
+S = AgentStatus
+
+
+class AgentNotFound(NotFound):
+    code = "agent_not_found"
+
+
+class AgentNameTaken(Conflict):
+    code = "agent_name_taken"
+
+
+class AgentHasRunningTasks(Conflict):
+    code = "agent_has_running_tasks"
+
+
+def _event(session: AsyncSession, agent: Agent, kind: str, actor: str | None, **data: Any) -> None:
+    record_event(
+        session,
+        type=f"agent.{kind}",
+        resource_type="agent",
+        resource_id=agent.id,
+        data={"name": agent.name, **data},
+        actor=actor,
+    )
+
+
+def _check_owner(principal: Principal, agent: Agent) -> None:
+    if principal.kind == "agent":
+        if principal.agent_id != agent.id:
+            raise Forbidden("This agent key belongs to another agent", code="not_your_agent")
+        return
+    if principal.can(Permission.AGENTS_OPERATE) or agent.owner_id == principal.user_id:
+        return
+    raise Forbidden(
+        "Only the agent's owner or an operator may change it",
+        code="not_owner",
+        permission=Permission.AGENTS_OPERATE.value,
+    )
+
+
+def transition(
+    session: AsyncSession,
+    agent: Agent,
+    target: AgentStatus,
+    *,
+    reason: str | None,
+    now: datetime,
+    actor: str | None,
+) -> bool:
+    """Move ``agent`` to ``target`` through the transition table; records the event.
+
+    Returns False when it already was there.
+    """
+    current = AgentStatus(agent.status)
+    if current == target:
+        return False
+    check_transition(current, target)
+    agent.status = target.value
+    agent.status_reason = reason
+    agent.status_changed_at = now
+    agent.updated_at = now
+    _event(
+        session,
+        agent,
+        "status_changed",
+        actor,
+        **{"from": current.value, "to": target.value, "reason": reason},
+    )
+    return True
+
+
+# --- CRUD ------------------------------------------------------------------------------
+
+
+async def create_agent(
+    session: AsyncSession, *, principal: Principal, data: AgentCreate, now: datetime
+) -> Agent:
+    if await repository.get_by_name(session, data.name) is not None:
+        raise AgentNameTaken(f"An agent named {data.name!r} already exists")
+    agent = Agent(
+        id=new_id(),
+        name=data.name,
+        type=data.type.value,
+        description=data.description,
+        capabilities=[c.model_dump() for c in data.capabilities],
+        tags=list(data.tags),
+        meta=data.metadata,
+        max_concurrency=data.max_concurrency,
+        connection_mode=data.connection_mode.value,
+        endpoint_url=str(data.endpoint_url) if data.endpoint_url else None,
+        learning_mode=data.learning_mode.value if data.learning_mode else None,
+        owner_id=principal.user_id if principal.kind == "user" else None,
+        status=S.OFFLINE.value,
+        status_reason="registered; waiting for the first heartbeat",
+        status_changed_at=now,
+        current_load=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(agent)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise AgentNameTaken(f"An agent named {data.name!r} already exists") from exc
+    await repository.replace_capabilities(
+        session, agent.id, [(c.name, c.proficiency) for c in data.capabilities]
+    )
+    await repository.replace_tags(session, agent.id, data.tags)
+    _event(session, agent, "created", principal.id, type=agent.type)
+    return agent
+
+
+async def get_agent(session: AsyncSession, *, agent_id: str, for_update: bool = False) -> Agent:
+    agent = await repository.get(session, agent_id, for_update=for_update)
+    if agent is None:
+        raise AgentNotFound(f"Agent {agent_id} not found")
+    return agent
+
+
+async def list_agents(
+    session: AsyncSession,
+    *,
+    types: list[str],
+    statuses: list[str],
+    capability: str | None,
+    min_proficiency: float | None,
+    tag: str | None,
+    sort: SortField,
+    cursor: str | None,
+    limit: int,
+) -> Slice[Agent]:
+    raw = decode_cursor(cursor)
+    after: tuple[Any, str] | None = None
+    if raw is not None:
+        if raw.get("s") != sort.value or "v" not in raw or "id" not in raw:
+            raise Unprocessable("cursor does not match this sort order", code="invalid_cursor")
+        value: Any = raw["v"]
+        if sort.value.lstrip("-") == "created_at":
+            try:
+                value = datetime.fromisoformat(str(value))
+            except ValueError as exc:
+                raise Unprocessable("invalid cursor", code="invalid_cursor") from exc
+        after = (value, str(raw["id"]))
+    rows = await repository.list_agents(
+        session,
+        types=types,
+        statuses=statuses,
+        capability=capability,
+        min_proficiency=min_proficiency,
+        tag=tag,
+        sort=sort.value,
+        after=after,
+        limit=limit + 1,
+    )
+    items = list(rows[:limit])
+    nxt = None
+    if len(rows) > limit:
+        last = items[-1]
+        v: Any = last.name if sort.value.lstrip("-") == "name" else last.created_at.isoformat()
+        nxt = encode_cursor({"s": sort.value, "v": v, "id": last.id})
+    return Slice(items=items, next_cursor=nxt)
+
+
+async def update_agent(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    agent_id: str,
+    data: AgentUpdate,
+    now: datetime,
+) -> Agent:
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    _check_owner(principal, agent)
+    changed: list[str] = []
+    fields = data.model_dump(exclude_unset=True)
+    if "description" in fields and data.description is not None:
+        agent.description = data.description
+        changed.append("description")
+    if data.type is not None:
+        agent.type = data.type.value
+        changed.append("type")
+    if data.capabilities is not None:
+        agent.capabilities = [c.model_dump() for c in data.capabilities]
+        await repository.replace_capabilities(
+            session, agent.id, [(c.name, c.proficiency) for c in data.capabilities]
+        )
+        changed.append("capabilities")
+    if data.tags is not None:
+        agent.tags = list(data.tags)
+        await repository.replace_tags(session, agent.id, data.tags)
+        changed.append("tags")
+    if data.metadata is not None:
+        agent.meta = data.metadata
+        changed.append("metadata")
+    if data.endpoint_url is not None:
+        if agent.connection_mode == "worker":
+            raise Unprocessable("worker agents have no endpoint_url", code="invalid_field")
+        agent.endpoint_url = str(data.endpoint_url)
+        changed.append("endpoint_url")
+    if "learning_mode" in fields:
+        agent.learning_mode = data.learning_mode.value if data.learning_mode else None
+        changed.append("learning_mode")
+    if data.max_concurrency is not None:
+        agent.max_concurrency = data.max_concurrency
+        changed.append("max_concurrency")
+        target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
+        transition(session, agent, target, reason="capacity changed", now=now, actor=principal.id)
+    if changed:
+        agent.updated_at = now
+        await session.flush()
+        _event(session, agent, "updated", principal.id, changed=changed)
+    return agent
+
+
+async def delete_agent(
+    session: AsyncSession, *, principal: Principal, agent_id: str, force: bool, now: datetime
+) -> None:
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    _check_owner(principal, agent)
+    if agent.current_load > 0 and not force:
+        raise AgentHasRunningTasks(
+            f"Agent {agent.name} holds {agent.current_load} running task(s); "
+            "retry with force=true to re-queue them",
+            running=agent.current_load,
+        )
+    _event(session, agent, "deleted", principal.id, forced=force, running=agent.current_load)
+    await repository.delete_agent(session, agent.id)
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+async def set_status(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    agent_id: str,
+    target: AgentStatus,
+    reason: str | None,
+    now: datetime,
+) -> Agent:
+    """An operator's manual change. Only DEGRADED, ERROR and OFFLINE are set by hand,
+    plus IDLE to clear one of those; load and connection drive the rest."""
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    current = S(agent.status)
+    if target == S.IDLE and current in (S.DEGRADED, S.ERROR):
+        target = load_status(agent.current_load, agent.max_concurrency)
+    elif target not in MANUAL_TARGETS:
+        raise IllegalTransition(
+            f"{target.value} is not set by hand: use pause/resume, or it follows load and "
+            "connection; set DEGRADED, ERROR or OFFLINE, or IDLE to clear DEGRADED/ERROR",
+            current=current.value,
+            requested=target.value,
+            allowed=sorted(s.value for s in MANUAL_TARGETS),
+        )
+    transition(session, agent, target, reason=reason, now=now, actor=principal.id)
+    await session.flush()
+    return agent
+
+
+async def pause(
+    session: AsyncSession, *, principal: Principal, agent_id: str, reason: str | None, now: datetime
+) -> Agent:
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    _check_owner(principal, agent)
+    transition(session, agent, S.PAUSED, reason=reason or "paused", now=now, actor=principal.id)
+    await session.flush()
+    return agent
+
+
+def _connected(agent: Agent, now: datetime, heartbeat_timeout: float) -> bool:
+    beat = agent.last_heartbeat_at
+    return beat is not None and now - beat <= timedelta(seconds=heartbeat_timeout)
+
+
+async def resume(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    agent_id: str,
+    now: datetime,
+    heartbeat_timeout: float,
+) -> Agent:
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    _check_owner(principal, agent)
+    if agent.status != S.PAUSED:
+        raise IllegalTransition(
+            f"Agent is {agent.status}, not PAUSED", current=agent.status, allowed=[]
+        )
+    if _connected(agent, now, heartbeat_timeout):
+        target = load_status(agent.current_load, agent.max_concurrency)
+        reason = "resumed"
+    else:
+        target = S.OFFLINE
+        reason = "resumed; no recent heartbeat"
+    transition(session, agent, target, reason=reason, now=now, actor=principal.id)
+    await session.flush()
+    return agent
+
+
+async def heartbeat(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    agent_id: str,
+    load: int | None,
+    now: datetime,
+) -> Agent:
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    _check_owner(principal, agent)
+    agent.last_heartbeat_at = now
+    if load is not None:
+        agent.current_load = load
+    current = S(agent.status)
+    if current == S.OFFLINE:
+        transition(
+            session,
+            agent,
+            load_status(agent.current_load, agent.max_concurrency),
+            reason="heartbeat",
+            now=now,
+            actor=principal.id,
+        )
+    else:
+        target = follow_load(current, agent.current_load, agent.max_concurrency)
+        transition(session, agent, target, reason="load", now=now, actor=principal.id)
+    await session.flush()
+    return agent
+
+
+async def mark_silent_offline(
+    session: AsyncSession, *, now: datetime, heartbeat_timeout: float, limit: int = 500
+) -> list[Agent]:
+    """Mark agents silent for longer than the timeout OFFLINE (PAUSED ones stay paused).
+
+    Safe on every replica at once: rows are locked with SKIP LOCKED on PostgreSQL
+    and the status is re-checked under the lock.
+    """
+    cutoff = now - timedelta(seconds=heartbeat_timeout)
+    live = [s.value for s in (S.IDLE, S.ACTIVE, S.BUSY, S.DEGRADED, S.ERROR)]
+    agents = await repository.silent_agents(session, cutoff=cutoff, statuses=live, limit=limit)
+    for agent in agents:
+        transition(
+            session,
+            agent,
+            S.OFFLINE,
+            reason=f"no heartbeat for {heartbeat_timeout:g} s",
+            now=now,
+            actor="system",
+        )
+    await session.flush()
+    return list(agents)
