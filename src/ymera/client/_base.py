@@ -1,0 +1,32 @@
+"""Request building and response handling shared by the sync and async clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ymera.client.errors import error_from_response
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def clean_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def handle(response: httpx.Response) -> Any:
+    """Return the decoded body, or raise the typed error the problem+json describes."""
+    if response.status_code == 204:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.is_success:
+        return body
+    raise error_from_response(response.status_code, body, response.text)
