@@ -2,7 +2,8 @@
 
 One pub/sub connection per process fans messages out to local subscribers. When
 the connection drops, a reader loop reconnects with backoff and jitter and
-resubscribes every channel; every subscription is marked lagged because
+resubscribes every channel. Every subscription is marked lagged when the drop is
+noticed and again once Redis confirms its channel is live again, because
 messages published meanwhile are gone (consumers catch up from the database).
 """
 
@@ -16,6 +17,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 from ymera.bus.base import EventBus
@@ -35,31 +38,52 @@ class RedisBus(EventBus):
         prefix: str = "ymera:",
         reconnect_base: float = 0.1,
         reconnect_cap: float = 5.0,
+        confirm_timeout: float = 5.0,
     ) -> None:
         super().__init__()
         self.url = url
         self.prefix = f"{prefix}bus:"
         self._reconnect_base = reconnect_base
         self._reconnect_cap = reconnect_cap
+        self._confirm_timeout = confirm_timeout
+        # Publishing retries a little (a pooled connection can be stale after a
+        # Redis restart); the pub/sub connection never retries on its own, so
+        # every drop surfaces in the reader loop, which resubscribes and marks
+        # subscriptions lagged instead of redis-py silently resubscribing.
         self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=10,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+        )
+        self._sub_client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=10,
+            retry=Retry(NoBackoff(), 0),
         )
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._closing = False
         self._lock = asyncio.Lock()
+        # full channel name -> resolved when Redis confirms the subscription
         self._confirm_waiters: dict[str, asyncio.Future[None]] = {}
+        # channels resubscribed after a reconnect; lagged once Redis confirms them
+        self._resubscribing: set[str] = set()
+        self.reconnects = 0
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_loop(), name="redis-bus-reader")
         # Do not fail startup if Redis is briefly away: the reader keeps trying.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), timeout=5)
+        await self.wait_connected(5)
 
     async def close(self) -> None:
         self._closing = True
@@ -67,8 +91,14 @@ class RedisBus(EventBus):
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
+            self._reader = None
+        self._connected.clear()
         await self._close_pubsub()
         await self._client.aclose()
+        await self._sub_client.aclose()
+        for waiter in self._confirm_waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
         await super().close()
 
     async def wait_connected(self, timeout: float) -> bool:
@@ -87,15 +117,38 @@ class RedisBus(EventBus):
             return False
         return True
 
+    async def publish_many(self, channel: str, items: list[dict[str, Any]]) -> bool:
+        """One round trip for the whole batch (a pipeline, in order)."""
+        if not items:
+            return True
+        full = self.prefix + channel
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for data in items:
+                    pipe.publish(full, json.dumps(data, separators=(",", ":"), default=str))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("bus_publish_failed", channel=channel, count=len(items), error=repr(exc))
+            return False
+        return True
+
     async def ping(self) -> bool:
         try:
             return bool(await self._client.ping())
         except (RedisError, OSError):
             return False
 
-    async def _on_first_subscriber(self, channel: str) -> None:
+    async def _on_subscribe(self, channel: str, *, first: bool) -> None:
         full = self.prefix + channel
-        waiter = asyncio.get_running_loop().create_future()
+        if not first:
+            # Another subscriber is activating this channel upstream: wait for it,
+            # so this one, too, receives everything published after it entered.
+            pending = self._confirm_waiters.get(full)
+            if pending is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(pending), self._confirm_timeout)
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm_waiters[full] = waiter
         try:
             async with self._lock:
@@ -108,12 +161,17 @@ class RedisBus(EventBus):
                     return
             # Redis confirms a subscription once it is active; wait for that.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout=5)
+                await asyncio.wait_for(asyncio.shield(waiter), self._confirm_timeout)
         finally:
-            self._confirm_waiters.pop(full, None)
+            if self._confirm_waiters.get(full) is waiter:
+                del self._confirm_waiters[full]
+            if not waiter.done():
+                waiter.set_result(None)  # release subscribers waiting behind this one
 
     async def _on_last_unsubscribe(self, channel: str) -> None:
         async with self._lock:
+            if self._subs.get(channel):
+                return  # a new subscriber arrived meanwhile; keep the channel
             if self._pubsub is not None and self._connected.is_set():
                 with contextlib.suppress(RedisError, OSError):
                     await self._pubsub.unsubscribe(self.prefix + channel)
@@ -124,34 +182,38 @@ class RedisBus(EventBus):
                 await self._pubsub.aclose()
             self._pubsub = None
 
-    async def _connect(self) -> None:
+    async def _connect(self, *, reconnect: bool) -> None:
         async with self._lock:
             await self._close_pubsub()
-            pubsub = self._client.pubsub()
-            channels = [self.prefix + _CONTROL] + [self.prefix + c for c in self._subs]
-            await pubsub.subscribe(*channels)
+            pubsub = self._sub_client.pubsub()
+            channels = [self.prefix + c for c in self._subs]
+            if reconnect:
+                self._resubscribing = set(channels)
+            await pubsub.subscribe(self.prefix + _CONTROL, *channels)
             self._pubsub = pubsub
 
     async def _read_loop(self) -> None:
         attempt = 0
+        connected_before = False
         while not self._closing:
             try:
-                await self._connect()
-                if attempt:
+                await self._connect(reconnect=connected_before)
+                if connected_before:
+                    self.reconnects += 1
                     log.info("bus_reconnected", attempts=attempt)
-                    self._mark_all_lagged()
+                connected_before = True
                 attempt = 0
                 self._connected.set()
                 await self._pump()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # any failure: drop the connection and retry
                 self._connected.clear()
                 if self._closing:
                     return
                 attempt += 1
                 self._mark_all_lagged()
-                delay = min(self._reconnect_cap, self._reconnect_base * 2 ** min(attempt, 10))
+                delay = min(self._reconnect_cap, self._reconnect_base * 2 ** min(attempt - 1, 10))
                 delay *= 0.5 + random.random() / 2
                 log.warning("bus_disconnected", error=repr(exc), retry_in=round(delay, 3))
                 await asyncio.sleep(delay)
@@ -165,18 +227,25 @@ class RedisBus(EventBus):
                 continue
             raw_channel = msg["channel"]
             channel = raw_channel.decode() if isinstance(raw_channel, bytes) else raw_channel
-            if msg.get("type") == "subscribe":
-                waiter = self._confirm_waiters.get(channel)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+            kind = msg.get("type")
+            if kind == "subscribe":
+                self._on_confirmed(channel)
                 continue
-            if msg.get("type") != "message":
+            if kind != "message" or channel == control:
                 continue
             try:
                 data = json.loads(msg["data"])
             except (ValueError, TypeError):
                 log.warning("bus_bad_message", channel=channel)
                 continue
-            if channel == control:
-                continue
             self._dispatch(channel[plen:], data)
+
+    def _on_confirmed(self, channel: str) -> None:
+        waiter = self._confirm_waiters.get(channel)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if channel in self._resubscribing:
+            # Messages published while the connection was down are gone; now
+            # that the channel is live again, tell its subscribers to catch up.
+            self._resubscribing.discard(channel)
+            self._mark_lagged(channel[len(self.prefix) :])

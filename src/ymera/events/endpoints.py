@@ -74,8 +74,11 @@ async def events(
     With `Accept: text/event-stream` this is a live Server-Sent Events stream:
     each event has an `id:` line (its `seq`); reconnect with `Last-Event-ID`
     (or `after`) to resume with no gap and no duplicate. Without an
-    `after`/`Last-Event-ID` the stream starts at the live end. Otherwise it
-    answers a JSON page of events after `after` (default: from the start).
+    `after`/`Last-Event-ID` the stream starts at the live end. The stream
+    opens with a `retry:` line and a `: live` comment once it is subscribed
+    (every event committed after that is delivered), and sends a `: keepalive`
+    comment when idle. Otherwise it answers a JSON page of events after
+    `after` (default: from the start).
     """
     types = tuple(t for t in (type or []) if t)
     flt = service.EventFilter(types=types, resource_type=resource_type, resource_id=resource_id)
@@ -88,7 +91,7 @@ async def events(
         return EventPage(items=list(items), next_after=nxt)
 
     async def body() -> AsyncIterator[bytes]:
-        yield b"retry: 2000\n\n"
+        live = False
         async for payload in service.stream_events(
             state.db,
             state.bus,
@@ -96,7 +99,14 @@ async def events(
             after=cursor,
             keepalive=state.settings.events.sse_keepalive_seconds,
         ):
-            yield b": keepalive\n\n" if payload is None else _sse(payload)
+            if payload is not None:
+                yield _sse(payload)
+            elif live:
+                yield b": keepalive\n\n"
+            else:
+                # The stream is subscribed: nothing committed from now on is missed.
+                live = True
+                yield b"retry: 2000\n: live\n\n"
 
     return StreamingResponse(
         body(),

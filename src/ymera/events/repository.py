@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.events import Event, EventSequencer
@@ -20,6 +20,28 @@ async def lock_sequencer(session: AsyncSession) -> int:
         await session.flush()
         return 0
     return value
+
+
+async def sequence_pending(session: AsyncSession, *, last_seq: int, limit: int) -> list[Event]:
+    """Give the oldest ``limit`` unsequenced events ``last_seq + 1 ...`` in id order,
+    in one statement; returns them ordered by seq. Call under the sequencer lock."""
+    ranked = (
+        select(Event.id.label("id"), func.row_number().over(order_by=Event.id).label("rn"))
+        .where(Event.seq.is_(None))
+        .order_by(Event.id)
+        .limit(limit)
+        .subquery()
+    )
+    stmt = (
+        update(Event)
+        .where(Event.id == ranked.c.id)
+        .values(seq=last_seq + ranked.c.rn)
+        .returning(Event)
+        .execution_options(synchronize_session=False)
+    )
+    rows = list((await session.execute(stmt)).scalars().all())
+    rows.sort(key=lambda e: e.seq or 0)
+    return rows
 
 
 async def unsequenced(session: AsyncSession, *, limit: int) -> Sequence[Event]:

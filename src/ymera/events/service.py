@@ -10,7 +10,6 @@ matching event exactly once and in order.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,19 +31,21 @@ def event_payload(event: Event) -> dict[str, Any]:
 
 
 async def relay_once(db: Database, bus: EventBus, *, batch_size: int = 500) -> int:
-    """Sequence up to ``batch_size`` committed events, commit, then publish them."""
+    """Sequence up to ``batch_size`` committed events, commit, then publish them.
+
+    Publishing stops at the first failure: the events are safe in the database
+    and streams catch up from there, and a bus outage must not hold up the
+    sequencing of the events that follow.
+    """
     async with db.transaction() as session:
         last = await repository.lock_sequencer(session)
-        pending = await repository.unsequenced(session, limit=batch_size)
-        if not pending:
+        sequenced = await repository.sequence_pending(session, last_seq=last, limit=batch_size)
+        if not sequenced:
             return 0
-        for offset, event in enumerate(pending, start=1):
-            event.seq = last + offset
-        await session.flush()
-        await repository.set_last_seq(session, last + len(pending))
-        payloads = [event_payload(e) for e in pending]
-    for payload in payloads:
-        await bus.publish(EVENTS_CHANNEL, payload)
+        await repository.set_last_seq(session, last + len(sequenced))
+        payloads = [event_payload(e) for e in sequenced]
+    if not await bus.publish_many(EVENTS_CHANNEL, payloads):
+        log.warning("events_not_published", first_seq=last + 1, last_seq=last + len(payloads))
     return len(payloads)
 
 
@@ -108,10 +109,15 @@ async def stream_events(
 ) -> AsyncIterator[dict[str, Any] | None]:
     """Yield matching event payloads after ``after`` forever; ``None`` is a keepalive.
 
-    ``after=None`` starts at the live end (no replay).
+    The first item is always ``None``, yielded as soon as the stream is live: an
+    event committed from then on will be delivered. ``after=None`` starts at the
+    live end (no replay). Every ``keepalive`` seconds without a message the
+    stream also checks the database, so an event whose bus message was lost is
+    delivered at the latest then, even when no later event reveals the gap.
     """
     async with bus.subscribe(EVENTS_CHANNEL) as sub:
         cursor = await current_seq(db) if after is None else after
+        yield None
 
         async def catch_up() -> AsyncIterator[dict[str, Any]]:
             nonlocal cursor
@@ -137,6 +143,10 @@ async def stream_events(
                     yield payload
             message = await sub.get(timeout=keepalive)
             if message is None:
+                if sub.lagged:
+                    continue  # woken by a reconnect or an overflow: catch up first
+                async for payload in catch_up():
+                    yield payload
                 yield None
                 continue
             seq = int(message.data.get("seq") or 0)
@@ -150,10 +160,3 @@ async def stream_events(
             cursor = seq
             if flt.matches(message.data):
                 yield message.data
-
-
-async def wait_for_signal(signal: asyncio.Event, timeout: float) -> None:
-    try:
-        await asyncio.wait_for(signal.wait(), timeout)
-    except TimeoutError:
-        return

@@ -1,0 +1,278 @@
+"""The transactional outbox: events commit with the change, then get a gap-free ``seq``
+in commit order and are published on the bus; a rollback leaves nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.bus.support import collect
+from tests.fixtures.backends import Backend
+from ymera.bus import EventBus, MemoryBus
+from ymera.bus.base import Message, Subscription
+from ymera.bus.redis import RedisBus
+from ymera.db.database import Database
+from ymera.events.outbox import flush_events, record_event
+from ymera.events.service import EVENTS_CHANNEL, current_seq, relay_once
+from ymera.models.events import Event
+
+
+@dataclass
+class Replica:
+    """What one server process has: its own engine and its own bus connection."""
+
+    db: Database
+    bus: EventBus
+
+
+ReplicaFactory = Callable[[], Awaitable[Replica]]
+
+
+@pytest.fixture
+async def replicas(backend: Backend) -> AsyncIterator[ReplicaFactory]:
+    """Make replicas on the test's database and bus. On the memory bus they share one
+    in-process bus (the only way two relays can reach one subscriber there)."""
+    made: list[Replica] = []
+    shared_memory = MemoryBus()
+
+    async def make() -> Replica:
+        bus: EventBus
+        if backend.redis_url:
+            bus = RedisBus(backend.redis_url, prefix=backend.redis_prefix)
+            await bus.start()
+        else:
+            bus = shared_memory
+        replica = Replica(db=Database(backend.database_url), bus=bus)
+        made.append(replica)
+        return replica
+
+    try:
+        yield make
+    finally:
+        for replica in made:
+            await replica.bus.close()
+            await replica.db.dispose()
+
+
+async def write_events(db: Database, tx: int, count: int) -> None:
+    """One unit of work recording ``count`` events, flushing between them so that
+    concurrent transactions interleave their inserts."""
+    async with db.transaction() as session:
+        for i in range(count):
+            record_event(
+                session,
+                type="test.written",
+                resource_type="tx",
+                resource_id=str(tx),
+                data={"tx": tx, "i": i},
+            )
+            await session.flush()
+
+
+async def relay_until_idle(db: Database, bus: EventBus, *, batch_size: int = 500) -> int:
+    total = 0
+    while count := await relay_once(db, bus, batch_size=batch_size):
+        total += count
+    return total
+
+
+async def all_events(db: Database) -> list[Event]:
+    async with db.transaction(readonly=True) as session:
+        rows = await session.execute(select(Event).order_by(Event.id))
+        return list(rows.scalars().all())
+
+
+def drain(sub: Subscription) -> list[Message]:
+    got = []
+    while (message := sub.get_nowait()) is not None:
+        got.append(message)
+    return got
+
+
+async def test_committed_event_is_sequenced_and_published(replicas: ReplicaFactory) -> None:
+    r = await replicas()
+    base = await current_seq(r.db)
+    async with r.bus.subscribe(EVENTS_CHANNEL) as sub:
+        async with r.db.transaction() as session:
+            record_event(
+                session,
+                type="thing.created",
+                resource_type="thing",
+                resource_id="t-1",
+                data={"size": 3},
+                actor="tester",
+            )
+        assert r.db.outbox_signal.is_set(), "a commit with events must wake the relay"
+        assert await relay_once(r.db, r.bus) == 1
+        (message,) = await collect(sub, 1)
+        assert await relay_once(r.db, r.bus) == 0  # already sequenced: nothing twice
+    payload = message.data
+    assert message.channel == EVENTS_CHANNEL
+    assert payload["seq"] == base + 1
+    assert payload["type"] == "thing.created"
+    assert payload["resource_type"] == "thing"
+    assert payload["resource_id"] == "t-1"
+    assert payload["data"] == {"size": 3}
+    assert payload["actor"] == "tester"
+    assert payload["created_at"]
+    (row,) = [e for e in await all_events(r.db) if e.type == "thing.created"]
+    assert row.seq == base + 1
+    assert await current_seq(r.db) == base + 1
+    assert sub.pending() == 0
+
+
+class Boom(Exception):
+    pass
+
+
+async def doomed_transaction(db: Database) -> None:
+    async with db.transaction() as session:
+        record_event(session, type="test.doomed", resource_type="x", resource_id="1")
+        await flush_events(session)
+        inside = select(func.count()).select_from(Event).where(Event.type == "test.doomed")
+        assert (await session.execute(inside)).scalar_one() == 1  # written, not yet committed
+        raise Boom
+
+
+async def test_rolled_back_event_leaves_nothing_and_publishes_nothing(
+    replicas: ReplicaFactory,
+) -> None:
+    r = await replicas()
+    base = await current_seq(r.db)
+
+    async with r.bus.subscribe(EVENTS_CHANNEL) as sub:
+        with pytest.raises(Boom):
+            await doomed_transaction(r.db)
+        assert not r.db.outbox_signal.is_set()
+        assert await relay_once(r.db, r.bus) == 0
+        # A later committed event is the first (and only) thing on the bus and
+        # takes the next seq: the rolled-back one was never published nor numbered.
+        async with r.db.transaction() as session:
+            record_event(session, type="test.kept", resource_type="x", resource_id="2")
+        assert await relay_once(r.db, r.bus) == 1
+        (message,) = await collect(sub, 1)
+    assert message.data["type"] == "test.kept"
+    assert message.data["seq"] == base + 1
+    assert [e.type for e in await all_events(r.db) if e.type.startswith("test.")] == ["test.kept"]
+
+
+async def _run_writers_and_relays(
+    txs: range, per_writer: int, relays: list[Replica], *, batch_size: int
+) -> tuple[int, list[int]]:
+    """Run the writers concurrently while every replica's relay loops; then drain.
+    Returns (events relayed in total, how many each relay call sequenced)."""
+    done = asyncio.Event()
+    calls: list[int] = []
+
+    async def relay_loop(replica: Replica) -> int:
+        total = 0
+        while not done.is_set():
+            count = await relay_once(replica.db, replica.bus, batch_size=batch_size)
+            calls.append(count)
+            total += count
+            if not count:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(replica.db.outbox_signal.wait(), 0.05)
+                replica.db.outbox_signal.clear()
+        return total
+
+    loops = [asyncio.create_task(relay_loop(r)) for r in relays]
+    try:
+        writer_db = relays[0].db
+        await asyncio.gather(*(write_events(writer_db, tx, per_writer) for tx in txs))
+    finally:
+        done.set()
+        relayed = sum(await asyncio.gather(*loops))
+    relayed += sum(await asyncio.gather(*(relay_until_idle(r.db, r.bus) for r in relays)))
+    return relayed, calls
+
+
+async def _assert_gap_free(db: Database, base: int, expected: int) -> list[Event]:
+    events = [e for e in await all_events(db) if e.type == "test.written"]
+    assert len(events) == expected
+    seqs = sorted(e.seq for e in events if e.seq is not None)
+    assert seqs == list(range(base + 1, base + expected + 1)), "seqs must be unique and gap-free"
+    assert await current_seq(db) == base + expected
+    # Within one transaction the events keep their order.
+    by_tx: dict[int, list[tuple[int, int]]] = {}
+    for e in events:
+        by_tx.setdefault(e.data["tx"], []).append((e.data["i"], e.seq or 0))
+    for tx, pairs in by_tx.items():
+        in_seq_order = [i for i, _ in sorted(pairs, key=lambda p: p[1])]
+        assert in_seq_order == sorted(in_seq_order), f"tx {tx} reordered: {pairs}"
+    return events
+
+
+async def test_concurrent_writers_get_unique_gap_free_seqs(replicas: ReplicaFactory) -> None:
+    r = await replicas()
+    base = await current_seq(r.db)
+    writers, per_writer = 20, 10
+    total = writers * per_writer
+    async with r.bus.subscribe(EVENTS_CHANNEL) as sub:
+        relayed, _ = await _run_writers_and_relays(range(writers), per_writer, [r], batch_size=500)
+        assert relayed == total
+        published = [m.data["seq"] for m in await collect(sub, total, timeout=15)]
+        assert sub.pending() == 0
+        assert not sub.lagged
+    await _assert_gap_free(r.db, base, total)
+    # One relay publishes in seq order, each event exactly once.
+    assert published == list(range(base + 1, base + total + 1))
+
+
+async def test_two_relays_at_once_give_unique_gap_free_seqs(replicas: ReplicaFactory) -> None:
+    first, second = await replicas(), await replicas()
+    base = await current_seq(first.db)
+    writers, per_writer = 10, 10
+    total = writers * per_writer
+
+    async with first.bus.subscribe(EVENTS_CHANNEL) as sub:
+        # Two replicas relay a backlog at the same moment.
+        backlog = writers // 2
+        for tx in range(backlog):
+            await write_events(first.db, tx, per_writer)
+        counts = await asyncio.gather(
+            relay_once(first.db, first.bus, batch_size=7),
+            relay_once(second.db, second.bus, batch_size=7),
+        )
+        assert sorted(counts) == [7, 7], "two relays must sequence disjoint batches"
+        # And keep relaying, in small batches, while writers commit concurrently.
+        relayed, calls = await _run_writers_and_relays(
+            range(backlog, writers), per_writer, [first, second], batch_size=7
+        )
+        assert sum(counts) + relayed == total  # each event sequenced by one relay only
+        assert all(c <= 7 for c in calls)
+        published = sorted(m.data["seq"] for m in await collect(sub, total, timeout=15))
+        assert sub.pending() == 0
+    await _assert_gap_free(first.db, base, total)
+    # Both relays published on the bus; each event arrived exactly once.
+    assert published == list(range(base + 1, base + total + 1))
+
+
+class DownBus(MemoryBus):
+    """A bus that cannot send (as when Redis is away); counts the attempts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    async def publish(self, channel: str, data: dict[str, Any]) -> bool:
+        self.attempts += 1
+        return False
+
+
+async def test_bus_outage_does_not_hold_up_sequencing(replicas: ReplicaFactory) -> None:
+    r = await replicas()
+    base = await current_seq(r.db)
+    down = DownBus()
+    await write_events(r.db, 0, 5)
+    assert await relay_once(r.db, down) == 5
+    assert down.attempts == 1  # gave up publishing the batch after the first failure
+    await write_events(r.db, 1, 3)
+    assert await relay_once(r.db, down) == 3
+    await _assert_gap_free(r.db, base, 8)
