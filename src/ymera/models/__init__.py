@@ -3,6 +3,7 @@
 from ymera.models.agents import Agent, AgentCapability, AgentTag
 from ymera.models.auth import ApiKey, RefreshToken, User
 from ymera.models.events import Event, EventSequencer
+from ymera.models.tasks import Task
 
 __all__ = [
     "Agent",
@@ -12,5 +13,6 @@ __all__ = [
     "Event",
     "EventSequencer",
     "RefreshToken",
+    "Task",
     "User",
 ]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ymera.db.base import Base, JSONType
+
+
+class Task(Base):
+    """A unit of work, kept until it reaches a final state.
+
+    ``attempt`` counts assignments; ``lease_token`` fences results: only the
+    holder of the current (attempt, lease_token) may report on the task.
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # The dispatcher's queue: pending tasks by priority then age.
+        Index(
+            "ix_tasks_queue",
+            "priority",
+            "created_at",
+            postgresql_where=text("status = 'PENDING'"),
+            sqlite_where=text("status = 'PENDING'"),
+        ),
+        Index("ix_tasks_status_created", "status", "created_at"),
+        Index("ix_tasks_agent_status", "agent_id", "status"),
+        Index(
+            "ix_tasks_lease",
+            "lease_expires_at",
+            postgresql_where=text("status IN ('ASSIGNED', 'RUNNING')"),
+            sqlite_where=text("status IN ('ASSIGNED', 'RUNNING')"),
+        ),
+        Index("ix_tasks_type_created", "type", "created_at"),
+        UniqueConstraint("created_by", "idempotency_key", name="uq_tasks_idempotency"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(10))
+    priority: Mapped[int] = mapped_column(Integer, default=5)
+    input: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    required_capabilities: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    file_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    preferred_agents: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    excluded_agents: Mapped[list[str]] = mapped_column(JSONType, default=list)
+
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    retry_initial: Mapped[float] = mapped_column(Float, default=1.0)
+    retry_factor: Mapped[float] = mapped_column(Float, default=2.0)
+    retry_cap: Mapped[float] = mapped_column(Float, default=300.0)
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    deadline: Mapped[datetime | None] = mapped_column(default=None)
+    available_at: Mapped[datetime] = mapped_column()
+
+    agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), default=None
+    )
+    lease_token: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    idempotency_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(80))
+    workflow_step_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
+    progress: Mapped[float | None] = mapped_column(Float, default=None)
+    progress_message: Mapped[str | None] = mapped_column(String(500), default=None)
+    feedback_score: Mapped[float | None] = mapped_column(Float, default=None)
+    feedback_comment: Mapped[str | None] = mapped_column(String(2000), default=None)
+
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    assigned_at: Mapped[datetime | None] = mapped_column(default=None)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

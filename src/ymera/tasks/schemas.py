@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ymera.tasks.status import TaskStatus
+
+TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
+
+
+class RetryPolicy(BaseModel):
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial: float = Field(default=1.0, ge=0, le=3600, description="First backoff, seconds.")
+    factor: float = Field(default=2.0, ge=1, le=10)
+    cap: float = Field(default=300.0, ge=0, le=86_400, description="Longest backoff, seconds.")
+
+
+class TaskCreate(BaseModel):
+    type: str = Field(pattern=TYPE_PATTERN, examples=["summarise"])
+    input: dict[str, Any] = Field(default_factory=dict)
+    required_capabilities: list[str] = Field(default_factory=list, max_length=20)
+    priority: int = Field(default=5, ge=0, le=9, description="9 is most urgent.")
+    deadline: datetime | None = Field(
+        default=None, description="Fail the task if it has not finished by then."
+    )
+    timeout: float | None = Field(
+        default=None, gt=0, le=7 * 86_400, description="Execution timeout per attempt, seconds."
+    )
+    retry: RetryPolicy | None = Field(default=None, description="Default: the type's policy.")
+    file_ids: list[str] = Field(default_factory=list, max_length=100)
+    preferred_agents: list[str] = Field(default_factory=list, max_length=50)
+    excluded_agents: list[str] = Field(default_factory=list, max_length=50)
+    workflow_step_id: str | None = Field(default=None, max_length=36)
+
+    @field_validator("deadline")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("deadline must include a timezone")
+        return value
+
+
+class TaskBatchCreate(BaseModel):
+    tasks: list[TaskCreate] = Field(min_length=1, max_length=1000)
+
+
+class TaskOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    type: str
+    status: TaskStatus
+    priority: int
+    input: dict[str, Any]
+    required_capabilities: list[str]
+    file_ids: list[str]
+    preferred_agents: list[str]
+    excluded_agents: list[str]
+    attempt: int
+    max_attempts: int
+    agent_id: str | None
+    deadline: datetime | None
+    timeout_seconds: float | None
+    available_at: datetime
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    progress: float | None
+    progress_message: str | None
+    feedback_score: float | None
+    workflow_step_id: str | None
+    idempotency_key: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    assigned_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class FeedbackIn(BaseModel):
+    score: float = Field(ge=0, le=1)
+    comment: str | None = Field(default=None, max_length=2000)
