@@ -22,6 +22,7 @@ from tests.fixtures.backends import (
     migrated_sqlite_template,
     truncate_postgres,
 )
+from tests.fixtures.live import LiveServer, live  # noqa: F401  (shared fixture)
 from ymera.app import create_app
 from ymera.auth import service as auth_service
 from ymera.auth.permissions import Role

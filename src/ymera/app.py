@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +12,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ymera import __version__
+from ymera.agents.connect import router as connect_router
 from ymera.agents.endpoints import router as agents_router
+from ymera.agents.hub import WorkerHub
 from ymera.auth.endpoints import router as auth_router
 from ymera.auth.ratelimit import RateLimiter
 from ymera.auth.service import bootstrap_admin
@@ -29,13 +32,16 @@ from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
 from ymera.runtime.health_monitor import health_monitor_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
+from ymera.runtime.task_loops import TASK_LOOPS
 from ymera.state import AppState
+from ymera.tasks.dispatcher import Dispatcher
+from ymera.tasks.endpoints import router as tasks_router
 
 log = structlog.get_logger("ymera.app")
 
 AdminCallback = Callable[[str, str], None]
 
-API_ROUTERS = (auth_router, agents_router, events_router)
+API_ROUTERS = (auth_router, agents_router, tasks_router, events_router)
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
@@ -81,13 +87,20 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         state = build_state(settings, clock=clock)
         state.extras["metrics"] = metrics
+        state.extras["replica_id"] = secrets.token_hex(6)
+        hub = WorkerHub()
+        dispatcher = Dispatcher(state, hub)
+        state.extras["hub"] = hub
+        state.extras["dispatcher"] = dispatcher
+        state.db.add_commit_listener(dispatcher.wake)
         app.state.ymera = state
         if migrate_on_start:
             await migrate.upgrade(state.db)
         await state.bus.start()
         if settings.auth.bootstrap_admin:
             await _bootstrap(state, on_admin_created)
-        runtime = Runtime(state, (*DEFAULT_LOOPS, health_monitor_loop) if loops is None else loops)
+        default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
+        runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
         log.info(
             "started",
@@ -98,7 +111,9 @@ def create_app(
         try:
             yield {}
         finally:
+            # Workers keep their tasks and reconnect (to a replica) within the lease.
             await runtime.shutdown(settings.server.graceful_shutdown_seconds)
+            await hub.close_all()
             await state.bus.close()
             await state.db.dispose()
             log.info("stopped")
@@ -114,6 +129,7 @@ def create_app(
     app.state.settings = settings
     install_handlers(app)
     app.include_router(monitoring_router)
+    app.include_router(connect_router)
     for router in API_ROUTERS:
         app.include_router(router, responses=COMMON_RESPONSES)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -11,38 +11,55 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServerSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="Address `ymera serve` binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `ymera serve` binds.")
     public_url: str | None = Field(
-        default=None, description="URL clients use to reach this server (for links)."
+        default=None,
+        description="URL clients use to reach this server (behind a proxy, say); "
+        "shown by `ymera serve`. Unset: http://HOST:PORT.",
     )
-    graceful_shutdown_seconds: float = 10.0
+    graceful_shutdown_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM, how long requests in flight may take to finish. "
+        "Open event streams end at once.",
+    )
 
 
 class DatabaseSettings(BaseModel):
-    echo: bool = False
-    pool_size: int = 10
-    max_overflow: int = 20
-    sqlite_busy_timeout_ms: int = 30_000
+    echo: bool = Field(default=False, description="Log every SQL statement.")
+    pool_size: int = Field(default=10, ge=1, description="PostgreSQL connections kept open.")
+    max_overflow: int = Field(
+        default=20, ge=0, description="PostgreSQL connections opened beyond the pool under load."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
+    )
 
 
 class AuthSettings(BaseModel):
     secret_key: SecretStr | None = Field(
         default=None,
         description=(
-            "HMAC key for JWTs. Unset: generated once and kept in <data_dir>/secret_key. "
+            "HMAC key for JWTs. Unset: generated once and kept in `<data_dir>/secret_key`. "
             "Set it explicitly (same value) when running several replicas."
         ),
     )
-    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    access_token_ttl: int = Field(default=900, ge=30, description="Seconds.")
-    refresh_token_ttl: int = Field(default=14 * 24 * 3600, ge=60, description="Seconds.")
-    issuer: str = "ymera"
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        default="HS256", description="JWT signing algorithm."
+    )
+    access_token_ttl: int = Field(
+        default=900, ge=30, description="Lifetime of an access token, seconds."
+    )
+    refresh_token_ttl: int = Field(
+        default=14 * 24 * 3600, ge=60, description="Lifetime of a refresh token, seconds."
+    )
+    issuer: str = Field(default="ymera", description="`iss` claim of the JWTs.")
     bootstrap_admin: bool = Field(
         default=True,
         description="Create an admin with a random password printed once when no user exists.",
@@ -50,7 +67,7 @@ class AuthSettings(BaseModel):
 
 
 class RateLimitSettings(BaseModel):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="Enforce the limits (429 + Retry-After).")
     default: str = Field(default="1200/minute", description="Per authenticated principal.")
     login: str = Field(default="20/minute", description="Per client address on /auth/token.")
     storage: Literal["auto", "memory", "redis"] = Field(
@@ -58,27 +75,103 @@ class RateLimitSettings(BaseModel):
     )
 
 
+class TaskSettings(BaseModel):
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="Lease of an assignment; renewed by worker heartbeats."
+    )
+    reaper_interval: float = Field(
+        default=2.0, gt=0, description="How often expired leases and deadlines are swept."
+    )
+    dispatch_poll_interval: float = Field(
+        default=1.0, gt=0, description="Fallback poll of the dispatcher, seconds."
+    )
+    claim_batch: int = Field(default=256, ge=1, le=5000, description="Most tasks claimed at once.")
+    max_attempts: int = Field(default=3, ge=1, description="Default attempts per task.")
+    retry_initial: float = Field(default=1.0, ge=0, description="First retry backoff, seconds.")
+    retry_factor: float = Field(default=2.0, ge=1)
+    retry_cap: float = Field(default=300.0, ge=0, description="Longest retry backoff, seconds.")
+    idempotency_ttl: float = Field(
+        default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered, seconds."
+    )
+
+
 class EventSettings(BaseModel):
     relay_poll_interval: float = Field(
         default=1.0, gt=0, description="Fallback poll of the outbox relay, seconds."
     )
-    relay_batch_size: int = Field(default=500, ge=1)
-    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
-    retention_days: int = Field(default=30, ge=1)
+    relay_batch_size: int = Field(
+        default=500, ge=1, description="Events the relay sequences per transaction."
+    )
+    sse_keepalive_seconds: float = Field(
+        default=15.0, gt=0, description="Idle time before an SSE stream sends a keepalive."
+    )
+    retention_days: int = Field(default=30, ge=1, description="Events older than this are pruned.")
 
 
 class AgentSettings(BaseModel):
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, description="How often connected workers are asked to heartbeat."
+    )
+    send_queue_size: int = Field(
+        default=1000, ge=10, description="Frames queued per worker connection before it is cut."
+    )
     heartbeat_timeout: float = Field(
         default=30.0, gt=0, description="Seconds of silence after which an agent is OFFLINE."
     )
     monitor_interval: float = Field(
         default=5.0, gt=0, description="How often the health monitor looks for silent agents."
     )
+    health_check_enabled: bool = Field(
+        default=True,
+        description="Probe http agents' `GET <endpoint_url>/health` and a2a agents' agent card, "
+        "and eject agents that keep failing.",
+    )
+    health_check_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between two probes of one agent. Keep it below the heartbeat "
+        "timeout: a successful probe counts as the agent's heartbeat.",
+    )
+    health_check_timeout: float = Field(
+        default=2.0, gt=0, description="A probe slower than this (seconds) has failed."
+    )
+    ejection_consecutive_failures: int = Field(
+        default=3, ge=1, description="Failed probes in a row that eject an agent (status ERROR)."
+    )
+    ejection_base_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An ejection lasts this many seconds times the number of times the agent "
+        "has been ejected.",
+    )
+    ejection_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest ejection, seconds."
+    )
+    metrics_minute_retention_hours: int = Field(
+        default=48,
+        ge=1,
+        description="Hours per-agent minute buckets are kept; windows up to this long are "
+        "computed from them, longer ones from hour buckets.",
+    )
+    metrics_hour_retention_days: int = Field(
+        default=30, ge=7, description="Days per-agent hour buckets are kept."
+    )
+    metrics_max_agent_labels: int = Field(
+        default=500,
+        ge=0,
+        description="Agents that get their own `agent` label on Prometheus series; "
+        'the others are summed under `agent="_other"`.',
+    )
 
 
 class LogSettings(BaseModel):
-    level: str = "INFO"
-    json_format: bool = Field(default=True, alias="json")
+    # Both the alias (YMERA_LOG__JSON) and the field name (json_format) are accepted.
+    model_config = ConfigDict(populate_by_name=True)
+
+    level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    json_format: bool = Field(
+        default=True, alias="json", description="JSON lines (true) or console text (false)."
+    )
 
 
 class Settings(BaseSettings):
@@ -93,23 +186,30 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    data_dir: Path = Field(default=Path(".ymera"), description="Where embedded state lives.")
+    data_dir: Path = Field(
+        default=Path(".ymera"),
+        description="Where embedded state lives (SQLite database, generated JWT key); "
+        "relative to the working directory.",
+    )
     database_url: str | None = Field(
         default=None,
-        description="SQLAlchemy URL. Unset: SQLite at <data_dir>/ymera.db. "
-        "PostgreSQL: postgresql+asyncpg://user@host/db",
+        description="SQLAlchemy URL. Unset: SQLite at `<data_dir>/ymera.db`. "
+        "PostgreSQL: `postgresql://user:password@host/db` (the asyncpg driver is implied).",
     )
     redis_url: str | None = Field(
         default=None, description="Redis URL for the event bus and rate limits. Unset: in-process."
     )
     redis_prefix: str = Field(default="ymera:", description="Prefix of every Redis key/channel.")
-    environment: Literal["development", "production", "test"] = "development"
+    environment: Literal["development", "production", "test"] = Field(
+        default="development", description="A label for this deployment (informational)."
+    )
 
     server: ServerSettings = ServerSettings()
     db: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
     events: EventSettings = EventSettings()
+    tasks: TaskSettings = TaskSettings()
     agents: AgentSettings = AgentSettings()
     log: LogSettings = LogSettings()
 

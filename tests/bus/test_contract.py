@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from tests.bus.support import collect, wait_until
 from tests.fixtures import services
+from tests.fixtures.waiting import collect, wait_until
 from ymera.bus import EventBus, MemoryBus
 from ymera.bus.redis import RedisBus
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.bus.support import collect, wait_until
 from tests.fixtures import services
 from tests.fixtures.process import LOOPBACK, ManagedProcess, ProcessManager, free_port
+from tests.fixtures.waiting import collect, wait_until
 from ymera.bus.redis import RedisBus
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.bus.support import collect
 from tests.fixtures.backends import Backend
+from tests.fixtures.waiting import collect
 from ymera.bus import EventBus, MemoryBus
 from ymera.bus.base import Message, Subscription
 from ymera.bus.redis import RedisBus

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.bus.support import wait_until
 from tests.conftest import AppHarness
-from tests.events.conftest import LiveServer
+from tests.fixtures.live import LiveServer
 from tests.fixtures.sse import SSEEvent, SSEReader
+from tests.fixtures.waiting import wait_until
 from ymera.auth.permissions import Role
 from ymera.events.outbox import record_event
 from ymera.events.service import EVENTS_CHANNEL

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, or_, select, update
+from sqlalchemy import Select, and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.agents import Agent, AgentCapability, AgentTag
@@ -123,3 +123,31 @@ async def set_status_if(
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def take_capacity(session: AsyncSession, agent_id: str, count: int) -> bool:
+    """Reserve ``count`` slots on the agent if it has them (conditional update)."""
+    result = await session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.current_load + count <= Agent.max_concurrency)
+        .values(current_load=Agent.current_load + count)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def give_capacity(session: AsyncSession, agent_id: str, count: int) -> None:
+    await session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id)
+        .values(
+            current_load=case((Agent.current_load > count, Agent.current_load - count), else_=0)
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def get_many(session: AsyncSession, ids: Sequence[str]) -> Sequence[Agent]:
+    if not ids:
+        return []
+    return (await session.execute(select(Agent).where(Agent.id.in_(list(ids))))).scalars().all()

@@ -378,3 +378,48 @@ async def mark_silent_offline(
         )
     await session.flush()
     return list(agents)
+
+
+# --- capacity (used by the task engine) ---------------------------------------------------
+
+
+async def reserve_capacity(session: AsyncSession, *, agent_id: str, count: int = 1) -> bool:
+    """Take ``count`` slots if the agent has them; False otherwise (another replica won)."""
+    return await repository.take_capacity(session, agent_id, count)
+
+
+async def release_capacity(session: AsyncSession, *, agent_id: str, count: int = 1) -> None:
+    await repository.give_capacity(session, agent_id, count)
+
+
+async def agents_by_id(session: AsyncSession, *, agent_ids: list[str]) -> list[Agent]:
+    return list(await repository.get_many(session, agent_ids))
+
+
+async def sync_status_with_load(
+    session: AsyncSession, *, agent_ids: list[str], now: datetime
+) -> None:
+    """Move live agents between IDLE / ACTIVE / BUSY to match their current load."""
+    for agent in await repository.get_many(session, agent_ids):
+        await session.refresh(agent, ["current_load", "status", "max_concurrency"])
+        target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
+        transition(session, agent, target, reason="load", now=now, actor="dispatcher")
+
+
+async def mark_connected(
+    session: AsyncSession, *, agent_id: str, now: datetime, replica: str | None
+) -> Agent:
+    """A worker connected (or heartbeated over its connection)."""
+    agent = await get_agent(session, agent_id=agent_id, for_update=True)
+    agent.last_heartbeat_at = now
+    agent.connected_replica = replica
+    if agent.status == S.OFFLINE:
+        transition(
+            session,
+            agent,
+            load_status(agent.current_load, agent.max_concurrency),
+            reason="worker connected",
+            now=now,
+            actor=agent.id,
+        )
+    return agent

@@ -91,10 +91,12 @@ class Runtime:
             self.tasks.append(asyncio.create_task(fn(self.state, self.stop), name=fn.__name__))
 
     async def shutdown(self, timeout: float = 10.0) -> None:
+        """Ask every loop to stop; a loop still busy after a short grace is cancelled
+        (each is idempotent and transactional, so an interrupted pass is redone later)."""
         self.stop.set()
         if not self.tasks:
             return
-        _, pending = await asyncio.wait(self.tasks, timeout=timeout)
+        _, pending = await asyncio.wait(self.tasks, timeout=min(timeout, 0.5))
         for task in pending:
             task.cancel()
         for task in self.tasks:

@@ -1,0 +1,361 @@
+"""`/api/v1/agents/connect`: the worker protocol's server side (docs/worker-protocol.md).
+
+The edge of the worker protocol: it parses frames, authenticates the agent key
+in the first frame, and calls one service function per frame in its own unit
+of work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ymera.agents import service as agents_service
+from ymera.agents.hub import WorkerConnection, WorkerHub
+from ymera.auth.dependencies import authenticate
+from ymera.auth.permissions import Permission
+from ymera.errors import YmeraError
+from ymera.state import AppState
+from ymera.tasks import service as tasks_service
+from ymera.tasks.dispatcher import Dispatcher
+
+log = structlog.get_logger("ymera.connect")
+router = APIRouter()
+
+PROTOCOL = 1
+MAX_FRAME = 1024 * 1024
+HELLO_TIMEOUT = 10.0
+
+CLOSE_BAD_HELLO = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_PROTOCOL = 4409
+CLOSE_TOO_BIG = 1009
+
+TASK_OUTPUT_CHANNEL = "task.output"
+
+
+def _ref(frame: dict[str, Any]) -> tasks_service.LeaseRef:
+    try:
+        return tasks_service.LeaseRef(
+            task_id=str(frame["task_id"]),
+            attempt=int(frame["attempt"]),
+            lease_token=str(frame["lease_token"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError("frame needs task_id, attempt and lease_token") from exc
+
+
+class Session:
+    """One worker connection: the receive loop and the frame handlers."""
+
+    def __init__(self, state: AppState, ws: WebSocket) -> None:
+        self.state = state
+        self.ws = ws
+        self.hub: WorkerHub = state.extras["hub"]
+        self.dispatcher: Dispatcher = state.extras["dispatcher"]
+        self.conn: WorkerConnection | None = None
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code=code, reason=reason)
+
+    async def handshake(self) -> WorkerConnection | None:
+        try:
+            raw = await asyncio.wait_for(self.ws.receive_text(), HELLO_TIMEOUT)
+            hello = json.loads(raw)
+        except (TimeoutError, ValueError):
+            await self._close(CLOSE_BAD_HELLO, "expected a hello frame")
+            return None
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            await self._close(CLOSE_BAD_HELLO, "expected a hello frame")
+            return None
+        if hello.get("protocol") != PROTOCOL:
+            await self._close(CLOSE_PROTOCOL, f"protocol {PROTOCOL} only")
+            return None
+        key = hello.get("api_key")
+        if not isinstance(key, str) or not key:
+            await self._close(CLOSE_UNAUTHORIZED, "api_key required")
+            return None
+        try:
+            principal = await authenticate(self.state, key)
+        except YmeraError as exc:
+            await self._close(CLOSE_UNAUTHORIZED, exc.message[:100])
+            return None
+        if principal.kind != "agent" or not principal.agent_id:
+            await self._close(CLOSE_FORBIDDEN, "an agent key is required")
+            return None
+        if not principal.can(Permission.AGENTS_CONNECT):
+            await self._close(CLOSE_FORBIDDEN, "key lacks agents:connect")
+            return None
+        try:
+            concurrency = max(1, min(10_000, int(hello.get("concurrency", 1))))
+        except (TypeError, ValueError):
+            await self._close(CLOSE_BAD_HELLO, "concurrency must be an integer")
+            return None
+        held = [h for h in hello.get("held") or [] if isinstance(h, dict)]
+        now = self.state.clock.now()
+        cfg = self.state.settings
+        try:
+            async with self.state.db.transaction() as session:
+                agent = await agents_service.mark_connected(
+                    session,
+                    agent_id=principal.agent_id,
+                    now=now,
+                    replica=self.state.extras.get("replica_id"),
+                )
+                refs = []
+                for item in held:
+                    with contextlib.suppress(ValueError):
+                        refs.append(_ref(item))
+                lost = await tasks_service.renew(
+                    session,
+                    agent_id=agent.id,
+                    refs=refs,
+                    now=now,
+                    lease_seconds=cfg.tasks.lease_seconds,
+                )
+                name = agent.name
+        except YmeraError as exc:
+            await self._close(CLOSE_NOT_FOUND, exc.message[:100])
+            return None
+        kept = [r.task_id for r in refs if r.task_id not in lost]
+        conn = WorkerConnection(
+            agent_id=principal.agent_id,
+            agent_name=name,
+            session_id=secrets.token_hex(8),
+            concurrency=concurrency,
+            sink=self.ws,
+            queue_size=cfg.agents.send_queue_size,
+            held=set(kept),
+        )
+        conn.start()
+        await self.hub.register(conn)
+        conn.send(
+            {
+                "type": "welcome",
+                "protocol": PROTOCOL,
+                "agent_id": conn.agent_id,
+                "session_id": conn.session_id,
+                "heartbeat_interval": cfg.agents.heartbeat_interval,
+                "lease_seconds": cfg.tasks.lease_seconds,
+                "kept": kept,
+                "revoked": lost,
+            }
+        )
+        log.info("worker_connected", agent=name, concurrency=concurrency, kept=len(kept))
+        self.dispatcher.wake()
+        return conn
+
+    async def run(self) -> None:
+        conn = await self.handshake()
+        if conn is None:
+            return
+        self.conn = conn
+        try:
+            while not conn.closed:
+                raw = await self.ws.receive_text()
+                if len(raw) > MAX_FRAME:
+                    await conn.close(CLOSE_TOO_BIG, "frame too large")
+                    break
+                await self.handle(raw)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            await conn.stop_sender()
+            self.hub.unregister(conn)
+            log.info("worker_disconnected", agent=conn.agent_name, held=len(conn.held))
+
+    async def handle(self, raw: str) -> None:
+        assert self.conn is not None
+        try:
+            frame = json.loads(raw)
+            if not isinstance(frame, dict):
+                raise ValueError("frame must be a JSON object")
+            kind = frame.get("type")
+            handler = getattr(self, f"on_{kind}", None) if isinstance(kind, str) else None
+            if handler is None:
+                raise ValueError(f"unknown frame type {kind!r}")
+            await handler(frame)
+        except tasks_service.StaleLease as exc:
+            self._drop(frame)
+            self.conn.send(
+                {"type": "error", "code": exc.code, "message": exc.message, "ref": _ref_of(frame)}
+            )
+        except YmeraError as exc:
+            self.conn.send(
+                {"type": "error", "code": exc.code, "message": exc.message, "ref": _ref_of(frame)}
+            )
+        except ValueError as exc:
+            self.conn.send({"type": "error", "code": "bad_frame", "message": str(exc)[:300]})
+
+    def _drop(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        task_id = frame.get("task_id")
+        if isinstance(task_id, str):
+            self.conn.held.discard(task_id)
+
+    def _ack(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        self.conn.send({"type": "ack", "ref": _ref_of(frame)})
+
+    # --- frame handlers ------------------------------------------------------------
+
+    async def on_accept(self, frame: dict[str, Any]) -> None:
+        ref = _ref(frame)
+        async with self.state.db.transaction() as session:
+            await tasks_service.accept(
+                session,
+                ref=ref,
+                now=self.state.clock.now(),
+                lease_seconds=self.state.settings.tasks.lease_seconds,
+            )
+        self._ack(frame)
+
+    async def on_progress(self, frame: dict[str, Any]) -> None:
+        ref = _ref(frame)
+        pct = frame.get("pct")
+        async with self.state.db.transaction() as session:
+            await tasks_service.progress(
+                session,
+                ref=ref,
+                pct=float(pct) if isinstance(pct, int | float) else None,
+                message=str(frame.get("message") or "") or None,
+                now=self.state.clock.now(),
+                lease_seconds=self.state.settings.tasks.lease_seconds,
+            )
+        await self.state.bus.publish(
+            TASK_OUTPUT_CHANNEL,
+            {
+                "task_id": ref.task_id,
+                "attempt": ref.attempt,
+                "kind": "progress",
+                "pct": pct,
+                "message": frame.get("message"),
+            },
+        )
+
+    async def on_output(self, frame: dict[str, Any]) -> None:
+        ref = _ref(frame)
+        assert self.conn is not None
+        if ref.task_id not in self.conn.held:
+            raise tasks_service.StaleLease(f"task {ref.task_id} is not held by this connection")
+        await self.state.bus.publish(
+            TASK_OUTPUT_CHANNEL,
+            {
+                "task_id": ref.task_id,
+                "attempt": ref.attempt,
+                "kind": "output",
+                "chunk": str(frame.get("chunk", ""))[:65536],
+                "seq": frame.get("seq"),
+            },
+        )
+
+    async def on_result(self, frame: dict[str, Any]) -> None:
+        ref = _ref(frame)
+        output = frame.get("output")
+        if output is None:
+            output = {}
+        if not isinstance(output, dict):
+            output = {"value": output}
+        async with self.state.db.transaction() as session:
+            task = await tasks_service.complete(
+                session, ref=ref, output=output, now=self.state.clock.now()
+            )
+            if task.agent_id:
+                await agents_service.sync_status_with_load(
+                    session, agent_ids=[task.agent_id], now=self.state.clock.now()
+                )
+        self._drop(frame)
+        self._ack(frame)
+        self.dispatcher.wake()
+
+    async def on_fail(self, frame: dict[str, Any]) -> None:
+        ref = _ref(frame)
+        error = frame.get("error") if isinstance(frame.get("error"), dict) else {}
+        assert isinstance(error, dict)
+        retryable = bool(error.get("retryable", True))
+        clean = {
+            "message": str(error.get("message", "failed"))[:2000],
+            "type": str(error.get("type", "error"))[:100],
+            "retryable": retryable,
+        }
+        async with self.state.db.transaction() as session:
+            task = await tasks_service.fail(
+                session, ref=ref, error=clean, retryable=retryable, now=self.state.clock.now()
+            )
+            if task.agent_id:
+                await agents_service.sync_status_with_load(
+                    session, agent_ids=[task.agent_id], now=self.state.clock.now()
+                )
+        self._drop(frame)
+        self._ack(frame)
+        self.dispatcher.wake()
+
+    async def on_release(self, frame: dict[str, Any]) -> None:
+        ref = _ref(frame)
+        async with self.state.db.transaction() as session:
+            await tasks_service.release(
+                session,
+                ref=ref,
+                now=self.state.clock.now(),
+                reason=str(frame.get("reason") or "released by the worker")[:500],
+            )
+        self._drop(frame)
+        self._ack(frame)
+        self.dispatcher.wake()
+
+    async def on_heartbeat(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        refs = []
+        for item in frame.get("tasks") or []:
+            if isinstance(item, dict):
+                with contextlib.suppress(ValueError):
+                    refs.append(_ref(item))
+        now = self.state.clock.now()
+        async with self.state.db.transaction() as session:
+            await agents_service.mark_connected(
+                session,
+                agent_id=self.conn.agent_id,
+                now=now,
+                replica=self.state.extras.get("replica_id"),
+            )
+            lost = await tasks_service.renew(
+                session,
+                agent_id=self.conn.agent_id,
+                refs=refs,
+                now=now,
+                lease_seconds=self.state.settings.tasks.lease_seconds,
+            )
+        for task_id in lost:
+            self.conn.held.discard(task_id)
+            self.conn.send({"type": "cancel", "task_id": task_id, "reason": "lease lost"})
+
+    async def on_pong(self, frame: dict[str, Any]) -> None:
+        return None
+
+    async def on_drain(self, frame: dict[str, Any]) -> None:
+        assert self.conn is not None
+        self.conn.draining = True
+
+
+def _ref_of(frame: Any) -> str | None:
+    if isinstance(frame, dict):
+        task_id = frame.get("task_id")
+        return str(task_id) if task_id is not None else None
+    return None
+
+
+@router.websocket("/api/v1/agents/connect")
+async def connect(ws: WebSocket) -> None:
+    """Worker connection (see docs/worker-protocol.md). Authenticate in the first frame."""
+    await ws.accept()
+    state: AppState = ws.app.state.ymera
+    await Session(state, ws).run()

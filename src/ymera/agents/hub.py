@@ -1,0 +1,133 @@
+"""Live worker connections on this replica.
+
+Each connection has a bounded send queue drained by one sender task; a worker
+that does not read its frames fills the queue and is cut with close code 4408
+instead of growing server memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+log = structlog.get_logger("ymera.hub")
+
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_REPLACED = 4000
+CLOSE_GOING_AWAY = 1001
+
+
+class FrameSink(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+@dataclass(eq=False)
+class WorkerConnection:
+    agent_id: str
+    agent_name: str
+    session_id: str
+    concurrency: int
+    sink: FrameSink
+    queue_size: int = 1000
+    held: set[str] = field(default_factory=set)  # task ids assigned and not finished
+    draining: bool = False
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.queue_size)
+        self._sender: asyncio.Task[None] | None = None
+
+    @property
+    def free(self) -> int:
+        if self.draining or self.closed:
+            return 0
+        return max(0, self.concurrency - len(self.held))
+
+    def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.agent_name}")
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        """Queue a frame; False (and the connection is cut) when the queue is full."""
+        if self.closed:
+            return False
+        try:
+            self._queue.put_nowait(json.dumps(frame, separators=(",", ":"), default=str))
+        except asyncio.QueueFull:
+            log.warning("worker_too_slow", agent=self.agent_name, queued=self._queue.qsize())
+            asyncio.get_running_loop().create_task(
+                self.close(CLOSE_SLOW_CONSUMER, "send queue full: read your frames")
+            )
+            return False
+        return True
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                await self.sink.send_text(item)
+        except Exception as exc:  # the socket is gone; the receive side notices too
+            log.info("worker_send_stopped", agent=self.agent_name, error=repr(exc))
+            self.closed = True
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        with contextlib.suppress(Exception):
+            await self.sink.close(code=code, reason=reason)
+
+    async def stop_sender(self) -> None:
+        self.closed = True
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sender
+
+
+class WorkerHub:
+    def __init__(self) -> None:
+        self._by_agent: dict[str, WorkerConnection] = {}
+
+    async def register(self, conn: WorkerConnection) -> None:
+        old = self._by_agent.get(conn.agent_id)
+        self._by_agent[conn.agent_id] = conn
+        if old is not None and old is not conn:
+            await old.close(CLOSE_REPLACED, "replaced by a newer connection of this agent")
+
+    def unregister(self, conn: WorkerConnection) -> bool:
+        """Remove ``conn``; False when a newer connection already replaced it."""
+        if self._by_agent.get(conn.agent_id) is conn:
+            del self._by_agent[conn.agent_id]
+            return True
+        return False
+
+    def get(self, agent_id: str) -> WorkerConnection | None:
+        return self._by_agent.get(agent_id)
+
+    def connections(self) -> list[WorkerConnection]:
+        return list(self._by_agent.values())
+
+    def with_capacity(self) -> list[WorkerConnection]:
+        return [c for c in self._by_agent.values() if c.free > 0]
+
+    async def drain_all(self, grace_seconds: float) -> None:
+        for conn in self.connections():
+            conn.draining = True
+            conn.send(
+                {"type": "drain", "reason": "server shutting down", "grace_seconds": grace_seconds}
+            )
+
+    async def close_all(self) -> None:
+        for conn in self.connections():
+            await conn.close(CLOSE_GOING_AWAY, "server shutting down")

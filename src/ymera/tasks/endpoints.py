@@ -1,0 +1,245 @@
+"""`/api/v1/tasks`: submit (one or a batch), get, list, cancel, retry, feedback,
+and a live SSE view of one task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from ymera.auth.dependencies import require
+from ymera.auth.permissions import Permission
+from ymera.auth.principal import Principal
+from ymera.kit.pagination import Page
+from ymera.state import AppState, DbSession, State
+from ymera.tasks import service
+from ymera.tasks.schemas import FeedbackIn, RetryPolicy, TaskBatchCreate, TaskCreate, TaskOut
+from ymera.tasks.status import TaskStatus
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+
+Read = Annotated[Principal, Depends(require(Permission.TASKS_READ))]
+Write = Annotated[Principal, Depends(require(Permission.TASKS_WRITE))]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Same key + same body returns the original task(s); a different body is 409.",
+    ),
+]
+
+
+def _retry_default(state: AppState) -> RetryPolicy:
+    cfg = state.settings.tasks
+    return RetryPolicy(
+        max_attempts=cfg.max_attempts,
+        initial=cfg.retry_initial,
+        factor=cfg.retry_factor,
+        cap=cfg.retry_cap,
+    )
+
+
+@router.post("", response_model=TaskOut, status_code=201)
+async def submit_task(
+    body: TaskCreate,
+    response: Response,
+    session: DbSession,
+    state: State,
+    principal: Write,
+    idempotency_key: IdemKey = None,
+) -> TaskOut:
+    """Submit a task. It is durable when this answers. With `Idempotency-Key`, a
+    repeat of the same request returns the original task (200 instead of 201)."""
+    tasks, created = await service.submit(
+        session,
+        principal=principal,
+        specs=[body],
+        now=state.clock.now(),
+        default_retry=_retry_default(state),
+        idempotency_key=idempotency_key,
+        idempotency_ttl=state.settings.tasks.idempotency_ttl,
+        body_hash=service.request_hash(body.model_dump(mode="json")),
+    )
+    if not created:
+        response.status_code = 200
+    return TaskOut.model_validate(tasks[0])
+
+
+@router.post("/batch", response_model=list[TaskOut], status_code=201)
+async def submit_batch(
+    body: TaskBatchCreate,
+    response: Response,
+    session: DbSession,
+    state: State,
+    principal: Write,
+    idempotency_key: IdemKey = None,
+) -> list[TaskOut]:
+    """Submit up to 1,000 tasks in one request, all durable (one transaction)."""
+    tasks, created = await service.submit(
+        session,
+        principal=principal,
+        specs=body.tasks,
+        now=state.clock.now(),
+        default_retry=_retry_default(state),
+        idempotency_key=idempotency_key,
+        idempotency_ttl=state.settings.tasks.idempotency_ttl,
+        body_hash=service.request_hash(body.model_dump(mode="json")),
+    )
+    if not created:
+        response.status_code = 200
+    return [TaskOut.model_validate(t) for t in tasks]
+
+
+@router.get("", response_model=Page[TaskOut])
+async def list_tasks(
+    session: DbSession,
+    principal: Read,
+    status: Annotated[list[TaskStatus] | None, Query(description="Repeatable.")] = None,
+    type: Annotated[list[str] | None, Query(description="Repeatable.")] = None,
+    agent_id: Annotated[str | None, Query(max_length=36)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[TaskOut]:
+    """List tasks, newest first (yours; all with tasks:operate)."""
+    page = await service.list_tasks(
+        session,
+        principal=principal,
+        statuses=[s.value for s in status or []],
+        types=[t for t in type or [] if t],
+        agent_id=agent_id,
+        created_after=created_after,
+        created_before=created_before,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page[TaskOut](
+        items=[TaskOut.model_validate(t) for t in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{task_id}", response_model=TaskOut)
+async def get_task(task_id: str, session: DbSession, principal: Read) -> TaskOut:
+    """Get one task, with its result or error."""
+    return TaskOut.model_validate(
+        await service.get_task(session, principal=principal, task_id=task_id)
+    )
+
+
+@router.get("/{task_id}/routing")
+async def get_routing(task_id: str, session: DbSession, principal: Read) -> dict[str, Any]:
+    """Why the task went to its agent: strategy, candidates and their scores, rejections."""
+    task = await service.get_task(session, principal=principal, task_id=task_id)
+    return {"task_id": task.id, "attempt": task.attempt, "decision": task.routing}
+
+
+@router.post("/{task_id}/cancel", response_model=TaskOut)
+async def cancel_task(
+    task_id: str,
+    session: DbSession,
+    state: State,
+    principal: Write,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+) -> TaskOut:
+    """Cancel a PENDING, ASSIGNED or RUNNING task; a running agent gets a cancel message."""
+    task, held = await service.cancel(
+        session, principal=principal, task_id=task_id, now=state.clock.now(), reason=reason
+    )
+    if held is not None and task.agent_id:
+        conn = state.extras["hub"].get(task.agent_id)
+        if conn is not None:
+            conn.held.discard(task.id)
+            conn.send(
+                {
+                    "type": "cancel",
+                    "task_id": held.task_id,
+                    "attempt": held.attempt,
+                    "reason": reason or "cancelled",
+                }
+            )
+        else:
+            await state.bus.publish(
+                "task.cancel", {"task_id": held.task_id, "agent_id": task.agent_id}
+            )
+    return TaskOut.model_validate(task)
+
+
+@router.post("/{task_id}/retry", response_model=TaskOut)
+async def retry_task(task_id: str, session: DbSession, state: State, principal: Write) -> TaskOut:
+    """Re-drive a FAILED or DEAD task: back to PENDING with a fresh set of attempts."""
+    return TaskOut.model_validate(
+        await service.retry(session, principal=principal, task_id=task_id, now=state.clock.now())
+    )
+
+
+@router.post("/{task_id}/feedback", response_model=TaskOut)
+async def task_feedback(
+    task_id: str, body: FeedbackIn, session: DbSession, state: State, principal: Write
+) -> TaskOut:
+    """Score a finished task's outcome (0..1); the learning engine uses it."""
+    task = await service.feedback(
+        session,
+        principal=principal,
+        task_id=task_id,
+        score=body.score,
+        comment=body.comment,
+        now=state.clock.now(),
+    )
+    return TaskOut.model_validate(task)
+
+
+@router.get(
+    "/{task_id}/events",
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def task_events(
+    task_id: str, request: Request, state: State, principal: Read
+) -> StreamingResponse:
+    """Follow one task live (SSE): its state changes, then progress and streamed output
+    chunks from the agent as they come. Ends when the task reaches a final state."""
+    async with state.db.transaction(readonly=True) as session:
+        task = await service.get_task(session, principal=principal, task_id=task_id)
+        snapshot = TaskOut.model_validate(task).model_dump(mode="json")
+
+    async def body() -> AsyncIterator[bytes]:
+        from ymera.agents.connect import TASK_OUTPUT_CHANNEL
+        from ymera.events.service import EVENTS_CHANNEL
+
+        yield _sse("snapshot", snapshot)
+        if snapshot["status"] in ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD"):
+            return
+        async with state.bus.subscribe(EVENTS_CHANNEL, TASK_OUTPUT_CHANNEL) as sub:
+            # Re-read after subscribing so a change in between is not missed.
+            async with state.db.transaction(readonly=True) as session:
+                fresh = await service.get_task(session, principal=principal, task_id=task_id)
+            if fresh.status != snapshot["status"]:
+                yield _sse("state", TaskOut.model_validate(fresh).model_dump(mode="json"))
+            if service.is_terminal(fresh):
+                return
+            while True:
+                message = await sub.get(timeout=state.settings.events.sse_keepalive_seconds)
+                if message is None:
+                    yield b": keepalive\n\n"
+                    continue
+                data = message.data
+                if message.channel == TASK_OUTPUT_CHANNEL:
+                    if data.get("task_id") == task_id:
+                        yield _sse(str(data.get("kind", "output")), data)
+                    continue
+                if data.get("resource_type") != "task" or data.get("resource_id") != task_id:
+                    continue
+                yield _sse("state", data)
+                if data.get("data", {}).get("to") in ("SUCCEEDED", "FAILED", "CANCELLED", "DEAD"):
+                    return
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()

@@ -1,0 +1,138 @@
+"""Every query on the tasks table (and the agent load counter it moves)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ymera.models.tasks import Task
+
+
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(Task), rows)
+
+
+async def get(session: AsyncSession, task_id: str, *, for_update: bool = False) -> Task | None:
+    stmt = select(Task).where(Task.id == task_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_many(session: AsyncSession, ids: Sequence[str]) -> Sequence[Task]:
+    if not ids:
+        return []
+    return (await session.execute(select(Task).where(Task.id.in_(list(ids))))).scalars().all()
+
+
+async def find_idempotent(session: AsyncSession, *, created_by: str, key: str) -> Sequence[Task]:
+    """The tasks one request with this key created (a batch stores ``key#<id>`` on
+    all but its first task, since the unique index is per key)."""
+    stmt = (
+        select(Task)
+        .where(
+            Task.created_by == created_by,
+            or_(
+                Task.idempotency_key == key,
+                Task.idempotency_key.startswith(f"{key}#", autoescape=True),
+            ),
+        )
+        .order_by(Task.created_at, Task.id)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def clear_idempotency(session: AsyncSession, task_ids: Sequence[str]) -> None:
+    await session.execute(
+        update(Task)
+        .where(Task.id.in_(list(task_ids)))
+        .values(idempotency_key=None, request_hash=None, idempotency_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    statuses: Sequence[str],
+    types: Sequence[str],
+    agent_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Sequence[Task]:
+    stmt = select(Task)
+    if statuses:
+        stmt = stmt.where(Task.status.in_(list(statuses)))
+    if types:
+        stmt = stmt.where(Task.type.in_(list(types)))
+    if agent_id is not None:
+        stmt = stmt.where(Task.agent_id == agent_id)
+    if created_after is not None:
+        stmt = stmt.where(Task.created_at >= created_after)
+    if created_before is not None:
+        stmt = stmt.where(Task.created_at < created_before)
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(or_(Task.created_at < at, and_(Task.created_at == at, Task.id < last_id)))
+    stmt = stmt.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def pending_window(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:
+    """The head of the queue, locked (SKIP LOCKED on PostgreSQL so replicas share it)."""
+    stmt = (
+        select(Task)
+        .where(Task.status == "PENDING", Task.available_at <= now)
+        .order_by(Task.priority.desc(), Task.created_at, Task.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:
+    stmt = (
+        select(Task)
+        .where(Task.status.in_(("ASSIGNED", "RUNNING")), Task.lease_expires_at < now)
+        .order_by(Task.lease_expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def past_deadline(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:
+    stmt = (
+        select(Task)
+        .where(
+            Task.status.in_(("PENDING", "ASSIGNED", "RUNNING")),
+            Task.deadline.is_not(None),
+            Task.deadline < now,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def active_for_agent(session: AsyncSession, agent_id: str) -> Sequence[Task]:
+    stmt = (
+        select(Task)
+        .where(Task.agent_id == agent_id, Task.status.in_(("ASSIGNED", "RUNNING")))
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def count_active_for_agent(session: AsyncSession, agent_id: str) -> int:
+    stmt = select(func.count(Task.id)).where(
+        Task.agent_id == agent_id, Task.status.in_(("ASSIGNED", "RUNNING"))
+    )
+    return int((await session.execute(stmt)).scalar_one())

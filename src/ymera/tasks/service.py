@@ -1,0 +1,602 @@
+"""Task rules: submit (with idempotency), cancel, retry, feedback; and the
+engine's side: claim, accept, renew, complete, fail, release, re-queue.
+
+Every report from an agent is *fenced* by (task id, attempt, lease token): it
+changes the task only when all three are current, so a late report from a
+superseded attempt can never overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ymera.agents import service as agents_service
+from ymera.auth.permissions import Permission
+from ymera.auth.principal import Principal
+from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ymera.events.outbox import record_event
+from ymera.kit.ids import new_id
+from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
+from ymera.models.tasks import Task
+from ymera.tasks import repository
+from ymera.tasks.routing import AgentSlot, Router, TaskView
+from ymera.tasks.schemas import RetryPolicy, TaskCreate
+from ymera.tasks.status import (
+    CANCELLABLE,
+    RETRYABLE_BY_HAND,
+    TERMINAL,
+    IllegalTaskTransition,
+    TaskStatus,
+    check_transition,
+)
+
+T = TaskStatus
+log = structlog.get_logger("ymera.tasks")
+
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_key_reused"
+
+
+class StaleLease(Conflict):
+    """A report from an attempt that is no longer current; harmless, refused."""
+
+    code = "stale_lease"
+
+
+@dataclass(frozen=True)
+class LeaseRef:
+    task_id: str
+    attempt: int
+    lease_token: str
+
+
+@dataclass(frozen=True)
+class Assignment:
+    task: Task
+    agent_id: str
+    lease_expires_at: datetime
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _event(session: AsyncSession, task: Task, previous: str | None, actor: str | None) -> None:
+    data: dict[str, Any] = {
+        "from": previous,
+        "to": task.status,
+        "type": task.type,
+        "attempt": task.attempt,
+        "agent_id": task.agent_id,
+    }
+    if task.workflow_step_id:
+        data["workflow_step_id"] = task.workflow_step_id
+    if task.status in (T.FAILED, T.DEAD) and task.error:
+        data["error"] = task.error.get("message")
+    record_event(
+        session,
+        type=f"task.{task.status.lower()}",
+        resource_type="task",
+        resource_id=task.id,
+        data=data,
+        actor=actor,
+    )
+
+
+def _move(task: Task, target: TaskStatus, now: datetime) -> str:
+    previous = task.status
+    check_transition(T(previous), target)
+    task.status = target.value
+    task.updated_at = now
+    return previous
+
+
+def backoff_seconds(task: Task, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter for the attempt that just failed."""
+    exp = task.retry_initial * task.retry_factor ** max(0, task.attempt - 1)
+    ceiling = min(task.retry_cap, exp)
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+def request_hash(body: Any) -> str:
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _can_see(principal: Principal, task: Task) -> bool:
+    if principal.can(Permission.TASKS_OPERATE) or task.created_by == principal.user_id:
+        return True
+    return principal.kind == "agent" and task.agent_id == principal.agent_id
+
+
+# --- submission ------------------------------------------------------------------------
+
+
+async def submit(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    specs: Sequence[TaskCreate],
+    now: datetime,
+    default_retry: RetryPolicy,
+    idempotency_key: str | None = None,
+    idempotency_ttl: float = 86_400,
+    body_hash: str | None = None,
+) -> tuple[list[Task], bool]:
+    """Create tasks. Returns (tasks, created); with an idempotency key already used
+    by this principal with the same body, returns the original tasks and False."""
+    if idempotency_key:
+        existing = await repository.find_idempotent(
+            session, created_by=principal.user_id, key=idempotency_key
+        )
+        live = [t for t in existing if t.idempotency_expires_at and t.idempotency_expires_at > now]
+        if live:
+            if any(t.request_hash != body_hash for t in live):
+                raise IdempotencyConflict(
+                    "Idempotency-Key was already used with a different request body",
+                    task_ids=[t.id for t in live][:10],
+                )
+            return list(live), False
+        if existing:  # expired: free the key for this request
+            await repository.clear_idempotency(session, [t.id for t in existing])
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        if len(json.dumps(spec.input, default=str)) > MAX_INPUT_BYTES:
+            raise Unprocessable(
+                f"Task input over {MAX_INPUT_BYTES} bytes; attach a file instead",
+                code="input_too_large",
+            )
+        policy = spec.retry or default_retry
+        rows.append(
+            {
+                "id": new_id(),
+                "type": spec.type,
+                "status": T.PENDING.value,
+                "priority": spec.priority,
+                "input": spec.input,
+                "required_capabilities": list(spec.required_capabilities),
+                "file_ids": list(spec.file_ids),
+                "preferred_agents": list(spec.preferred_agents),
+                "excluded_agents": list(spec.excluded_agents),
+                "max_attempts": policy.max_attempts,
+                "attempt": 0,
+                "retry_initial": policy.initial,
+                "retry_factor": policy.factor,
+                "retry_cap": policy.cap,
+                "timeout_seconds": spec.timeout,
+                "deadline": spec.deadline,
+                "available_at": now,
+                "idempotency_key": idempotency_key,
+                "request_hash": body_hash if idempotency_key else None,
+                "idempotency_expires_at": (
+                    now + timedelta(seconds=idempotency_ttl) if idempotency_key else None
+                ),
+                "created_by": principal.user_id,
+                "workflow_step_id": spec.workflow_step_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if idempotency_key and len(rows) > 1:
+        # One key covers a whole batch: it is stored on the first task only (the
+        # unique index is per key), the others are found through the same request.
+        for row in rows[1:]:
+            row["idempotency_key"] = f"{idempotency_key}#{row['id']}"
+    try:
+        await repository.insert_tasks(session, rows)
+    except IntegrityError as exc:
+        raise IdempotencyConflict("Idempotency-Key is being used by a concurrent request") from exc
+    for row in rows:
+        record_event(
+            session,
+            type="task.pending",
+            resource_type="task",
+            resource_id=row["id"],
+            data={"from": None, "to": "PENDING", "type": row["type"], "attempt": 0},
+            actor=principal.id,
+        )
+    tasks = list(await repository.get_many(session, [r["id"] for r in rows]))
+    order = {r["id"]: i for i, r in enumerate(rows)}
+    tasks.sort(key=lambda t: order[t.id])
+    return tasks, True
+
+
+async def get_task(session: AsyncSession, *, principal: Principal, task_id: str) -> Task:
+    task = await repository.get(session, task_id)
+    if task is None or not _can_see(principal, task):
+        raise TaskNotFound(f"Task {task_id} not found")
+    return task
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    statuses: list[str],
+    types: list[str],
+    agent_id: str | None,
+    created_after: datetime | None,
+    created_before: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> Slice[Task]:
+    raw = decode_cursor(cursor)
+    after = None
+    if raw is not None:
+        try:
+            after = (datetime.fromisoformat(str(raw["at"])), str(raw["id"]))
+        except (KeyError, ValueError) as exc:
+            raise Unprocessable("invalid cursor", code="invalid_cursor") from exc
+    rows = await repository.list_tasks(
+        session,
+        statuses=statuses,
+        types=types,
+        agent_id=agent_id,
+        created_after=created_after,
+        created_before=created_before,
+        after=after,
+        limit=limit + 1,
+    )
+    visible = [t for t in rows if _can_see(principal, t)]
+    items = visible[:limit]
+    nxt = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        nxt = encode_cursor({"at": last.created_at.isoformat(), "id": last.id})
+    return Slice(items=items, next_cursor=nxt)
+
+
+async def cancel(
+    session: AsyncSession, *, principal: Principal, task_id: str, now: datetime, reason: str | None
+) -> tuple[Task, LeaseRef | None]:
+    """Cancel; returns the task and, when an agent holds it, the lease to cancel."""
+    task = await repository.get(session, task_id, for_update=True)
+    if task is None or not _can_see(principal, task):
+        raise TaskNotFound(f"Task {task_id} not found")
+    if T(task.status) not in CANCELLABLE:
+        raise IllegalTaskTransition(
+            f"Task is {task.status}; only PENDING, ASSIGNED or RUNNING tasks can be cancelled",
+            current=task.status,
+            requested="CANCELLED",
+            allowed=[],
+        )
+    held = None
+    if task.agent_id and task.lease_token and task.status in (T.ASSIGNED, T.RUNNING):
+        held = LeaseRef(task.id, task.attempt, task.lease_token)
+        await agents_service.release_capacity(session, agent_id=task.agent_id, count=1)
+    previous = _move(task, T.CANCELLED, now)
+    task.finished_at = now
+    task.error = {"message": reason or "cancelled", "type": "cancelled"}
+    task.lease_token = None
+    task.lease_expires_at = None
+    _event(session, task, previous, principal.id)
+    return task, held
+
+
+async def retry(
+    session: AsyncSession, *, principal: Principal, task_id: str, now: datetime
+) -> Task:
+    task = await repository.get(session, task_id, for_update=True)
+    if task is None or not _can_see(principal, task):
+        raise TaskNotFound(f"Task {task_id} not found")
+    if T(task.status) not in RETRYABLE_BY_HAND:
+        raise IllegalTaskTransition(
+            f"Task is {task.status}; only FAILED or DEAD tasks can be retried",
+            current=task.status,
+            requested="PENDING",
+            allowed=[],
+        )
+    previous = _move(task, T.PENDING, now)
+    # A re-driven task gets as many attempts again as it was allowed.
+    task.max_attempts = task.attempt + max(1, task.max_attempts)
+    task.available_at = now
+    task.agent_id = None
+    task.finished_at = None
+    _event(session, task, previous, principal.id)
+    return task
+
+
+async def feedback(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    task_id: str,
+    score: float,
+    comment: str | None,
+    now: datetime,
+) -> Task:
+    task = await get_task(session, principal=principal, task_id=task_id)
+    if task.status not in (T.SUCCEEDED, T.FAILED, T.DEAD):
+        raise Conflict("Feedback is for finished tasks", code="task_not_finished")
+    task.feedback_score = score
+    task.feedback_comment = comment
+    task.updated_at = now
+    record_event(
+        session,
+        type="task.feedback",
+        resource_type="task",
+        resource_id=task.id,
+        data={"score": score, "agent_id": task.agent_id, "type": task.type},
+        actor=principal.id,
+    )
+    return task
+
+
+# --- engine ----------------------------------------------------------------------------
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    agents: list[AgentSlot],
+    router: Router,
+    now: datetime,
+    lease_seconds: float,
+    limit: int,
+) -> list[Assignment]:
+    """Assign queued tasks (priority, then age) to agents with free slots."""
+    free = sum(a.free for a in agents)
+    if free <= 0:
+        return []
+    window = await repository.pending_window(session, now=now, limit=min(limit, free) * 4)
+    by_id = {a.agent_id: a for a in agents}
+    assignments: list[Assignment] = []
+    for task in window:
+        if len(assignments) >= min(limit, free):
+            break
+        if task.deadline is not None and task.deadline <= now:
+            continue  # the deadline sweeper fails it
+        view = TaskView(
+            id=task.id,
+            type=task.type,
+            required_capabilities=list(task.required_capabilities),
+            preferred_agents=list(task.preferred_agents),
+            excluded_agents=list(task.excluded_agents),
+        )
+        decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
+        if decision.agent_id is None:
+            continue
+        if not await agents_service.reserve_capacity(session, agent_id=decision.agent_id, count=1):
+            by_id[decision.agent_id].load = by_id[decision.agent_id].max_concurrency
+            continue
+        slot = by_id[decision.agent_id]
+        slot.load += 1
+        previous = _move(task, T.ASSIGNED, now)
+        task.attempt += 1
+        task.agent_id = decision.agent_id
+        task.lease_token = secrets.token_hex(8)
+        task.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        task.assigned_at = now
+        task.routing = decision.explanation
+        _event(session, task, previous, "dispatcher")
+        assignments.append(Assignment(task, decision.agent_id, task.lease_expires_at))
+    return assignments
+
+
+async def _fenced(session: AsyncSession, ref: LeaseRef) -> Task:
+    task = await repository.get(session, ref.task_id, for_update=True)
+    if task is None:
+        raise TaskNotFound(f"Task {ref.task_id} not found")
+    if (
+        task.attempt != ref.attempt
+        or task.lease_token != ref.lease_token
+        or task.status not in (T.ASSIGNED, T.RUNNING)
+    ):
+        log.info(
+            "stale_report",
+            task_id=ref.task_id,
+            attempt=ref.attempt,
+            current_attempt=task.attempt,
+            status=task.status,
+        )
+        raise StaleLease(
+            f"Attempt {ref.attempt} of task {ref.task_id} is no longer current",
+            current_attempt=task.attempt,
+            status=task.status,
+        )
+    return task
+
+
+async def accept(
+    session: AsyncSession, *, ref: LeaseRef, now: datetime, lease_seconds: float
+) -> Task:
+    task = await _fenced(session, ref)
+    if task.status == T.ASSIGNED:
+        previous = _move(task, T.RUNNING, now)
+        task.started_at = now
+        _event(session, task, previous, task.agent_id)
+    task.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    return task
+
+
+async def renew(
+    session: AsyncSession,
+    *,
+    agent_id: str,
+    refs: Sequence[LeaseRef],
+    now: datetime,
+    lease_seconds: float,
+) -> list[str]:
+    """Extend the leases an agent still holds; returns the ids it no longer holds."""
+    lost: list[str] = []
+    tasks = {t.id: t for t in await repository.get_many(session, [r.task_id for r in refs])}
+    for ref in refs:
+        task = tasks.get(ref.task_id)
+        if (
+            task is None
+            or task.agent_id != agent_id
+            or task.attempt != ref.attempt
+            or task.lease_token != ref.lease_token
+            or task.status not in (T.ASSIGNED, T.RUNNING)
+        ):
+            lost.append(ref.task_id)
+            continue
+        task.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    return lost
+
+
+async def progress(
+    session: AsyncSession,
+    *,
+    ref: LeaseRef,
+    pct: float | None,
+    message: str | None,
+    now: datetime,
+    lease_seconds: float,
+) -> Task:
+    task = await _fenced(session, ref)
+    task.progress = pct
+    task.progress_message = message[:500] if message else None
+    task.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    task.updated_at = now
+    return task
+
+
+async def complete(
+    session: AsyncSession, *, ref: LeaseRef, output: dict[str, Any], now: datetime
+) -> Task:
+    task = await _fenced(session, ref)
+    if task.status == T.ASSIGNED:  # result without a separate accept
+        previous = _move(task, T.RUNNING, now)
+        task.started_at = now
+        _event(session, task, previous, task.agent_id)
+    previous = _move(task, T.SUCCEEDED, now)
+    task.result = output
+    task.error = None
+    task.finished_at = now
+    task.lease_token = None
+    task.lease_expires_at = None
+    task.progress = 100.0
+    if task.agent_id:
+        await agents_service.release_capacity(session, agent_id=task.agent_id, count=1)
+    _event(session, task, previous, task.agent_id)
+    return task
+
+
+async def fail(
+    session: AsyncSession,
+    *,
+    ref: LeaseRef,
+    error: dict[str, Any],
+    retryable: bool,
+    now: datetime,
+) -> Task:
+    task = await _fenced(session, ref)
+    agent_id = task.agent_id
+    await _requeue_or_finish(session, task, now=now, error=error, retryable=retryable)
+    if agent_id:
+        await agents_service.release_capacity(session, agent_id=agent_id, count=1)
+    return task
+
+
+async def release(session: AsyncSession, *, ref: LeaseRef, now: datetime, reason: str) -> Task:
+    """The agent hands the task back (draining): re-queued at once, attempt not held against it."""
+    task = await _fenced(session, ref)
+    agent_id = task.agent_id
+    previous = _move(task, T.PENDING, now)
+    task.max_attempts += 1  # a hand-back is not a failed attempt
+    task.available_at = now
+    task.lease_token = None
+    task.lease_expires_at = None
+    task.error = {"message": reason, "type": "released"}
+    _event(session, task, previous, agent_id)
+    if agent_id:
+        await agents_service.release_capacity(session, agent_id=agent_id, count=1)
+    return task
+
+
+async def _requeue_or_finish(
+    session: AsyncSession,
+    task: Task,
+    *,
+    now: datetime,
+    error: dict[str, Any],
+    retryable: bool,
+) -> None:
+    task.error = error
+    task.lease_token = None
+    task.lease_expires_at = None
+    if not retryable:
+        previous = _move(task, T.FAILED, now)
+        task.finished_at = now
+    elif task.attempt >= task.max_attempts:
+        previous = _move(task, T.DEAD, now)
+        task.finished_at = now
+    else:
+        previous = _move(task, T.PENDING, now)
+        task.available_at = now + timedelta(seconds=backoff_seconds(task))
+    _event(session, task, previous, task.agent_id)
+
+
+async def requeue_expired(session: AsyncSession, *, now: datetime, limit: int = 500) -> list[Task]:
+    """The reaper: a lease that ran out counts as a failed attempt."""
+    tasks = list(await repository.expired_leases(session, now=now, limit=limit))
+    for task in tasks:
+        agent_id = task.agent_id
+        await _requeue_or_finish(
+            session,
+            task,
+            now=now,
+            error={"message": "lease expired (agent silent or gone)", "type": "lease_expired"},
+            retryable=True,
+        )
+        if agent_id:
+            await agents_service.release_capacity(session, agent_id=agent_id, count=1)
+    return tasks
+
+
+async def requeue_agent(
+    session: AsyncSession, *, agent_id: str, now: datetime, reason: str
+) -> list[Task]:
+    """Hand back every task an agent holds (it went OFFLINE, or was force-deleted)."""
+    tasks = list(await repository.active_for_agent(session, agent_id))
+    for task in tasks:
+        await _requeue_or_finish(
+            session, task, now=now, error={"message": reason, "type": "agent_lost"}, retryable=True
+        )
+    if tasks:
+        await agents_service.release_capacity(session, agent_id=agent_id, count=len(tasks))
+    return tasks
+
+
+async def fail_past_deadline(
+    session: AsyncSession, *, now: datetime, limit: int = 500
+) -> list[Task]:
+    tasks = list(await repository.past_deadline(session, now=now, limit=limit))
+    for task in tasks:
+        agent_id = task.agent_id if task.status in (T.ASSIGNED, T.RUNNING) else None
+        task.error = {"message": "deadline passed before the task finished", "type": "deadline"}
+        task.lease_token = None
+        task.lease_expires_at = None
+        previous = _move(task, T.FAILED, now)
+        task.finished_at = now
+        _event(session, task, previous, "system")
+        if agent_id:
+            await agents_service.release_capacity(session, agent_id=agent_id, count=1)
+    return tasks
+
+
+def is_terminal(task: Task) -> bool:
+    return T(task.status) in TERMINAL
+
+
+def check_reporter(principal: Principal, task: Task) -> None:
+    if principal.kind == "agent" and task.agent_id != principal.agent_id:
+        raise Forbidden("This task is not assigned to your agent", code="not_your_task")

@@ -1,0 +1,81 @@
+"""What a handler gets: the task, and ways to report while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+@dataclass
+class TaskContext:
+    """The running task. Methods are plain calls (no ``await``), safe from async
+    handlers and from sync handlers running in a thread."""
+
+    task_id: str
+    attempt: int
+    lease_token: str
+    task_type: str
+    input: dict[str, Any]
+    file_ids: list[str]
+    deadline: str | None
+    timeout: float | None
+    logger: logging.LoggerAdapter[logging.Logger]
+    _emit: Any = field(repr=False)
+    _loop: asyncio.AbstractEventLoop = field(repr=False)
+    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _http: tuple[str, str] = field(default=("", ""), repr=False)
+    _chunks: int = field(default=0, repr=False)
+
+    @property
+    def ids(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "attempt": self.attempt, "lease_token": self.lease_token}
+
+    def _send(self, frame: dict[str, Any]) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._emit(frame)
+        else:
+            self._loop.call_soon_threadsafe(self._emit, frame)
+
+    def heartbeat(self) -> None:
+        """Tell the server the task is alive (renews its lease)."""
+        self._send({"type": "progress", **self.ids, "pct": None, "message": None})
+
+    def progress(self, pct: float, message: str | None = None) -> None:
+        """Report progress (0-100) with an optional message; also renews the lease."""
+        self._send({"type": "progress", **self.ids, "pct": float(pct), "message": message})
+
+    def stream(self, chunk: str) -> None:
+        """Stream a piece of output to whoever watches the task."""
+        self._chunks += 1
+        self._send({"type": "output", **self.ids, "chunk": str(chunk), "seq": self._chunks})
+
+    def is_cancelled(self) -> bool:
+        """True once the server cancelled this task (or the worker is shutting down hard)."""
+        return self._cancelled.is_set()
+
+    async def download(self, file_id: str, dest: str | Path) -> Path:
+        """Download an attached file to ``dest`` (streamed)."""
+        base, key = self._http
+        target = Path(dest)
+        async with (
+            httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http,
+            http.stream("GET", f"/api/v1/files/{file_id}/content") as resp,
+        ):
+            resp.raise_for_status()
+            out = await asyncio.to_thread(target.open, "wb")
+            try:
+                async for part in resp.aiter_bytes():
+                    await asyncio.to_thread(out.write, part)
+            finally:
+                await asyncio.to_thread(out.close)
+        return target
