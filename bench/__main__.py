@@ -1,7 +1,6 @@
 """`make bench`: run every benchmark in this folder and print its comparison.
 
-Each benchmark module exposes ``main(argv) -> int``. Pass names to run a subset:
-``python -m bench events``.
+Each benchmark module exposes ``main(argv) -> int``. Run one with its options: ``python -m bench dispatch --tasks 500``.
 """
 
 from __future__ import annotations
@@ -9,16 +8,20 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("events",)
+BENCHMARKS = ("events", "dispatch")
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHMARKS)
+    """``python -m bench`` runs all; ``python -m bench NAME [options]`` runs one."""
+    if argv and argv[0] in BENCHMARKS:
+        runs = [(argv[0], argv[1:])]
+    else:
+        runs = [(name, []) for name in BENCHMARKS]
     status = 0
-    for name in names:
+    for name, args in runs:
         module = importlib.import_module(f"bench.{name}")
         print(f"\n=== bench.{name} ===", flush=True)
-        status |= int(module.main([]))
+        status |= int(module.main(args))
     return status
 
 

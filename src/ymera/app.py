@@ -30,6 +30,7 @@ from ymera.kit.clock import Clock, SystemClock
 from ymera.middleware import RequestContextMiddleware
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
+from ymera.runtime.agent_probe import agent_metrics_loop, agent_probe_loop
 from ymera.runtime.health_monitor import health_monitor_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
 from ymera.runtime.task_loops import TASK_LOOPS
@@ -100,6 +101,7 @@ def create_app(
         if settings.auth.bootstrap_admin:
             await _bootstrap(state, on_admin_created)
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
+        default_loops = (*default_loops, agent_probe_loop, agent_metrics_loop)
         runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
         log.info(

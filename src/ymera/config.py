@@ -88,7 +88,9 @@ class TaskSettings(BaseModel):
     claim_batch: int = Field(default=256, ge=1, le=5000, description="Most tasks claimed at once.")
     max_attempts: int = Field(default=3, ge=1, description="Default attempts per task.")
     retry_initial: float = Field(default=1.0, ge=0, description="First retry backoff, seconds.")
-    retry_factor: float = Field(default=2.0, ge=1)
+    retry_factor: float = Field(
+        default=2.0, ge=1, description="The backoff grows by this factor per attempt (full jitter)."
+    )
     retry_cap: float = Field(default=300.0, ge=0, description="Longest retry backoff, seconds.")
     idempotency_ttl: float = Field(
         default=86_400.0, gt=0, description="How long an Idempotency-Key is remembered, seconds."

@@ -6,13 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 
+from ymera.agents import metrics as agent_metrics
 from ymera.agents import service
 from ymera.agents.schemas import (
     AgentCreate,
+    AgentMetricsOut,
     AgentOut,
     AgentType,
     AgentUpdate,
     HeartbeatIn,
+    MetricsWindow,
     SortField,
     StatusChange,
 )
@@ -178,3 +181,27 @@ async def agent_heartbeat(
         now=state.clock.now(),
     )
     return AgentOut.model_validate(agent)
+
+
+@router.get("/{agent_id}/metrics", response_model=AgentMetricsOut)
+async def get_agent_metrics(
+    agent_id: str,
+    session: DbSession,
+    state: State,
+    _: Read,
+    window: MetricsWindow = MetricsWindow.HOUR,
+    task_type: Annotated[
+        str | None, Query(max_length=100, description="Only tasks of this type.")
+    ] = None,
+) -> AgentMetricsOut:
+    """An agent's success rate, p50/p95 latency, throughput, load and quality score
+    over a window (5m, 1h, 24h or 7d), with its health-check and ejection state."""
+    report = await agent_metrics.agent_metrics(
+        session,
+        agent_id=agent_id,
+        window=window,
+        task_type=task_type,
+        now=state.clock.now(),
+        minute_retention_hours=state.settings.agents.metrics_minute_retention_hours,
+    )
+    return AgentMetricsOut.model_validate(report)

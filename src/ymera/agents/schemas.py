@@ -155,3 +155,63 @@ class SortField(StrEnum):
     NAME_DESC = "-name"
     CREATED = "created_at"
     CREATED_DESC = "-created_at"
+
+
+class MetricsWindow(StrEnum):
+    FIVE_MINUTES = "5m"
+    HOUR = "1h"
+    DAY = "24h"
+    WEEK = "7d"
+
+    @property
+    def seconds(self) -> int:
+        return {"5m": 300, "1h": 3600, "24h": 86_400, "7d": 604_800}[self.value]
+
+
+class AgentHealthOut(BaseModel):
+    """Active health-check state of an http/a2a agent."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    ejected: bool = Field(description="Ejected right now: not probed until `ejected_until`.")
+    consecutive_failures: int = Field(description="Failed probes in a row.")
+    times_ejected: int = Field(
+        description="Ejection multiplier: the next ejection lasts base x (this + 1) seconds; "
+        "decays while the agent stays healthy."
+    )
+    ejected_until: datetime | None
+    last_probe_at: datetime | None
+    last_probe_ok: bool | None
+    last_error: str | None
+    last_latency_seconds: float | None
+    next_probe_at: datetime
+
+
+class AgentMetricsOut(BaseModel):
+    """An agent's performance over a window, summed from its metric buckets."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    agent_id: str
+    name: str
+    window: MetricsWindow
+    task_type: str | None = Field(description="Only this task type (null: all).")
+    since: datetime = Field(description="Start of the first bucket in the window.")
+    until: datetime
+    resolution_seconds: int = Field(description="Bucket size: 60, or 3600 for long windows.")
+    tasks: int
+    successes: int
+    failures: int
+    success_rate: float | None = Field(description="null without tasks.")
+    latency_p50_seconds: float | None
+    latency_p95_seconds: float | None
+    latency_mean_seconds: float | None
+    throughput_per_minute: float = Field(description="Finished tasks per minute over the window.")
+    current_load: int
+    max_concurrency: int
+    status: AgentStatus
+    quality_score: float | None = Field(description="Mean feedback score (0..1); null without.")
+    feedback_count: int
+    health: AgentHealthOut | None = Field(
+        description="Health checks and ejection (http and a2a agents only)."
+    )

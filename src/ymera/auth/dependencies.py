@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from ymera.auth import service
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
 from ymera.errors import Forbidden, Unauthorized
-from ymera.state import AppState, get_state
+from ymera.state import AppState
 
 bearer_scheme = HTTPBearer(auto_error=False, description="JWT access token or API key")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
@@ -26,27 +27,37 @@ PRINCIPAL_KEY = "ymera_principal"
 
 
 async def authenticate(state: AppState, token: str) -> Principal:
-    async with state.db.transaction() as session:
-        if service.looks_like_api_key(token):
-            return await service.authenticate_api_key(session, key=token, now=state.clock.now())
-        return await service.authenticate_access_token(session, token=token, codec=state.codec)
+    """Resolve credentials in a read transaction; an API key's last use is
+    written in a short transaction of its own, at most once a minute."""
+    now = state.clock.now()
+    async with state.db.transaction(readonly=True) as session:
+        if not service.looks_like_api_key(token):
+            return await service.authenticate_access_token(
+                session, token=token, codec=state.codec, now=now
+            )
+        principal, touch = await service.authenticate_api_key(session, key=token, now=now)
+    if touch and principal.api_key_id is not None:
+        async with state.db.transaction() as session:
+            await service.record_api_key_use(session, key_id=principal.api_key_id, now=now)
+    return principal
 
 
 async def current_principal(
-    request: Request,
+    conn: HTTPConnection,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
-    cached = getattr(request.state, PRINCIPAL_KEY, None)
+    """The authenticated caller of an HTTP request or a WebSocket handshake."""
+    cached = getattr(conn.state, PRINCIPAL_KEY, None)
     if isinstance(cached, Principal):
         return cached
     token = bearer.credentials if bearer else api_key
     if not token:
         raise Unauthorized("Authentication required")
-    state = get_state(request)
+    state: AppState = conn.app.state.ymera
     principal = await authenticate(state, token)
     await state.limiter.hit(state.limiter.default, principal.id)
-    setattr(request.state, PRINCIPAL_KEY, principal)
+    setattr(conn.state, PRINCIPAL_KEY, principal)
     return principal
 
 

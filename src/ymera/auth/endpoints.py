@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ymera.auth import service
 from ymera.auth.dependencies import CurrentPrincipal, require
@@ -26,27 +26,37 @@ from ymera.auth.schemas import (
 )
 from ymera.errors import BadRequest, Unprocessable
 from ymera.kit.pagination import Page
-from ymera.state import DbSession, State
+from ymera.state import AppState, DbSession, State
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
+_PASSWORD_GRANT: dict[str, Any] = {
+    "title": "PasswordGrant",
+    "type": "object",
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["password"]},
+        "username": {"type": "string", "minLength": 1, "maxLength": 64},
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+        "scope": {"type": "string", "description": "Ignored."},
+    },
+    "required": ["username", "password"],
+}
+_REFRESH_GRANT: dict[str, Any] = {
+    "title": "RefreshTokenGrant",
+    "type": "object",
+    "properties": {
+        "grant_type": {"type": "string", "enum": ["refresh_token"]},
+        "refresh_token": {"type": "string", "minLength": 1, "maxLength": 256},
+    },
+    "required": ["grant_type", "refresh_token"],
+}
+_GRANT = {"oneOf": [_PASSWORD_GRANT, _REFRESH_GRANT]}
 _TOKEN_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": TokenRequest.model_json_schema()},
-            "application/x-www-form-urlencoded": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
-                        "username": {"type": "string"},
-                        "password": {"type": "string"},
-                        "refresh_token": {"type": "string"},
-                        "scope": {"type": "string"},
-                    },
-                }
-            },
+            "application/json": {"schema": _GRANT},
+            "application/x-www-form-urlencoded": {"schema": _GRANT},
         },
     }
 }
@@ -56,7 +66,7 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _read_token_body(request: Request) -> dict[str, str]:
+async def _read_token_body(request: Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
         try:
@@ -65,7 +75,7 @@ async def _read_token_body(request: Request) -> dict[str, str]:
             raise BadRequest("Body is not valid JSON", code="invalid_json") from exc
         if not isinstance(raw, dict):
             raise Unprocessable("Body must be a JSON object")
-        return {k: v for k, v in raw.items() if isinstance(v, str)}
+        return raw
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.form()
         return {k: v for k, v in form.items() if isinstance(v, str)}
@@ -85,18 +95,20 @@ async def _read_token_body(request: Request) -> dict[str, str]:
 async def issue_token(request: Request, state: State) -> TokenPair:
     """Log in with a username and password (OAuth2 password grant, form or JSON).
 
-    Returns a short-lived JWT access token and a refresh token. The form also
-    accepts `grant_type=refresh_token` with `refresh_token`.
+    Returns a short-lived JWT access token and a refresh token. The body may
+    instead be `grant_type=refresh_token` with `refresh_token`, which works like
+    `POST /api/v1/auth/refresh`.
     """
     await state.limiter.hit(state.limiter.login, f"login:{_client_address(request)}")
     body = await _read_token_body(request)
-    if body.get("grant_type") == "refresh_token":
-        return await _refresh(state, body.get("refresh_token", ""))
-    try:
-        creds = TokenRequest.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise Unprocessable(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+    grant = body.get("grant_type", "password")
+    if grant == "refresh_token":
+        return await _refresh(state, _validated(RefreshRequest, body).refresh_token)
+    if grant != "password":
+        raise Unprocessable(
+            "grant_type must be password or refresh_token", code="unsupported_grant_type"
+        )
+    creds = _validated(TokenRequest, body)
     async with state.db.transaction() as session:
         return await service.login(
             session,
@@ -108,23 +120,27 @@ async def issue_token(request: Request, state: State) -> TokenPair:
         )
 
 
-async def _refresh(state: Any, token: str) -> TokenPair:
-    if not token:
-        raise Unprocessable("refresh_token is required")
-    async with state.db.session() as session:
-        try:
-            pair = await service.refresh(
-                session,
-                refresh_token=token,
-                codec=state.codec,
-                now=state.clock.now(),
-                refresh_ttl=state.settings.auth.refresh_token_ttl,
-            )
-        except service.RefreshReuseDetected:
-            await session.commit()  # keep the family revocation
-            raise
-        await session.commit()
-        return pair
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validated(model: type[M], body: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise Unprocessable(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+
+
+async def _refresh(state: AppState, token: str) -> TokenPair:
+    # A detected reuse raises after revoking the token family: commit anyway.
+    async with state.db.transaction(commit_on=(service.RefreshReuseDetected,)) as session:
+        return await service.refresh(
+            session,
+            refresh_token=token,
+            codec=state.codec,
+            now=state.clock.now(),
+            refresh_ttl=state.settings.auth.refresh_token_ttl,
+        )
 
 
 @router.post(
@@ -179,7 +195,9 @@ async def list_users(
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
-async def create_user(body: UserCreate, session: DbSession, principal: WriteUsers) -> UserOut:
+async def create_user(
+    body: UserCreate, session: DbSession, state: State, principal: WriteUsers
+) -> UserOut:
     """Create a user with a role."""
     user = await service.create_user(
         session,
@@ -188,6 +206,7 @@ async def create_user(body: UserCreate, session: DbSession, principal: WriteUser
         role=body.role,
         email=body.email,
         actor=principal.id,
+        now=state.clock.now(),
     )
     return UserOut.model_validate(user)
 

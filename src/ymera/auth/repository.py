@@ -24,6 +24,13 @@ async def count_users(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count(User.id)))).scalar_one())
 
 
+async def count_active_admins(session: AsyncSession) -> int:
+    """Locks the active admins' rows (PostgreSQL), so two concurrent demotions
+    cannot both see the other admin and leave none."""
+    stmt = select(User.id).where(User.role == "admin", User.is_active.is_(True)).with_for_update()
+    return len((await session.execute(stmt)).scalars().all())
+
+
 async def list_users(session: AsyncSession, *, after_id: str | None, limit: int) -> Sequence[User]:
     stmt = select(User).order_by(User.id).limit(limit)
     if after_id:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ymera.auth.permissions import Permission, Role
 
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+# Text the database stores must not contain NUL (PostgreSQL refuses it).
+NO_NUL = r"^[^\x00]*$"
 
 
 class TokenRequest(BaseModel):
@@ -30,14 +32,14 @@ class UserCreate(BaseModel):
     username: str = Field(pattern=USERNAME_PATTERN)
     password: str = Field(min_length=12, max_length=1024)
     role: Role = Role.VIEWER
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320, pattern=NO_NUL)
 
 
 class UserUpdate(BaseModel):
     role: Role | None = None
     password: str | None = Field(default=None, min_length=12, max_length=1024)
     is_active: bool | None = None
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320, pattern=NO_NUL)
 
 
 class UserOut(BaseModel):
@@ -64,7 +66,7 @@ class MeOut(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     scopes: list[Permission] | None = Field(
         default=None,
         description="Permissions the key carries; default: all of the creator's. "
@@ -75,15 +77,21 @@ class ApiKeyCreate(BaseModel):
         default=None,
         min_length=1,
         max_length=36,
+        pattern=NO_NUL,
         description="Bind the key to this agent (an agent key).",
     )
 
     @field_validator("expires_at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _aware_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError("expires_at must include a timezone")
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00
+            raise ValueError("expires_at is out of range") from exc
 
 
 class ApiKeyOut(BaseModel):

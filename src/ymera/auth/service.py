@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import re
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ymera.agents import service as agents_service
 from ymera.auth import repository
 from ymera.auth.passwords import generate_password, hash_password, verify_password
 from ymera.auth.permissions import (
@@ -16,15 +20,23 @@ from ymera.auth.permissions import (
     role_permissions,
 )
 from ymera.auth.principal import Principal
-from ymera.auth.schemas import TokenPair
+from ymera.auth.schemas import USERNAME_PATTERN, TokenPair
 from ymera.auth.tokens import (
+    API_KEY_LOOKUP_LENGTH,
     API_KEY_PREFIX,
     TokenCodec,
     new_api_key,
     new_refresh_token,
     sha256_hex,
 )
-from ymera.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable
+from ymera.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+)
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
@@ -32,7 +44,27 @@ from ymera.models.auth import ApiKey, RefreshToken, User
 
 BOOTSTRAP_ADMIN = "admin"
 # Recording last use on every request would serialise writers; once a minute is enough.
-_LAST_USED_RESOLUTION = timedelta(seconds=60)
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+# Argon2 costs tens of milliseconds of CPU on purpose: run it off the event loop.
+async def _hash(password: str) -> str:
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def _verify(password: str, password_hash: str | None) -> bool:
+    return await asyncio.to_thread(verify_password, password, password_hash)
+
+
+def _after_id(cursor: str | None) -> str | None:
+    after = decode_cursor(cursor)
+    if not after:
+        return None
+    value = after.get("id")
+    if not isinstance(value, str):
+        raise BadRequest("Invalid cursor", code="invalid_cursor")
+    return value
 
 
 # --- users -----------------------------------------------------------------------------
@@ -46,17 +78,25 @@ async def create_user(
     role: Role,
     email: str | None = None,
     actor: str | None = None,
+    now: datetime | None = None,
 ) -> User:
+    if not _USERNAME.match(username):
+        raise Unprocessable(
+            "username: 1-64 letters, digits or . _ @ -, starting with a letter or digit",
+            code="invalid_username",
+        )
     if await repository.get_user_by_username(session, username) is not None:
         raise Conflict(f"User {username!r} already exists", code="user_exists")
     user = User(
         id=new_id(),
         username=username,
-        password_hash=hash_password(password),
+        password_hash=await _hash(password),
         role=role.value,
         email=email,
         is_active=True,
     )
+    if now is not None:
+        user.created_at = user.updated_at = now
     session.add(user)
     try:
         await session.flush()
@@ -81,10 +121,7 @@ async def get_user(session: AsyncSession, *, user_id: str) -> User:
 
 
 async def list_users(session: AsyncSession, *, cursor: str | None, limit: int) -> Slice[User]:
-    after = decode_cursor(cursor)
-    rows = await repository.list_users(
-        session, after_id=str(after["id"]) if after else None, limit=limit + 1
-    )
+    rows = await repository.list_users(session, after_id=_after_id(cursor), limit=limit + 1)
     nxt = encode_cursor({"id": rows[limit - 1].id}) if len(rows) > limit else None
     return Slice[User](items=list(rows[:limit]), next_cursor=nxt)
 
@@ -102,6 +139,14 @@ async def update_user(
 ) -> User:
     user = await get_user(session, user_id=user_id)
     changed: dict[str, object] = {}
+    demoted = (role is not None and role != Role.ADMIN) or is_active is False
+    if (
+        demoted
+        and user.role == Role.ADMIN.value
+        and user.is_active
+        and await repository.count_active_admins(session) <= 1
+    ):
+        raise Conflict("The last active admin cannot be demoted or deactivated", code="last_admin")
     if role is not None and role.value != user.role:
         user.role = role.value
         changed["role"] = role.value
@@ -112,7 +157,7 @@ async def update_user(
         user.is_active = is_active
         changed["is_active"] = is_active
     if password is not None:
-        user.password_hash = hash_password(password)
+        user.password_hash = await _hash(password)
         changed["password"] = True
     if not changed:
         return user
@@ -184,8 +229,10 @@ async def login(
     now: datetime,
     refresh_ttl: int,
 ) -> TokenPair:
-    user = await repository.get_user_by_username(session, username)
-    ok = verify_password(password, user.password_hash if user else None)
+    user = None
+    if _USERNAME.match(username):  # any other name cannot exist; skip the query
+        user = await repository.get_user_by_username(session, username)
+    ok = await _verify(password, user.password_hash if user else None)
     if user is None or not ok or not user.is_active:
         raise Unauthorized("Incorrect username or password", code="invalid_credentials")
     user.last_login_at = now
@@ -261,9 +308,11 @@ async def logout(session: AsyncSession, *, refresh_token: str, now: datetime) ->
 
 
 async def authenticate_access_token(
-    session: AsyncSession, *, token: str, codec: TokenCodec
+    session: AsyncSession, *, token: str, codec: TokenCodec, now: datetime
 ) -> Principal:
-    claims = codec.decode_access(token)
+    """The user behind a JWT. Role and active flag come from the database, so a
+    demotion or deactivation applies to tokens already issued."""
+    claims = codec.decode_access(token, now=now)
     user = await repository.get_user(session, str(claims["sub"]))
     if user is None or not user.is_active:
         raise Unauthorized("User is disabled or gone", code="invalid_token")
@@ -280,9 +329,18 @@ def looks_like_api_key(token: str) -> bool:
     return token.startswith(API_KEY_PREFIX)
 
 
-async def authenticate_api_key(session: AsyncSession, *, key: str, now: datetime) -> Principal:
-    row = await repository.get_api_key_by_prefix(session, key[:12])
-    if row is None or row.key_hash != sha256_hex(key):
+async def authenticate_api_key(
+    session: AsyncSession, *, key: str, now: datetime
+) -> tuple[Principal, bool]:
+    """The principal behind an API key, and whether its last use is due to be
+    recorded (see :func:`record_api_key_use`; at most once a minute).
+
+    A user key carries its scopes narrowed to the owner's current role. An agent
+    key carries the agent scope while its owner may still create agent keys
+    (``agents:write``), and nothing after.
+    """
+    row = await repository.get_api_key_by_prefix(session, key[:API_KEY_LOOKUP_LENGTH])
+    if row is None or not hmac.compare_digest(row.key_hash, sha256_hex(key)):
         raise Unauthorized("Invalid API key", code="invalid_api_key")
     if row.revoked_at is not None:
         raise Unauthorized("API key revoked", code="api_key_revoked")
@@ -291,28 +349,34 @@ async def authenticate_api_key(session: AsyncSession, *, key: str, now: datetime
     owner = await repository.get_user(session, row.owner_id)
     if owner is None or not owner.is_active:
         raise Unauthorized("API key owner is disabled", code="invalid_api_key")
-    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
-        await repository.touch_api_key(session, row.id, now)
+    touch = row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION
     scopes = frozenset(Permission(s) for s in row.scopes if s in Permission._value2member_map_)
+    owner_perms = role_permissions(owner.role)
     if row.kind == "agent":
-        perms = scopes & AGENT_KEY_PERMISSIONS
-        return Principal(
+        active = Permission.AGENTS_WRITE in owner_perms
+        principal = Principal(
             kind="agent",
             user_id=owner.id,
             role="agent",
-            permissions=perms,
+            permissions=scopes & AGENT_KEY_PERMISSIONS if active else frozenset(),
             api_key_id=row.id,
             agent_id=row.agent_id,
             username=owner.username,
         )
-    return Principal(
-        kind="user",
-        user_id=owner.id,
-        role=owner.role,
-        permissions=scopes & role_permissions(owner.role),
-        api_key_id=row.id,
-        username=owner.username,
-    )
+    else:
+        principal = Principal(
+            kind="user",
+            user_id=owner.id,
+            role=owner.role,
+            permissions=scopes & owner_perms,
+            api_key_id=row.id,
+            username=owner.username,
+        )
+    return principal, touch
+
+
+async def record_api_key_use(session: AsyncSession, *, key_id: str, now: datetime) -> None:
+    await repository.touch_api_key(session, key_id, now)
 
 
 # --- API keys --------------------------------------------------------------------------
@@ -338,6 +402,13 @@ async def create_api_key(
                 "Creating an agent key needs the agents:write permission",
                 code="missing_permission",
                 permission=Permission.AGENTS_WRITE.value,
+            )
+        agent = await agents_service.get_agent(session, agent_id=agent_id)
+        if agent.owner_id != principal.user_id and not principal.can(Permission.AGENTS_OPERATE):
+            raise Forbidden(
+                "Only the agent's owner or an operator may create keys for it",
+                code="not_owner",
+                permission=Permission.AGENTS_OPERATE.value,
             )
         granted = sorted(p.value for p in AGENT_KEY_PERMISSIONS)
         kind = "agent"
@@ -398,13 +469,12 @@ async def list_api_keys(
             code="missing_permission",
             permission=Permission.API_KEYS_ADMIN.value,
         )
-    after = decode_cursor(cursor)
     rows = await repository.list_api_keys(
         session,
         owner_id=None if all_owners else principal.user_id,
         agent_id=agent_id,
         include_revoked=include_revoked,
-        after_id=str(after["id"]) if after else None,
+        after_id=_after_id(cursor),
         limit=limit + 1,
     )
     nxt = encode_cursor({"id": rows[limit - 1].id}) if len(rows) > limit else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,9 @@ from ymera.config import Settings
 from ymera.errors import Unauthorized
 
 API_KEY_PREFIX = "ymk_"
+# The first characters of a key, stored in clear to find its row; the rest is
+# only ever compared through its SHA-256.
+API_KEY_LOOKUP_LENGTH = 12
 REFRESH_TOKEN_PREFIX = "ymr_"  # noqa: S105 - a prefix, not a secret
 
 
@@ -42,14 +44,6 @@ def resolve_secret_key(settings: Settings) -> str:
     return key
 
 
-@dataclass(frozen=True)
-class AccessClaims:
-    subject: str
-    role: str
-    expires_at: datetime
-    token_id: str
-
-
 class TokenCodec:
     def __init__(self, *, secret: str, algorithm: str, issuer: str, access_ttl: int) -> None:
         self._secret = secret
@@ -70,21 +64,30 @@ class TokenCodec:
         }
         return jwt.encode(claims, self._secret, algorithm=self._algorithm), expires
 
-    def decode_access(self, token: str) -> dict[str, Any]:
+    def decode_access(self, token: str, *, now: datetime) -> dict[str, Any]:
+        """Verify signature, issuer and type, and expiry against ``now`` (the app's
+        clock, so tests can move time instead of waiting)."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[self._algorithm],
                 issuer=self._issuer,
-                options={"require": ["exp", "sub", "iss"]},
+                options={
+                    "require": ["exp", "sub", "iss"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("Access token expired", code="token_expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("Invalid access token", code="invalid_token") from exc
-        if claims.get("typ") != "access":
+        if claims.get("typ") != "access" or not isinstance(claims.get("sub"), str):
             raise Unauthorized("Invalid access token", code="invalid_token")
+        exp = claims["exp"]
+        if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+            raise Unauthorized("Invalid access token", code="invalid_token")
+        if exp <= now.timestamp():
+            raise Unauthorized("Access token expired", code="token_expired")
         return claims
 
 
@@ -93,6 +96,7 @@ def new_refresh_token() -> str:
 
 
 def new_api_key() -> tuple[str, str]:
-    """Return (full key, lookup prefix). The prefix is the first 12 characters."""
+    """Return (full key, lookup prefix): ``ymk_`` and 43 URL-safe characters (256
+    random bits); the prefix is the first 12 characters."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    return key, key[:12]
+    return key, key[:API_KEY_LOOKUP_LENGTH]

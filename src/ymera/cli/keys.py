@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import typer
-from rich.table import Table
 
 from ymera.auth import repository as auth_repository
 from ymera.auth import service
 from ymera.auth.permissions import Permission, role_permissions
 from ymera.auth.principal import Principal
-from ymera.cli.common import console, err_console, open_database, run
+from ymera.cli.common import console, fail, open_database, run, table
 from ymera.errors import YmeraError
 from ymera.kit.clock import utcnow
 
@@ -24,7 +23,7 @@ async def _principal_for(session: object, username: str) -> Principal:
     assert isinstance(session, AsyncSession)
     user = await auth_repository.get_user_by_username(session, username)
     if user is None:
-        raise typer.BadParameter(f"no user {username!r}")
+        fail(f"no user {username!r}")
     return Principal(
         kind="user",
         user_id=user.id,
@@ -47,7 +46,7 @@ def create(
     """Create an API key; the secret is printed once."""
 
     async def _go() -> tuple[str, str]:
-        async with open_database() as db, db.transaction() as session:
+        async with open_database(require_schema=True) as db, db.transaction() as session:
             principal = await _principal_for(session, user)
             now = utcnow()
             row, secret = await service.create_api_key(
@@ -64,8 +63,7 @@ def create(
     try:
         key_id, secret = run(_go())
     except YmeraError as exc:
-        err_console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from exc
+        fail(exc.message)
     console.print(f"key id: {key_id}")
     console.print(f"key (shown once): [bold]{secret}[/]")
 
@@ -78,7 +76,10 @@ def list_keys(
     """List API keys (never the secrets)."""
 
     async def _go() -> list[tuple[str, str, str, str, str, str]]:
-        async with open_database() as db, db.transaction(readonly=True) as session:
+        async with (
+            open_database(require_schema=True) as db,
+            db.transaction(readonly=True) as session,
+        ):
             owner_id = None
             if user:
                 owner_id = (await _principal_for(session, user)).user_id
@@ -97,15 +98,15 @@ def list_keys(
                     r.prefix,
                     r.kind,
                     "revoked" if r.revoked_at else "active",
-                    r.last_used_at.isoformat() if r.last_used_at else "-",
+                    f"{r.last_used_at:%Y-%m-%d %H:%M}" if r.last_used_at else "-",
                 )
                 for r in rows
             ]
 
-    table = Table("id", "name", "prefix", "kind", "state", "last used")
+    rows = table("id", "name", "prefix", "kind", "state", "last used")
     for row in run(_go()):
-        table.add_row(*row)
-    console.print(table)
+        rows.add_row(*row)
+    console.print(rows)
 
 
 @app.command()
@@ -113,10 +114,10 @@ def revoke(key_id: str = typer.Argument(..., help="Id of the key to revoke.")) -
     """Revoke an API key."""
 
     async def _go() -> None:
-        async with open_database() as db, db.transaction() as session:
+        async with open_database(require_schema=True) as db, db.transaction() as session:
             row = await auth_repository.get_api_key(session, key_id)
             if row is None:
-                raise typer.BadParameter(f"no API key {key_id}")
+                fail(f"no API key {key_id!r}")
             owner = await auth_repository.get_user(session, row.owner_id)
             principal = Principal(
                 kind="user",
@@ -126,5 +127,8 @@ def revoke(key_id: str = typer.Argument(..., help="Id of the key to revoke.")) -
             )
             await service.revoke_api_key(session, principal=principal, key_id=key_id, now=utcnow())
 
-    run(_go())
+    try:
+        run(_go())
+    except YmeraError as exc:
+        fail(exc.message)
     console.print(f"revoked {key_id}")

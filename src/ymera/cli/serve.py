@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import socket
+from types import FrameType
 
 import typer
 import uvicorn
@@ -10,9 +14,12 @@ from fastapi import FastAPI
 from rich.panel import Panel
 
 from ymera.app import create_app
-from ymera.cli.common import console
+from ymera.cli.common import console, load_settings
 from ymera.config import get_settings
 from ymera.logging import configure_logging
+from ymera.middleware import drain_signal
+
+STARTUP_FAILED = 3
 
 
 def _print_admin(username: str, password: str) -> None:
@@ -34,19 +41,42 @@ def app_factory() -> FastAPI:
     return create_app(settings, migrate_on_start=True, on_admin_created=_print_admin)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but open streams (SSE) end as soon as shutdown begins
+    instead of holding it until the graceful-shutdown timeout."""
+
+    def __init__(self, config: uvicorn.Config, draining: asyncio.Event) -> None:
+        super().__init__(config)
+        self._draining = draining
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._draining.set()
+        await super().shutdown(sockets)
+
+
+def _exit_zero_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def serve(
     host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8000; 0 picks a free one)."),
     reload: bool = typer.Option(False, help="Restart on code changes (development)."),
 ) -> None:
-    """Run the server: applies migrations, creates the first admin if needed, serves the API."""
+    """Run the server: applies migrations, creates the first admin if needed, serves the API.
+
+    SIGTERM or Ctrl-C stops it gracefully: open event streams end, requests in
+    flight finish (up to YMERA_SERVER__GRACEFUL_SHUTDOWN_SECONDS), background
+    loops stop. The exit status is 0 after SIGTERM (130 after Ctrl-C).
+    """
     if host is not None:
         os.environ["YMERA_SERVER__HOST"] = host
     if port is not None:
         os.environ["YMERA_SERVER__PORT"] = str(port)
-    settings = get_settings()
-    shown_host = settings.server.host
-    url = f"http://{shown_host}:{settings.server.port}"
+    settings = load_settings()
+    url = (
+        settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
+    ).rstrip("/")
     console.print(
         Panel.fit(
             f"API        {url}/api/v1\nDocs       {url}/docs\nHealth     {url}/readyz\n"
@@ -57,12 +87,31 @@ def serve(
             title="YMERA",
         )
     )
-    uvicorn.run(
-        "ymera.cli.serve:app_factory",
-        factory=True,
+    grace = int(settings.server.graceful_shutdown_seconds)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler
+    # that was installed before it; with the default one the process would die by the
+    # signal (status 143) after a clean stop. Exit 0 instead, as process managers expect.
+    signal.signal(signal.SIGTERM, _exit_zero_on_sigterm)
+    if reload:
+        uvicorn.run(
+            "ymera.cli.serve:app_factory",
+            factory=True,
+            reload=True,
+            host=settings.server.host,
+            port=settings.server.port,
+            log_config=None,
+            timeout_graceful_shutdown=grace,
+        )
+        return
+    app = app_factory()
+    config = uvicorn.Config(
+        app,
         host=settings.server.host,
         port=settings.server.port,
-        reload=reload,
         log_config=None,
-        timeout_graceful_shutdown=int(settings.server.graceful_shutdown_seconds),
+        timeout_graceful_shutdown=grace,
     )
+    server = _Server(config, drain_signal(app))
+    server.run()
+    if not server.started:
+        raise typer.Exit(STARTUP_FAILED)

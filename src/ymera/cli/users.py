@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from ymera.auth import service
 from ymera.auth.passwords import generate_password
 from ymera.auth.permissions import Role
-from ymera.cli.common import console, err_console, open_database, run
+from ymera.cli.common import console, fail, open_database, run, table
 from ymera.errors import YmeraError
 
 app = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -29,11 +28,10 @@ def create(
     generated = password is None
     secret = password or generate_password()
     if len(secret) < 12:
-        err_console.print("[red]password must be at least 12 characters[/]")
-        raise typer.Exit(2)
+        fail("the password must be at least 12 characters", code=2)
 
     async def _go() -> str:
-        async with open_database() as db, db.transaction() as session:
+        async with open_database(require_schema=True) as db, db.transaction() as session:
             user = await service.create_user(
                 session, username=username, password=secret, role=chosen, email=email, actor="cli"
             )
@@ -42,8 +40,7 @@ def create(
     try:
         user_id = run(_go())
     except YmeraError as exc:
-        err_console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from exc
+        fail(exc.message)
     console.print(f"created [bold]{username}[/] ({chosen.value}) id={user_id}")
     if generated:
         console.print(f"password (shown once): [bold]{secret}[/]")
@@ -54,11 +51,14 @@ def list_users(limit: int = typer.Option(100, min=1, max=500)) -> None:
     """List users."""
 
     async def _go() -> list[tuple[str, str, str, bool]]:
-        async with open_database() as db, db.transaction(readonly=True) as session:
+        async with (
+            open_database(require_schema=True) as db,
+            db.transaction(readonly=True) as session,
+        ):
             page = await service.list_users(session, cursor=None, limit=limit)
             return [(u.id, u.username, u.role, u.is_active) for u in page.items]
 
-    table = Table("id", "username", "role", "active")
+    rows = table("id", "username", "role", "active")
     for uid, name, role, active in run(_go()):
-        table.add_row(uid, name, role, "yes" if active else "no")
-    console.print(table)
+        rows.add_row(uid, name, role, "yes" if active else "no")
+    console.print(rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from pathlib import Path
 
 import structlog
@@ -17,6 +19,21 @@ log = structlog.get_logger("ymera.db")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+# Alembic keeps its `context` and `op` proxies in module globals, so two migrations
+# in one process (e.g. two apps started side by side) must not interleave. Separate
+# processes are serialised by the database (advisory lock / write lock) instead.
+_process_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _process_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _process_locks.get(loop)
+    if lock is None:
+        lock = _process_locks[loop] = asyncio.Lock()
+    return lock
+
 
 def alembic_config(url: str | None = None) -> Config:
     cfg = Config()
@@ -31,16 +48,16 @@ def head_revision() -> str | None:
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
-    log.info("migrating", target=revision, before=await current_revision(db))
-
     def _do(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 
-    async with db.engine.connect() as conn:
-        await conn.run_sync(_do)
-        await conn.commit()
+    async with _process_lock():
+        log.info("migrating", target=revision, before=await current_revision(db))
+        async with db.engine.connect() as conn:
+            await conn.run_sync(_do)
+            await conn.commit()
 
 
 async def downgrade(db: Database, revision: str) -> None:
@@ -49,7 +66,7 @@ async def downgrade(db: Database, revision: str) -> None:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
 
-    async with db.engine.connect() as conn:
+    async with _process_lock(), db.engine.connect() as conn:
         await conn.run_sync(_do)
         await conn.commit()
 

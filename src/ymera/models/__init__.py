@@ -1,5 +1,6 @@
 """ORM models. Import every module here so Alembic sees the whole metadata."""
 
+from ymera.models.agent_metrics import AgentHealth, AgentMetricBucket
 from ymera.models.agents import Agent, AgentCapability, AgentTag
 from ymera.models.auth import ApiKey, RefreshToken, User
 from ymera.models.events import Event, EventSequencer
@@ -8,6 +9,8 @@ from ymera.models.tasks import Task
 __all__ = [
     "Agent",
     "AgentCapability",
+    "AgentHealth",
+    "AgentMetricBucket",
     "AgentTag",
     "ApiKey",
     "Event",

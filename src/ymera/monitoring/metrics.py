@@ -29,3 +29,35 @@ class Metrics:
             "Events sequenced and published by the outbox relay.",
             registry=self.registry,
         )
+        # Per-agent series: `agent` is the agent's name for at most
+        # `agents.metrics_max_agent_labels` agents, then "_other" (docs/agents-health.md).
+        self.agent_tasks = Counter(
+            "ymera_agent_tasks_total",
+            "Finished tasks by agent and outcome (success, failure).",
+            ["agent", "outcome"],
+            registry=self.registry,
+        )
+        self.agent_task_latency = Histogram(
+            "ymera_agent_task_latency_seconds",
+            "Time agents took per task.",
+            ["agent"],
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+        )
+        self.agent_load = Gauge(
+            "ymera_agent_load",
+            "Tasks in progress per agent (refreshed from the database every 15 s).",
+            ["agent"],
+            registry=self.registry,
+        )
+        self.agent_health_checks = Counter(
+            "ymera_agent_health_checks_total",
+            "Active health-check probes of http/a2a agents by outcome (ok, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.agent_ejections = Counter(
+            "ymera_agent_ejections_total",
+            "Agents ejected after consecutive failed health checks.",
+            registry=self.registry,
+        )

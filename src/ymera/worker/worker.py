@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import random
 import signal
 from collections.abc import Callable
@@ -57,21 +58,26 @@ def _ws_url(url: str) -> str:
 class Worker:
     """A YMERA worker for one agent.
 
-    ``Worker(url, api_key, concurrency=4)``; register handlers with
+    ``Worker(url, api_key, concurrency=4)`` (url and key default to the
+    ``YMERA_URL`` and ``YMERA_API_KEY`` environment variables); register handlers with
     ``@worker.handler("task_type")`` (async or sync functions taking a
     :class:`TaskContext` and returning a JSON-able value); then ``worker.run()``.
     """
 
     def __init__(
         self,
-        url: str,
-        api_key: str,
+        url: str | None = None,
+        api_key: str | None = None,
         *,
         concurrency: int = 1,
         grace_seconds: float = 30.0,
         reconnect_base: float = 0.5,
         reconnect_cap: float = 30.0,
     ) -> None:
+        url = url or os.environ.get("YMERA_URL")
+        api_key = api_key or os.environ.get("YMERA_API_KEY")
+        if not url or not api_key:
+            raise ValueError("Worker needs url and api_key (or YMERA_URL and YMERA_API_KEY)")
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.concurrency = concurrency

@@ -1,0 +1,402 @@
+"""Dispatch throughput and latency: YMERA vs Celery + Redis, side by side.
+
+No-op tasks are submitted through the HTTP API (one per request, and in
+batches), executed by real worker processes through the worker SDK, and
+observed by the submitter on the SSE event stream. The same workload then runs
+on Celery + Redis (prefork workers, results in Redis). Every YMERA task is
+durable (committed to the database) before the submit request is answered.
+
+    python -m bench dispatch [--tasks 2000] [--workers 2] [--db sqlite,postgresql]
+                             [--no-celery]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PG_ADMIN = os.environ.get("YMERA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "bench-password-123"
+
+
+@dataclass
+class Result:
+    name: str
+    tasks: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(p / 100 * len(data)))] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Procs:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
+        log = (self.log_dir / f"{name}.log").open("wb")
+        self.procs.append(
+            subprocess.Popen(  # noqa: S603
+                cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
+
+    def stop(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs.clear()
+
+
+# --- YMERA -----------------------------------------------------------------------------
+
+
+async def _wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as c:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await c.get(f"{url}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+class Watcher:
+    """Reads task.succeeded events from SSE and records when each arrived."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], after: int) -> None:
+        self.client = client
+        self.headers = headers
+        self.after = after
+        self.done: dict[str, float] = {}
+        self.changed = asyncio.Event()
+        self.live = asyncio.Event()
+
+    async def run(self) -> None:
+        params = {"type": "task.succeeded", "after": str(self.after)}
+        headers = {**self.headers, "Accept": "text/event-stream"}
+        async with self.client.stream(
+            "GET", "/api/v1/events", params=params, headers=headers, timeout=None
+        ) as resp:
+            async for line in resp.aiter_lines():
+                if line.startswith(": live") or line.startswith("retry:"):
+                    self.live.set()
+                if line.startswith("data: "):
+                    data = json.loads(line[6:])
+                    self.done[data["resource_id"]] = time.perf_counter()
+                    self.changed.set()
+
+    async def wait_for(self, ids: list[str], timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while not all(i in self.done for i in ids):
+            self.changed.clear()
+            if time.monotonic() > deadline:
+                missing = sum(1 for i in ids if i not in self.done)
+                raise RuntimeError(f"{missing} tasks did not finish")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), 1)
+        return max(self.done[i] for i in ids)
+
+
+async def _ymera_run(
+    url: str, n: int, workers: int, procs: Procs, env: dict[str, str], cwd: Path, label: str
+) -> list[Result]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+        tok = (
+            await c.post("/api/v1/auth/token", data={"username": "bench", "password": PASSWORD})
+        ).json()
+        headers = {"Authorization": f"Bearer {tok['access_token']}"}
+        agent = (
+            await c.post(
+                "/api/v1/agents",
+                json={"name": "noop", "max_concurrency": 256 * workers},
+                headers=headers,
+            )
+        ).json()
+        key = (
+            await c.post(
+                "/api/v1/api-keys", json={"name": "noop", "agent_id": agent["id"]}, headers=headers
+            )
+        ).json()["key"]
+        # One agent, several worker processes: each connection is its own agent in the
+        # protocol, so register one agent per process.
+        keys = [key]
+        for i in range(1, workers):
+            extra = (
+                await c.post(
+                    "/api/v1/agents",
+                    json={"name": f"noop-{i}", "max_concurrency": 256},
+                    headers=headers,
+                )
+            ).json()
+            keys.append(
+                (
+                    await c.post(
+                        "/api/v1/api-keys",
+                        json={"name": f"noop-{i}", "agent_id": extra["id"]},
+                        headers=headers,
+                    )
+                ).json()["key"]
+            )
+        for i, k in enumerate(keys):
+            procs.start(
+                f"{label}-worker-{i}",
+                [sys.executable, "-m", "bench.noop_worker", "256"],
+                {**env, "YMERA_URL": url, "YMERA_API_KEY": k},
+                cwd,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            agents = (
+                await c.get("/api/v1/agents", params={"status": "IDLE"}, headers=headers)
+            ).json()
+            if len(agents["items"]) == workers:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("workers did not connect")
+        seq = (await c.get("/api/v1/events", params={"limit": 1000}, headers=headers)).json()
+        after = max([e["seq"] for e in seq["items"]] or [0])
+        async with httpx.AsyncClient(base_url=url, timeout=None) as sse:
+            watcher = Watcher(sse, headers, after)
+            reader = asyncio.create_task(watcher.run())
+            await asyncio.wait_for(watcher.live.wait(), 10)
+            results = []
+            try:
+                results.append(await _single(c, headers, watcher, n, f"YMERA {label} single"))
+                results.append(await _batch(c, headers, watcher, n * 2, f"YMERA {label} batch"))
+                results.append(await _light(c, headers, watcher, 50, f"YMERA {label} light"))
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+    return results
+
+
+async def _single(
+    c: httpx.AsyncClient, headers: dict[str, str], w: Watcher, n: int, name: str
+) -> Result:
+    started: dict[str, float] = {}
+    queue = list(range(n))
+
+    async def submitter() -> None:
+        while queue:
+            queue.pop()
+            t0 = time.perf_counter()
+            resp = await c.post("/api/v1/tasks", json={"type": "noop"}, headers=headers)
+            started[resp.json()["id"]] = t0
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(submitter() for _ in range(32)))
+    end = await w.wait_for(list(started))
+    return Result(name, n, end - t0, [w.done[i] - s for i, s in started.items()])
+
+
+async def _batch(
+    c: httpx.AsyncClient, headers: dict[str, str], w: Watcher, n: int, name: str
+) -> Result:
+    started: dict[str, float] = {}
+    size = 500
+
+    async def one(count: int) -> None:
+        t0 = time.perf_counter()
+        resp = await c.post(
+            "/api/v1/tasks/batch", json={"tasks": [{"type": "noop"}] * count}, headers=headers
+        )
+        for item in resp.json():
+            started[item["id"]] = t0
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(min(size, n - i)) for i in range(0, n, size)))
+    end = await w.wait_for(list(started))
+    return Result(name, n, end - t0, [w.done[i] - s for i, s in started.items()])
+
+
+async def _light(
+    c: httpx.AsyncClient, headers: dict[str, str], w: Watcher, n: int, name: str
+) -> Result:
+    lat = []
+    t0 = time.perf_counter()
+    for _ in range(n):
+        s = time.perf_counter()
+        tid = (await c.post("/api/v1/tasks", json={"type": "noop"}, headers=headers)).json()["id"]
+        await w.wait_for([tid])
+        lat.append(w.done[tid] - s)
+    return Result(name, n, time.perf_counter() - t0, lat)
+
+
+def _ymera(db: str, n: int, workers: int) -> list[Result]:
+    tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-"))
+    procs = Procs(tmp)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YMERA_")}
+    env.update(
+        {
+            "YMERA_DATA_DIR": str(tmp / "data"),
+            "YMERA_RATE_LIMIT__ENABLED": "false",
+            "YMERA_AUTH__BOOTSTRAP_ADMIN": "false",
+            "YMERA_LOG__LEVEL": "WARNING",
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        }
+    )
+    pg_name = None
+    if db == "postgresql":
+        pg_name = f"ymera_bench_{uuid.uuid4().hex[:8]}"
+        subprocess.run(  # noqa: S603
+            ["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{pg_name}"'],
+            check=True,  # noqa: S607
+        )
+        env["YMERA_DATABASE_URL"] = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
+    ymera = [sys.executable, "-m", "ymera"]
+    try:
+        subprocess.run([*ymera, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)  # noqa: S603
+        subprocess.run(  # noqa: S603
+            [*ymera, "users", "create", "bench", "--admin", "--password", PASSWORD],
+            env=env,
+            cwd=tmp,
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        server_cmd = [*ymera, "serve", "--port", str(port)]
+        if os.environ.get("BENCH_PROFILE"):
+            server_cmd = [
+                str(Path(sys.executable).with_name("py-spy")), "record", "-o",
+                os.environ["BENCH_PROFILE"], "-f", "raw", "--", *server_cmd,
+            ]
+        procs.start(f"{db}-server", server_cmd, env, tmp)
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(_wait_ready(url))
+        return asyncio.run(_ymera_run(url, n, workers, procs, env, tmp, db))
+    finally:
+        procs.stop()
+        if pg_name:
+            subprocess.run(  # noqa: S603
+                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],  # noqa: S607
+                check=False,
+            )
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- Celery ----------------------------------------------------------------------------
+
+
+def _celery(n: int, workers: int) -> list[Result]:
+    try:
+        import redis as redis_lib
+        from celery.result import AsyncResult  # noqa: F401
+
+        from bench.celery_app import BROKER, app, noop
+    except ImportError:
+        print("  (celery not installed: pip install -e '.[bench]'; skipped)")
+        return []
+    redis_lib.Redis.from_url(BROKER).flushdb()
+    tmp = Path(tempfile.mkdtemp(prefix="celery-bench-"))
+    procs = Procs(tmp)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    try:
+        procs.start(
+            "celery",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "bench.celery_app",
+                "worker",
+                "--concurrency",
+                str(workers),
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env,
+            tmp,
+        )
+        app.control.ping(timeout=10)
+        deadline = time.monotonic() + 30
+        while not app.control.ping(timeout=1) and time.monotonic() < deadline:
+            pass
+        noop.delay().get(timeout=30)  # warm up
+        results = []
+        for name, count, light in (("Celery single", n, False), ("Celery light", 50, True)):
+            lat: list[float] = []
+            t0 = time.perf_counter()
+            if light:
+                for _ in range(count):
+                    s = time.perf_counter()
+                    noop.delay().get(timeout=30)
+                    lat.append(time.perf_counter() - s)
+            else:
+                sent = []
+                for _ in range(count):
+                    sent.append((time.perf_counter(), noop.delay()))
+                for s, r in sent:
+                    r.get(timeout=120)
+                    lat.append(time.perf_counter() - s)
+            results.append(Result(name, count, time.perf_counter() - t0, lat))
+        return results
+    finally:
+        procs.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench dispatch")
+    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--db", default="sqlite,postgresql")
+    parser.add_argument("--no-celery", action="store_true")
+    args = parser.parse_args(argv)
+    results: list[Result] = []
+    for db in args.db.split(","):
+        results += _ymera(db, args.tasks, args.workers)
+    celery = [] if args.no_celery else _celery(args.tasks, args.workers)
+    results += celery
+    base = next((r.rate for r in celery if r.name == "Celery single"), None)
+    print(f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}")
+    for r in results:
+        ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
+        print(f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}")
+    return 0

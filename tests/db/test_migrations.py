@@ -1,0 +1,125 @@
+"""Alembic migrations on an empty database, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+import ymera.models  # noqa: F401  (registers every table)
+from ymera.db import migrate
+from ymera.db.base import Base
+from ymera.db.database import Database
+
+MODEL_TABLES = set(Base.metadata.tables)
+
+
+@pytest.fixture
+async def empty_db(empty_database_url: str) -> AsyncIterator[Database]:
+    """A Database on a brand-new, empty database of the backend's kind."""
+    db = Database(empty_database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def _tables(db: Database) -> set[str]:
+    def _names(conn: Connection) -> set[str]:
+        return set(inspect(conn).get_table_names())
+
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(_names)
+
+
+async def _schema_diff(db: Database) -> list[Any]:
+    """What alembic autogenerate would change to make the database match the models."""
+
+    def _compare(conn: Connection) -> list[Any]:
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(ctx, Base.metadata))
+
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(_compare)
+
+
+def _newest_script() -> Any:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    head = script.get_current_head()
+    assert head is not None
+    return script.get_revision(head)
+
+
+async def test_upgrade_from_empty_creates_every_table_and_matches_models(
+    empty_db: Database,
+) -> None:
+    assert await _tables(empty_db) == set()
+    assert await migrate.current_revision(empty_db) is None
+    assert await migrate.is_at_head(empty_db) is False
+
+    await migrate.upgrade(empty_db)
+
+    assert await migrate.is_at_head(empty_db) is True
+    assert await migrate.current_revision(empty_db) == migrate.head_revision()
+    assert await _tables(empty_db) == MODEL_TABLES | {"alembic_version"}
+    assert await _schema_diff(empty_db) == []
+    # The sequencer row the relay locks is seeded by the migration.
+    async with empty_db.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT id, last_seq FROM event_sequencer"))).all()
+    assert [tuple(r) for r in rows] == [(1, 0)]
+
+
+async def test_upgrade_twice_is_a_no_op(empty_db: Database) -> None:
+    """`ymera serve` migrates on every start; a second run must change nothing."""
+    await migrate.upgrade(empty_db)
+    await migrate.upgrade(empty_db)
+    assert await migrate.is_at_head(empty_db) is True
+    async with empty_db.engine.connect() as conn:
+        count = (await conn.execute(text("SELECT count(*) FROM event_sequencer"))).scalar_one()
+    assert count == 1
+
+
+async def test_downgrade_newest_then_upgrade_again(empty_db: Database) -> None:
+    newest = _newest_script()
+    await migrate.upgrade(empty_db)
+
+    await migrate.downgrade(empty_db, "-1")
+
+    assert await migrate.current_revision(empty_db) == newest.down_revision
+    assert await migrate.is_at_head(empty_db) is False
+    if newest.down_revision is None:
+        assert await _tables(empty_db) <= {"alembic_version"}
+
+    await migrate.upgrade(empty_db)
+
+    assert await migrate.is_at_head(empty_db) is True
+    assert await _tables(empty_db) == MODEL_TABLES | {"alembic_version"}
+    assert await _schema_diff(empty_db) == []
+
+
+async def test_apps_in_one_process_migrating_at_once_do_not_collide(
+    empty_database_url: str,
+) -> None:
+    """Alembic's `op`/`context` are module globals: migrations started side by side in
+    one process (several apps in a test, say) must take turns. (Separate processes
+    are serialised by the database; see tests/system/test_serve.py.)"""
+    dbs = [Database(empty_database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate.upgrade(db) for db in dbs))
+        assert all([await migrate.is_at_head(db) for db in dbs])
+        assert await _tables(dbs[0]) == MODEL_TABLES | {"alembic_version"}
+        async with dbs[0].engine.connect() as conn:
+            count = (await conn.execute(text("SELECT count(*) FROM event_sequencer"))).scalar_one()
+        assert count == 1
+    finally:
+        for db in dbs:
+            await db.dispose()

@@ -1,0 +1,3 @@
+from tests.fixtures.process import processes
+
+__all__ = ["processes"]
