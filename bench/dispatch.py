@@ -300,8 +300,14 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
         server_cmd = [*ymera, "serve", "--port", str(port)]
         if os.environ.get("BENCH_PROFILE"):
             server_cmd = [
-                str(Path(sys.executable).with_name("py-spy")), "record", "-o",
-                os.environ["BENCH_PROFILE"], "-f", "raw", "--", *server_cmd,
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "-o",
+                os.environ["BENCH_PROFILE"],
+                "-f",
+                "raw",
+                "--",
+                *server_cmd,
             ]
         procs.start(f"{db}-server", server_cmd, env, tmp)
         url = f"http://127.0.0.1:{port}"

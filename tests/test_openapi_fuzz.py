@@ -58,16 +58,7 @@ UNSTORABLE_TEXT_CODE = "invalid_text"
 # owners: a schema-valid request refused with this problem code is tolerated on
 # that operation until the schema declares the rule. Delete an entry once its
 # fix lands; the test then guards it.
-KNOWN_ISSUES: dict[tuple[str, str], str] = {
-    # `after` and `Last-Event-ID` are declared as any string but must be digits:
-    # declare pattern ^[0-9]*$ on both (events/endpoints.py).
-    ("GET", "/api/v1/events"): "invalid_cursor",
-    # Validators refuse tags not matching CAPABILITY_PATTERN and duplicate
-    # capability names, but the schema declares neither: declare the tag item
-    # pattern and uniqueItems / dedupe instead of refusing (agents/schemas.py).
-    ("POST", "/api/v1/agents"): "validation_error",
-    ("PATCH", "/api/v1/agents/{agent_id}"): "validation_error",
-}
+KNOWN_ISSUES: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture

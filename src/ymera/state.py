@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from ymera.auth.ratelimit import RateLimiter
 from ymera.auth.tokens import TokenCodec
@@ -28,7 +29,7 @@ class AppState:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_state(request: Request) -> AppState:
+def get_state(request: HTTPConnection) -> AppState:
     state: AppState = request.app.state.ymera
     return state
 
@@ -38,11 +39,11 @@ State = Annotated[AppState, Depends(get_state)]
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def get_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """One unit of work per request: committed when the endpoint returns, rolled
     back when it raises. GET requests use a read transaction."""
     state = get_state(request)
-    readonly = request.method in _READ_METHODS
+    readonly = request.scope.get("method", "GET") in _READ_METHODS
     async with state.db.transaction(readonly=readonly) as session:
         yield session
 

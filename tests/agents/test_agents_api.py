@@ -82,10 +82,13 @@ async def test_duplicate_name_and_validation(harness: AppHarness) -> None:
     assert "endpoint_url" in bad.json()["detail"]
     twice = await harness.client.post(
         API,
-        json=agent_body("x", capabilities=[{"name": "a"}, {"name": "a"}]),
+        json=agent_body(
+            "x", capabilities=[{"name": "a", "proficiency": 0.1}, {"name": "a", "proficiency": 0.9}]
+        ),
         headers=await harness.headers(),
     )
-    assert twice.status_code == 422
+    assert twice.status_code == 201
+    assert twice.json()["capabilities"] == [{"name": "a", "proficiency": 0.9}]
     missing = await harness.client.get(f"{API}/nope", headers=await harness.headers())
     assert missing.status_code == 404
     assert missing.json()["code"] == "agent_not_found"

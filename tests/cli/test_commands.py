@@ -227,6 +227,8 @@ COMMANDS = [
     ("config",),
     ("config", "show"),
     ("config", "reference"),
+    ("worker",),
+    ("worker", "run"),
 ]
 
 

@@ -2,9 +2,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from ymera.agents.status import AgentStatus
 
@@ -40,18 +48,14 @@ class Capability(BaseModel):
     proficiency: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
-Tag = Field(pattern=CAPABILITY_PATTERN)
+Tag = Annotated[str, StringConstraints(pattern=CAPABILITY_PATTERN)]
 
 
 def _unique_capabilities(caps: list[Capability] | None) -> list[Capability] | None:
+    """A capability listed twice keeps its last proficiency."""
     if caps is None:
         return None
-    seen: set[str] = set()
-    for cap in caps:
-        if cap.name in seen:
-            raise ValueError(f"capability {cap.name!r} listed twice")
-        seen.add(cap.name)
-    return caps
+    return list({cap.name: cap for cap in caps}.values())
 
 
 class AgentCreate(BaseModel):
@@ -60,7 +64,7 @@ class AgentCreate(BaseModel):
     description: str = Field(default="", max_length=2000)
     capabilities: list[Capability] = Field(default_factory=list, max_length=100)
     max_concurrency: int = Field(default=1, ge=1, le=10_000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
     connection_mode: ConnectionMode = ConnectionMode.WORKER
     endpoint_url: AnyHttpUrl | None = Field(
@@ -75,11 +79,6 @@ class AgentCreate(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: list[str]) -> list[str]:
-        import re
-
-        for tag in tags:
-            if not re.match(CAPABILITY_PATTERN, tag):
-                raise ValueError(f"invalid tag {tag!r}")
         return sorted(set(tags))
 
     @model_validator(mode="after")
@@ -94,7 +93,7 @@ class AgentUpdate(BaseModel):
     type: AgentType | None = None
     capabilities: list[Capability] | None = Field(default=None, max_length=100)
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
-    tags: list[str] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
     metadata: dict[str, Any] | None = None
     endpoint_url: AnyHttpUrl | None = None
     learning_mode: LearningMode | None = None
@@ -104,14 +103,7 @@ class AgentUpdate(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, tags: list[str] | None) -> list[str] | None:
-        import re
-
-        if tags is None:
-            return None
-        for tag in tags:
-            if not re.match(CAPABILITY_PATTERN, tag):
-                raise ValueError(f"invalid tag {tag!r}")
-        return sorted(set(tags))
+        return None if tags is None else sorted(set(tags))
 
 
 class AgentOut(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ymera import __version__
-from ymera.cli import config, db, keys, serve, users
+from ymera.cli import config, db, keys, serve, users, worker
 
 app = typer.Typer(
     help="YMERA: control plane for fleets of AI agents.",
@@ -17,6 +17,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
+app.add_typer(worker.app, name="worker")
 
 
 @app.command()

@@ -64,10 +64,11 @@ async def events(
     resource_type: Annotated[str | None, Query(max_length=50)] = None,
     resource_id: Annotated[str | None, Query(max_length=100)] = None,
     after: Annotated[
-        str | None, Query(description="Start after this seq (same as Last-Event-ID).")
+        str | None,
+        Query(pattern=r"^[0-9]*$", description="Start after this seq (same as Last-Event-ID)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="JSON page size.")] = 100,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]*$")] = None,
 ) -> EventPage | StreamingResponse:
     """Every state change, in order.
 

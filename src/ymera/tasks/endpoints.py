@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
+from ymera.errors import Unprocessable
 from ymera.kit.pagination import Page
 from ymera.state import AppState, DbSession, State
 from ymera.tasks import service
@@ -44,7 +45,25 @@ def _retry_default(state: AppState) -> RetryPolicy:
     )
 
 
-@router.post("", response_model=TaskOut, status_code=201)
+_REPLAY: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Replay of an earlier request with the same Idempotency-Key"}
+}
+ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
+TimeQuery = Annotated[
+    str | None, Query(pattern=ISO_TIME, description="ISO 8601 date-time with a timezone.")
+]
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Unprocessable(f"{name} is not a valid date-time", code="invalid_time") from exc
+
+
+@router.post("", response_model=TaskOut, status_code=201, responses=_REPLAY)
 async def submit_task(
     body: TaskCreate,
     response: Response,
@@ -70,7 +89,7 @@ async def submit_task(
     return TaskOut.model_validate(tasks[0])
 
 
-@router.post("/batch", response_model=list[TaskOut], status_code=201)
+@router.post("/batch", response_model=list[TaskOut], status_code=201, responses=_REPLAY)
 async def submit_batch(
     body: TaskBatchCreate,
     response: Response,
@@ -102,8 +121,8 @@ async def list_tasks(
     status: Annotated[list[TaskStatus] | None, Query(description="Repeatable.")] = None,
     type: Annotated[list[str] | None, Query(description="Repeatable.")] = None,
     agent_id: Annotated[str | None, Query(max_length=36)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: TimeQuery = None,
+    created_before: TimeQuery = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[TaskOut]:
@@ -114,8 +133,8 @@ async def list_tasks(
         statuses=[s.value for s in status or []],
         types=[t for t in type or [] if t],
         agent_id=agent_id,
-        created_after=created_after,
-        created_before=created_before,
+        created_after=_parse_time(created_after, "created_after"),
+        created_before=_parse_time(created_before, "created_before"),
         cursor=cursor,
         limit=limit,
     )
