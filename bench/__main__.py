@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark in this folder and print its comparison.
 
-Each benchmark module exposes ``main(argv) -> int``. Run one with its options: ``python -m bench dispatch --tasks 500``.
+Each benchmark module exposes ``main(argv) -> int``. Run one with its options:
+``python -m bench dispatch --tasks 500``.
 """
 
 from __future__ import annotations

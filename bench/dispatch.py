@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -68,7 +66,7 @@ class Procs:
     def start(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         log = (self.log_dir / f"{name}.log").open("wb")
         self.procs.append(
-            subprocess.Popen(  # noqa: S603
+            subprocess.Popen(
                 cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         )
@@ -281,15 +279,15 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
     pg_name = None
     if db == "postgresql":
         pg_name = f"ymera_bench_{uuid.uuid4().hex[:8]}"
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             ["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{pg_name}"'],
-            check=True,  # noqa: S607
+            check=True,
         )
         env["YMERA_DATABASE_URL"] = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
     ymera = [sys.executable, "-m", "ymera"]
     try:
-        subprocess.run([*ymera, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)  # noqa: S603
-        subprocess.run(  # noqa: S603
+        subprocess.run([*ymera, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
+        subprocess.run(
             [*ymera, "users", "create", "bench", "--admin", "--password", PASSWORD],
             env=env,
             cwd=tmp,
@@ -316,8 +314,8 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
     finally:
         procs.stop()
         if pg_name:
-            subprocess.run(  # noqa: S603
-                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],  # noqa: S607
+            subprocess.run(
+                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],
                 check=False,
             )
         shutil.rmtree(tmp, ignore_errors=True)
