@@ -11,7 +11,6 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
-    model_validator,
 )
 
 from ymera.agents.status import AgentStatus
@@ -80,12 +79,6 @@ class AgentCreate(BaseModel):
     @classmethod
     def _tags(cls, tags: list[str]) -> list[str]:
         return sorted(set(tags))
-
-    @model_validator(mode="after")
-    def _endpoint(self) -> AgentCreate:
-        if self.connection_mode != ConnectionMode.WORKER and self.endpoint_url is None:
-            raise ValueError(f"endpoint_url is required for {self.connection_mode.value} agents")
-        return self
 
 
 class AgentUpdate(BaseModel):

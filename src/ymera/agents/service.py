@@ -103,6 +103,11 @@ def transition(
 async def create_agent(
     session: AsyncSession, *, principal: Principal, data: AgentCreate, now: datetime
 ) -> Agent:
+    if data.connection_mode.value != "worker" and data.endpoint_url is None:
+        raise Unprocessable(
+            f"endpoint_url is required for {data.connection_mode.value} agents",
+            code="endpoint_required",
+        )
     if await repository.get_by_name(session, data.name) is not None:
         raise AgentNameTaken(f"An agent named {data.name!r} already exists")
     agent = Agent(

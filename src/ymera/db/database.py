@@ -64,7 +64,7 @@ def _sqlite_engine(
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if write_lock is not None:
+        if write_lock is not None and not conn.info.get(_HOLDS_LOCK):
             # Runs inside SQLAlchemy's greenlet, so it may wait on the event loop.
             await_only(write_lock.acquire())
             conn.info[_HOLDS_LOCK] = True
@@ -78,13 +78,12 @@ def _sqlite_engine(
         if write_lock is not None and conn.info.pop(_HOLDS_LOCK, False):
             write_lock.release()
 
-    # Fired just before the COMMIT/ROLLBACK reaches SQLite; a writer that gets in
-    # during that instant waits on the busy timeout for microseconds.
-    event.listen(engine.sync_engine, "commit", _release)
-    event.listen(engine.sync_engine, "rollback", _release)
+    # The lock is released when the connection goes back to the pool, which is
+    # after SQLite has finished the COMMIT/ROLLBACK (releasing at the engine's
+    # "commit" event would let the next writer's BEGIN IMMEDIATE race the COMMIT
+    # and fall into SQLite's sleeping busy handler).
 
-    # Safety net: never leak the lock with a connection that goes back to the
-    # pool or is invalidated mid-transaction.
+    # Also when a connection is invalidated mid-transaction.
     def _release_record(_dbapi_conn: Any, record: Any, *_: Any) -> None:
         _release(record)
 

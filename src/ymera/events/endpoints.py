@@ -68,7 +68,7 @@ async def events(
         Query(pattern=r"^[0-9]*$", description="Start after this seq (same as Last-Event-ID)."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="JSON page size.")] = 100,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]*$")] = None,
+    last_event_id: Annotated[str, Header(alias="Last-Event-ID", pattern=r"^[0-9]*$")] = "",
 ) -> EventPage | StreamingResponse:
     """Every state change, in order.
 

@@ -48,9 +48,12 @@ def _retry_default(state: AppState) -> RetryPolicy:
 _REPLAY: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replay of an earlier request with the same Idempotency-Key"}
 }
-ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
 TimeQuery = Annotated[
-    str | None, Query(pattern=ISO_TIME, description="ISO 8601 date-time with a timezone.")
+    str | None,
+    Query(
+        description="RFC 3339 date-time with a timezone.",
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
 
 
@@ -58,9 +61,12 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
         raise Unprocessable(f"{name} is not a valid date-time", code="invalid_time") from exc
+    if parsed.tzinfo is None:
+        raise Unprocessable(f"{name} needs a timezone", code="invalid_time")
+    return parsed
 
 
 @router.post("", response_model=TaskOut, status_code=201, responses=_REPLAY)
