@@ -255,6 +255,9 @@ async def test_delete_refuses_with_running_tasks_unless_forced(harness: AppHarne
     assert forced.status_code == 204
     gone = await harness.client.get(f"{API}/{agent['id']}", headers=h)
     assert gone.status_code == 404
+    revoked = await harness.client.post(f"{API}/{agent['id']}/heartbeat", headers=key)
+    assert revoked.status_code == 401
+    assert revoked.json()["code"] == "api_key_revoked"
 
 
 async def test_silent_agents_go_offline(harness: AppHarness) -> None:

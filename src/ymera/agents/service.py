@@ -256,7 +256,15 @@ async def delete_agent(
             "retry with force=true to re-queue them",
             running=agent.current_load,
         )
-    _event(session, agent, "deleted", principal.id, forced=force, running=agent.current_load)
+    # Imported here: both domains call into this one.
+    from ymera.auth import service as auth_service
+    from ymera.tasks import service as tasks_service
+
+    requeued = await tasks_service.requeue_agent(
+        session, agent_id=agent.id, now=now, reason="agent deleted"
+    )
+    await auth_service.revoke_agent_keys(session, agent_id=agent.id, now=now)
+    _event(session, agent, "deleted", principal.id, forced=force, requeued=len(requeued))
     await repository.delete_agent(session, agent.id)
 
 

@@ -91,3 +91,13 @@ async def list_api_keys(
 
 async def touch_api_key(session: AsyncSession, key_id: str, now: datetime) -> None:
     await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+async def revoke_keys_of_agent(session: AsyncSession, agent_id: str, now: datetime) -> int:
+    result = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.agent_id == agent_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -503,3 +503,18 @@ async def revoke_api_key(
             actor=principal.id,
         )
     return row
+
+
+async def revoke_agent_keys(session: AsyncSession, *, agent_id: str, now: datetime) -> int:
+    """Revoke every key bound to an agent (the agent is being deleted)."""
+    count = await repository.revoke_keys_of_agent(session, agent_id, now)
+    if count:
+        record_event(
+            session,
+            type="api_key.revoked",
+            resource_type="agent",
+            resource_id=agent_id,
+            data={"count": count, "reason": "agent deleted"},
+            actor="system",
+        )
+    return count
