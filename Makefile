@@ -32,7 +32,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -x -q
 
+## bench: the benchmarks in bench/ (installs the bench extra: Celery for the comparison)
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
