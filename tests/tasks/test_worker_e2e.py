@@ -94,6 +94,17 @@ async def test_worker_runs_tasks_end_to_end(live: LiveServer) -> None:
         assert routing.json()["decision"]["chosen"]["name"] == "echo-agent"
     assert seen == [one.json()["id"]]
     assert worker.completed == 21
+    scored = await h.client.post(
+        f"/api/v1/tasks/{one.json()['id']}/feedback", json={"score": 0.75}, headers=headers
+    )
+    assert scored.status_code == 200, scored.text
+    metrics = await h.client.get(
+        f"/api/v1/agents/{agent['id']}/metrics", params={"window": "1h"}, headers=headers
+    )
+    body = metrics.json()
+    assert (body["successes"], body["failures"]) == (21, 0)
+    assert body["quality_score"] == 0.75
+    assert body["latency_p50_seconds"] is not None
 
 
 async def test_failures_retry_then_dead_and_non_retryable_fail(live: LiveServer) -> None:
@@ -141,6 +152,12 @@ async def test_failures_retry_then_dead_and_non_retryable_fail(live: LiveServer)
         assert redriven.json()["status"] == "PENDING"
         again = await wait_task(h, dead.json()["id"], "DEAD")
         assert again["attempt"] == 6
+    agent_id = again["agent_id"]
+    metrics = await h.client.get(
+        f"/api/v1/agents/{agent_id}/metrics", params={"window": "5m"}, headers=headers
+    )
+    # 3 attempts of `ok` (2 failed), 6 of `dead`, 1 of `fatal`: 1 success, 9 failures.
+    assert (metrics.json()["successes"], metrics.json()["failures"]) == (1, 9)
 
 
 async def test_cancel_reaches_the_running_handler(live: LiveServer) -> None:

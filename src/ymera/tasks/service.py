@@ -21,6 +21,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ymera.agents import metrics as agent_metrics
 from ymera.agents import service as agents_service
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
@@ -124,6 +125,23 @@ def _can_see(principal: Principal, task: Task) -> bool:
     if principal.can(Permission.TASKS_OPERATE) or task.created_by == principal.user_id:
         return True
     return principal.kind == "agent" and task.agent_id == principal.agent_id
+
+
+async def _record_outcome(
+    session: AsyncSession, task: Task, *, agent_id: str | None, success: bool, now: datetime
+) -> None:
+    """Feed the agent's metrics (and so routing) with one attempt's outcome."""
+    if agent_id is None:
+        return
+    began = task.started_at or task.assigned_at or now
+    await agent_metrics.record_outcome(
+        session,
+        agent_id=agent_id,
+        task_type=task.type,
+        success=success,
+        latency_seconds=max(0.0, (now - began).total_seconds()),
+        now=now,
+    )
 
 
 # --- submission ------------------------------------------------------------------------
@@ -328,6 +346,10 @@ async def feedback(
     task.feedback_score = score
     task.feedback_comment = comment
     task.updated_at = now
+    if task.agent_id:
+        await agent_metrics.record_feedback(
+            session, agent_id=task.agent_id, score=score, now=now, task_type=task.type
+        )
     record_event(
         session,
         type="task.feedback",
@@ -484,6 +506,7 @@ async def complete(
     task.lease_token = None
     task.lease_expires_at = None
     task.progress = 100.0
+    await _record_outcome(session, task, agent_id=task.agent_id, success=True, now=now)
     if task.agent_id:
         await agents_service.release_capacity(session, agent_id=task.agent_id, count=1)
     _event(session, task, previous, task.agent_id)
@@ -530,6 +553,7 @@ async def _requeue_or_finish(
     error: dict[str, Any],
     retryable: bool,
 ) -> None:
+    await _record_outcome(session, task, agent_id=task.agent_id, success=False, now=now)
     task.error = error
     task.lease_token = None
     task.lease_expires_at = None
