@@ -1,0 +1,165 @@
+"""The worker protocol with a raw WebSocket client against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.fixtures.live import LiveServer
+from tests.fixtures.waiting import wait_until
+from ymera.auth.permissions import Role
+
+
+async def agent_and_key(live: LiveServer, name: str, **kw: Any) -> tuple[dict[str, Any], str]:
+    h = live.harness
+    admin = await h.headers(Role.ADMIN)
+    agent = (
+        await h.client.post(
+            "/api/v1/agents", json={"name": name, "max_concurrency": 2, **kw}, headers=admin
+        )
+    ).json()
+    key = await h.client.post(
+        "/api/v1/api-keys", json={"name": name, "agent_id": agent["id"]}, headers=admin
+    )
+    return agent, key.json()["key"]
+
+
+def ws_url(live: LiveServer) -> str:
+    return live.base_url.replace("http://", "ws://") + "/api/v1/agents/connect"
+
+
+async def hello(ws: Any, key: str, **extra: Any) -> dict[str, Any]:
+    await ws.send(json.dumps({"type": "hello", "protocol": 1, "api_key": key, **extra}))
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+
+async def next_frame(ws: Any, kind: str, timeout: float = 10) -> dict[str, Any]:
+    async def read() -> dict[str, Any]:
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == kind:
+                return dict(frame)
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def closed_with(ws: Any) -> int | None:
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), 10)
+    return info.value.rcvd.code if info.value.rcvd else None
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ({"type": "hello", "protocol": 1, "api_key": "ymk_nonsense"}, 4401),
+        ({"type": "hello", "protocol": 99, "api_key": "x"}, 4409),
+        ({"type": "heartbeat"}, 4400),
+        ({"type": "hello", "protocol": 1}, 4401),
+    ],
+)
+async def test_handshake_refusals(live: LiveServer, frame: dict[str, Any], code: int) -> None:
+    async with websockets.connect(ws_url(live)) as ws:
+        await ws.send(json.dumps(frame))
+        assert await closed_with(ws) == code
+
+
+async def test_user_key_is_not_an_agent_key(live: LiveServer) -> None:
+    admin = await live.harness.headers(Role.ADMIN)
+    key = (
+        await live.harness.client.post("/api/v1/api-keys", json={"name": "u"}, headers=admin)
+    ).json()["key"]
+    async with websockets.connect(ws_url(live)) as ws:
+        await ws.send(json.dumps({"type": "hello", "protocol": 1, "api_key": key}))
+        assert await closed_with(ws) == 4403
+
+
+async def test_assign_accept_result_and_stale_reports(live: LiveServer) -> None:
+    agent, key = await agent_and_key(live, "raw")
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        welcome = await hello(ws, key, concurrency=2)
+        assert welcome["type"] == "welcome"
+        assert welcome["agent_id"] == agent["id"]
+        task = (await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)).json()
+        assign = await next_frame(ws, "assign")
+        assert assign["task_id"] == task["id"]
+        assert assign["attempt"] == 1
+        ids = {k: assign[k] for k in ("task_id", "attempt", "lease_token")}
+        stale = {**ids, "lease_token": "not-the-token"}
+        await ws.send(json.dumps({"type": "result", **stale, "output": {"x": 1}}))
+        error = await next_frame(ws, "error")
+        assert error["code"] == "stale_lease"
+        await ws.send(json.dumps({"type": "accept", **ids}))
+        await next_frame(ws, "ack")
+        await ws.send(json.dumps({"type": "result", **ids, "output": {"x": 2}}))
+        await next_frame(ws, "ack")
+        again = {**ids}
+        await ws.send(json.dumps({"type": "result", **again, "output": {"x": 3}}))
+        late = await next_frame(ws, "error")
+        assert late["code"] == "stale_lease"
+        await ws.send(json.dumps({"type": "bogus"}))
+        assert (await next_frame(ws, "error"))["code"] == "bad_frame"
+    final = (await h.client.get(f"/api/v1/tasks/{task['id']}", headers=dev)).json()
+    assert final["status"] == "SUCCEEDED"
+    assert final["result"] == {"x": 2}
+
+
+async def test_reconnect_within_the_lease_keeps_the_task(live: LiveServer) -> None:
+    _, key = await agent_and_key(live, "comeback")
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key)
+        task = (await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)).json()
+        assign = await next_frame(ws, "assign")
+        ids = {k: assign[k] for k in ("task_id", "attempt", "lease_token")}
+        await ws.send(json.dumps({"type": "accept", **ids}))
+        await next_frame(ws, "ack")
+    # The connection dropped; the worker comes back with the task it still holds.
+    async with websockets.connect(ws_url(live)) as ws:
+        welcome = await hello(ws, key, held=[ids, {**ids, "task_id": "unknown"}])
+        assert welcome["kept"] == [task["id"]]
+        assert welcome["revoked"] == ["unknown"]
+        await ws.send(json.dumps({"type": "result", **ids, "output": {"ok": True}}))
+        await next_frame(ws, "ack")
+    final = (await h.client.get(f"/api/v1/tasks/{task['id']}", headers=dev)).json()
+    assert (final["status"], final["attempt"]) == ("SUCCEEDED", 1)
+
+
+async def test_slow_reader_is_cut_off(live: LiveServer) -> None:
+    live.harness.state.settings.agents.send_queue_size = 10
+    _, key = await agent_and_key(live, "sleepy", max_concurrency=500)
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live), max_queue=1) as ws:
+        await hello(ws, key, concurrency=500)
+        conn = await wait_until(
+            lambda: h.state.extras["hub"].connections(), timeout=5, what="registered"
+        )
+        # Stop reading; fill the socket buffers, then the bounded queue.
+        stuck = _Stuck()
+        conn[0].sink = stuck
+        batch = [{"type": "t", "input": {"pad": "x" * 1000}} for _ in range(100)]
+        resp = await h.client.post("/api/v1/tasks/batch", json={"tasks": batch}, headers=dev)
+        assert resp.status_code == 201
+        await wait_until(lambda: conn[0].closed, timeout=10, what="slow connection closed")
+    assert stuck.code == 4408
+
+
+class _Stuck:
+    """A socket whose peer never reads: sends block forever."""
+
+    code: int | None = None
+
+    async def send_text(self, data: str) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.code = code
