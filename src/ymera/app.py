@@ -37,6 +37,7 @@ from ymera.runtime.task_loops import TASK_LOOPS
 from ymera.state import AppState
 from ymera.tasks.dispatcher import Dispatcher
 from ymera.tasks.endpoints import router as tasks_router
+from ymera.tasks.push import Pusher
 
 log = structlog.get_logger("ymera.app")
 
@@ -93,7 +94,10 @@ def create_app(
         dispatcher = Dispatcher(state, hub)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
+        pusher = Pusher(state)
+        state.extras["pusher"] = pusher
         state.db.add_commit_listener(dispatcher.wake)
+        state.db.add_commit_listener(pusher.wake)
         app.state.ymera = state
         if migrate_on_start:
             await migrate.upgrade(state.db)

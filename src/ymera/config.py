@@ -97,6 +97,25 @@ class TaskSettings(BaseModel):
     )
 
 
+class PushSettings(BaseModel):
+    """HTTP push agents: YMERA POSTs each task to the agent's endpoint."""
+
+    timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for the agent.")
+    retries: int = Field(
+        default=3, ge=0, le=10, description="Retries of a POST that failed to connect or got 5xx."
+    )
+    retry_initial: float = Field(default=0.2, ge=0, description="First retry backoff, seconds.")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed deliveries that open an agent's circuit."
+    )
+    breaker_open_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit refuses before a probe."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="Fallback poll of the push dispatcher, seconds."
+    )
+
+
 class EventSettings(BaseModel):
     relay_poll_interval: float = Field(
         default=1.0, gt=0, description="Fallback poll of the outbox relay, seconds."
@@ -212,6 +231,7 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     events: EventSettings = EventSettings()
     tasks: TaskSettings = TaskSettings()
+    push: PushSettings = PushSettings()
     agents: AgentSettings = AgentSettings()
     log: LogSettings = LogSettings()
 

@@ -151,3 +151,12 @@ async def get_many(session: AsyncSession, ids: Sequence[str]) -> Sequence[Agent]
     if not ids:
         return []
     return (await session.execute(select(Agent).where(Agent.id.in_(list(ids))))).scalars().all()
+
+
+async def push_agents(session: AsyncSession) -> Sequence[Agent]:
+    stmt = select(Agent).where(
+        Agent.connection_mode == "http",
+        Agent.status.in_(("IDLE", "ACTIVE", "DEGRADED", "BUSY", "ERROR")),
+        Agent.endpoint_url.is_not(None),
+    )
+    return (await session.execute(stmt)).scalars().all()

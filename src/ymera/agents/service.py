@@ -436,3 +436,35 @@ async def mark_connected(
             actor=agent.id,
         )
     return agent
+
+
+async def http_agents(session: AsyncSession) -> list[Agent]:
+    """Agents YMERA pushes tasks to (connection mode http): the routable ones, and
+    those in ERROR only because their circuit is open (the breaker decides when to
+    probe them)."""
+    return [
+        a
+        for a in await repository.push_agents(session)
+        if a.status != S.ERROR or (a.status_reason or "").startswith("circuit open")
+    ]
+
+
+async def set_circuit_status(
+    session: AsyncSession, *, agent_id: str, open_: bool, now: datetime, detail: str
+) -> None:
+    """Show a push agent's circuit: ERROR while open, back to its load status when closed."""
+    agent = await repository.get(session, agent_id, for_update=True)
+    if agent is None:
+        return
+    current = S(agent.status)
+    if open_ and current in (S.IDLE, S.ACTIVE, S.BUSY, S.DEGRADED):
+        transition(
+            session, agent, S.ERROR, reason=f"circuit open: {detail}", now=now, actor="system"
+        )
+        _event(session, agent, "circuit_opened", "system", detail=detail)
+    elif (
+        not open_ and current == S.ERROR and (agent.status_reason or "").startswith("circuit open")
+    ):
+        target = load_status(agent.current_load, agent.max_concurrency)
+        transition(session, agent, target, reason="circuit closed", now=now, actor="system")
+        _event(session, agent, "circuit_closed", "system")

@@ -33,6 +33,7 @@ async def dispatcher_wakeup_loop(state: AppState, stop: asyncio.Event) -> None:
             kind = str(message.data.get("type", ""))
             if kind.startswith("task.") or kind == "agent.status_changed":
                 dispatcher.wake()
+                state.extras["pusher"].wake()
 
 
 async def reaper_loop(state: AppState, stop: asyncio.Event) -> None:
@@ -76,4 +77,15 @@ async def offline_requeue_loop(state: AppState, stop: asyncio.Event) -> None:
                 log.warning("offline_requeue_failed", agent_id=agent_id, error=repr(exc))
 
 
-TASK_LOOPS = (dispatcher_loop, dispatcher_wakeup_loop, reaper_loop, offline_requeue_loop)
+async def push_loop(state: AppState, stop: asyncio.Event) -> None:
+    """Deliver tasks to http agents."""
+    await state.extras["pusher"].run(stop)
+
+
+TASK_LOOPS = (
+    dispatcher_loop,
+    dispatcher_wakeup_loop,
+    reaper_loop,
+    offline_requeue_loop,
+    push_loop,
+)

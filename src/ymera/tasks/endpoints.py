@@ -14,11 +14,18 @@ from fastapi.responses import StreamingResponse
 from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.errors import Unprocessable
+from ymera.errors import Unauthorized, Unprocessable
 from ymera.kit.pagination import Page
 from ymera.state import AppState, DbSession, State
-from ymera.tasks import service
-from ymera.tasks.schemas import FeedbackIn, RetryPolicy, TaskBatchCreate, TaskCreate, TaskOut
+from ymera.tasks import push, service
+from ymera.tasks.schemas import (
+    CallbackIn,
+    FeedbackIn,
+    RetryPolicy,
+    TaskBatchCreate,
+    TaskCreate,
+    TaskOut,
+)
 from ymera.tasks.status import TaskStatus
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
@@ -215,6 +222,47 @@ async def task_feedback(
         score=body.score,
         comment=body.comment,
         now=state.clock.now(),
+    )
+    return TaskOut.model_validate(task)
+
+
+def _callback_token(
+    authorization: Annotated[str, Header(description="Bearer ycb_... (the callback token)")] = "",
+) -> str:
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.startswith(push.CALLBACK_PREFIX):
+        raise Unauthorized(
+            "Callback token required (Authorization: Bearer ycb_...)",
+            code="invalid_callback_token",
+        )
+    return token
+
+
+@router.post(
+    "/{task_id}/callback",
+    response_model=TaskOut,
+    responses={401: {"description": "Missing, invalid or already used callback token"}},
+)
+async def task_callback(
+    task_id: str,
+    body: CallbackIn,
+    session: DbSession,
+    state: State,
+    token: Annotated[str, Depends(_callback_token)],
+) -> TaskOut:
+    """For http agents that accepted a task with 202: report its outcome, with the
+    single-use callback token YMERA sent along with the task (docs/http-agents.md)."""
+    task = await push.handle_callback(
+        state,
+        session,
+        task_id=task_id,
+        attempt=body.attempt,
+        token=token,
+        succeeded=body.status == "succeeded",
+        output=body.output,
+        error={"message": body.error_message or "failed"},
+        retryable=body.retryable,
     )
     return TaskOut.model_validate(task)
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -82,3 +82,13 @@ class TaskOut(BaseModel):
 class FeedbackIn(BaseModel):
     score: float = Field(ge=0, le=1)
     comment: str | None = Field(default=None, max_length=2000)
+
+
+class CallbackIn(BaseModel):
+    """An http agent reporting the outcome of a task it accepted with 202."""
+
+    attempt: int = Field(ge=1)
+    status: Literal["succeeded", "failed"]
+    output: dict[str, Any] | None = None
+    error_message: str | None = Field(default=None, max_length=2000)
+    retryable: bool = True
