@@ -38,6 +38,7 @@ from ymera.state import AppState
 from ymera.tasks.dispatcher import Dispatcher
 from ymera.tasks.endpoints import router as tasks_router
 from ymera.tasks.push import Pusher
+from ymera.tasks.reports import ReportWriter
 
 log = structlog.get_logger("ymera.app")
 
@@ -94,6 +95,7 @@ def create_app(
         dispatcher = Dispatcher(state, hub)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
+        state.extras["reports"] = ReportWriter(state)
         pusher = Pusher(state)
         state.extras["pusher"] = pusher
         state.db.add_commit_listener(dispatcher.wake)

@@ -24,6 +24,7 @@ from ymera.errors import YmeraError
 from ymera.state import AppState
 from ymera.tasks import service as tasks_service
 from ymera.tasks.dispatcher import Dispatcher
+from ymera.tasks.reports import ReportWriter
 
 log = structlog.get_logger("ymera.connect")
 router = APIRouter()
@@ -62,6 +63,7 @@ class Session:
         self.hub: WorkerHub = state.extras["hub"]
         self.dispatcher: Dispatcher = state.extras["dispatcher"]
         self.conn: WorkerConnection | None = None
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -169,6 +171,8 @@ class Session:
         except WebSocketDisconnect:
             pass
         finally:
+            if self._pending:
+                await asyncio.wait(list(self._pending), timeout=5)
             await conn.stop_sender()
             self.hub.unregister(conn)
             log.info("worker_disconnected", agent=conn.agent_name, held=len(conn.held))
@@ -208,29 +212,70 @@ class Session:
 
     # --- frame handlers ------------------------------------------------------------
 
+    def _report(self, frame: dict[str, Any], op: Any, *, frees_slot: bool) -> None:
+        """Queue a report for the group-committing writer, in frame order; the ack
+        (or the error) goes back when its batch has committed."""
+        assert self.conn is not None
+        writer: ReportWriter = self.state.extras["reports"]
+        future = writer.submit(op, agent_id=self.conn.agent_id)
+        task = asyncio.ensure_future(self._settle(frame, future, frees_slot=frees_slot))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _settle(
+        self, frame: dict[str, Any], future: asyncio.Future[Any], *, frees_slot: bool
+    ) -> None:
+        assert self.conn is not None
+        try:
+            await future
+        except tasks_service.StaleLease as exc:
+            self._drop(frame)
+            self.conn.send(
+                {"type": "error", "code": exc.code, "message": exc.message, "ref": _ref_of(frame)}
+            )
+            return
+        except YmeraError as exc:
+            self.conn.send(
+                {"type": "error", "code": exc.code, "message": exc.message, "ref": _ref_of(frame)}
+            )
+            return
+        except Exception as exc:
+            log.warning("report_failed", error=repr(exc), frame_type=frame.get("type"))
+            self.conn.send({"type": "error", "code": "internal", "ref": _ref_of(frame)})
+            return
+        if frees_slot:
+            self._drop(frame)
+            self.dispatcher.wake()
+        self._ack(frame)
+
     async def on_accept(self, frame: dict[str, Any]) -> None:
         ref = _ref(frame)
-        async with self.state.db.transaction() as session:
-            await tasks_service.accept(
-                session,
-                ref=ref,
-                now=self.state.clock.now(),
-                lease_seconds=self.state.settings.tasks.lease_seconds,
-            )
-        self._ack(frame)
+        now = self.state.clock.now()
+        lease = self.state.settings.tasks.lease_seconds
+
+        async def op(session: Any) -> Any:
+            return await tasks_service.accept(session, ref=ref, now=now, lease_seconds=lease)
+
+        self._report(frame, op, frees_slot=False)
 
     async def on_progress(self, frame: dict[str, Any]) -> None:
         ref = _ref(frame)
         pct = frame.get("pct")
-        async with self.state.db.transaction() as session:
-            await tasks_service.progress(
+        message = str(frame.get("message") or "") or None
+        now = self.state.clock.now()
+        lease = self.state.settings.tasks.lease_seconds
+
+        async def op(session: Any) -> Any:
+            return await tasks_service.progress(
                 session,
                 ref=ref,
                 pct=float(pct) if isinstance(pct, int | float) else None,
-                message=str(frame.get("message") or "") or None,
-                now=self.state.clock.now(),
-                lease_seconds=self.state.settings.tasks.lease_seconds,
+                message=message,
+                now=now,
+                lease_seconds=lease,
             )
+
+        self._report(frame, op, frees_slot=False)
         await self.state.bus.publish(
             TASK_OUTPUT_CHANNEL,
             {
@@ -238,7 +283,7 @@ class Session:
                 "attempt": ref.attempt,
                 "kind": "progress",
                 "pct": pct,
-                "message": frame.get("message"),
+                "message": message,
             },
         )
 
@@ -265,17 +310,12 @@ class Session:
             output = {}
         if not isinstance(output, dict):
             output = {"value": output}
-        async with self.state.db.transaction() as session:
-            task = await tasks_service.complete(
-                session, ref=ref, output=output, now=self.state.clock.now()
-            )
-            if task.agent_id:
-                await agents_service.sync_status_with_load(
-                    session, agent_ids=[task.agent_id], now=self.state.clock.now()
-                )
-        self._drop(frame)
-        self._ack(frame)
-        self.dispatcher.wake()
+        now = self.state.clock.now()
+
+        async def op(session: Any) -> Any:
+            return await tasks_service.complete(session, ref=ref, output=output, now=now)
+
+        self._report(frame, op, frees_slot=True)
 
     async def on_fail(self, frame: dict[str, Any]) -> None:
         ref = _ref(frame)
@@ -287,30 +327,24 @@ class Session:
             "type": str(error.get("type", "error"))[:100],
             "retryable": retryable,
         }
-        async with self.state.db.transaction() as session:
-            task = await tasks_service.fail(
-                session, ref=ref, error=clean, retryable=retryable, now=self.state.clock.now()
+        now = self.state.clock.now()
+
+        async def op(session: Any) -> Any:
+            return await tasks_service.fail(
+                session, ref=ref, error=clean, retryable=retryable, now=now
             )
-            if task.agent_id:
-                await agents_service.sync_status_with_load(
-                    session, agent_ids=[task.agent_id], now=self.state.clock.now()
-                )
-        self._drop(frame)
-        self._ack(frame)
-        self.dispatcher.wake()
+
+        self._report(frame, op, frees_slot=True)
 
     async def on_release(self, frame: dict[str, Any]) -> None:
         ref = _ref(frame)
-        async with self.state.db.transaction() as session:
-            await tasks_service.release(
-                session,
-                ref=ref,
-                now=self.state.clock.now(),
-                reason=str(frame.get("reason") or "released by the worker")[:500],
-            )
-        self._drop(frame)
-        self._ack(frame)
-        self.dispatcher.wake()
+        reason = str(frame.get("reason") or "released by the worker")[:500]
+        now = self.state.clock.now()
+
+        async def op(session: Any) -> Any:
+            return await tasks_service.release(session, ref=ref, now=now, reason=reason)
+
+        self._report(frame, op, frees_slot=True)
 
     async def on_heartbeat(self, frame: dict[str, Any]) -> None:
         assert self.conn is not None

@@ -160,3 +160,12 @@ async def push_agents(session: AsyncSession) -> Sequence[Agent]:
         Agent.endpoint_url.is_not(None),
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+async def add_load(session: AsyncSession, agent_id: str, count: int) -> None:
+    await session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id)
+        .values(current_load=Agent.current_load + count)
+        .execution_options(synchronize_session=False)
+    )

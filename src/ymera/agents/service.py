@@ -401,6 +401,11 @@ async def reserve_capacity(session: AsyncSession, *, agent_id: str, count: int =
     return await repository.take_capacity(session, agent_id, count)
 
 
+async def add_load(session: AsyncSession, *, agent_id: str, count: int) -> None:
+    """Count ``count`` more tasks on an agent whose capacity the caller tracks."""
+    await repository.add_load(session, agent_id, count)
+
+
 async def release_capacity(session: AsyncSession, *, agent_id: str, count: int = 1) -> None:
     await repository.give_capacity(session, agent_id, count)
 

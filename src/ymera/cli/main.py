@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ymera import __version__
-from ymera.cli import config, db, keys, serve, users, worker
+from ymera.cli import agents, config, db, keys, serve, tasks, users, worker
 
 app = typer.Typer(
     help="YMERA: control plane for fleets of AI agents.",
@@ -18,6 +18,8 @@ app.add_typer(users.app, name="users")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
 app.add_typer(worker.app, name="worker")
+app.add_typer(agents.app, name="agents")
+app.add_typer(tasks.app, name="tasks")
 
 
 @app.command()

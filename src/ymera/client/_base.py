@@ -9,6 +9,8 @@ import httpx
 from ymera.client.errors import error_from_response
 
 DEFAULT_TIMEOUT = 30.0
+# A task in one of these states will not change again (unless retried by hand).
+FINAL_TASK_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"})
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -17,6 +19,14 @@ def auth_headers(token: str | None) -> dict[str, str]:
 
 def clean_params(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
+
+
+def idempotency_headers(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
+def task_body(type: str, input: dict[str, Any] | None, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": type, "input": input or {}, **fields}
 
 
 def handle(response: httpx.Response) -> Any:

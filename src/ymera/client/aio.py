@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from ymera.client._base import DEFAULT_TIMEOUT, auth_headers, clean_params, handle
+from ymera.client._base import (
+    DEFAULT_TIMEOUT,
+    FINAL_TASK_STATUSES,
+    auth_headers,
+    clean_params,
+    handle,
+    idempotency_headers,
+    task_body,
+)
 
 
 class AsyncClient:
@@ -61,6 +71,16 @@ class AsyncClient:
     async def me(self) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/v1/auth/me"))
 
+    async def create_user(
+        self, username: str, password: str, role: str = "viewer"
+    ) -> dict[str, Any]:
+        body = {"username": username, "password": password, "role": role}
+        return dict(await self.request("POST", "/api/v1/users", json=body))
+
+    async def list_users(self, *, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        params = {"cursor": cursor, "limit": limit}
+        return dict(await self.request("GET", "/api/v1/users", params=params))
+
     async def create_api_key(
         self,
         name: str,
@@ -73,6 +93,12 @@ class AsyncClient:
             {"name": name, "scopes": scopes, "agent_id": agent_id, "expires_at": expires_at}
         )
         return dict(await self.request("POST", "/api/v1/api-keys", json=body))
+
+    async def list_api_keys(self, **params: Any) -> dict[str, Any]:
+        return dict(await self.request("GET", "/api/v1/api-keys", params=params))
+
+    async def revoke_api_key(self, key_id: str) -> dict[str, Any]:
+        return dict(await self.request("DELETE", f"/api/v1/api-keys/{key_id}"))
 
     async def create_agent(self, name: str, **fields: Any) -> dict[str, Any]:
         return dict(await self.request("POST", "/api/v1/agents", json={"name": name, **fields}))
@@ -112,6 +138,95 @@ class AsyncClient:
     async def heartbeat(self, agent_id: str, load: int | None = None) -> dict[str, Any]:
         body = {"load": load} if load is not None else None
         return dict(await self.request("POST", f"/api/v1/agents/{agent_id}/heartbeat", json=body))
+
+    async def set_agent_status(
+        self, agent_id: str, status: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        body = clean_params({"status": status, "reason": reason})
+        return dict(await self.request("POST", f"/api/v1/agents/{agent_id}/status", json=body))
+
+    async def agent_metrics(
+        self, agent_id: str, window: str = "1h", *, task_type: str | None = None
+    ) -> dict[str, Any]:
+        params = {"window": window, "task_type": task_type}
+        return dict(await self.request("GET", f"/api/v1/agents/{agent_id}/metrics", params=params))
+
+    async def submit_task(
+        self,
+        type: str,
+        input: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        return dict(
+            await self.request(
+                "POST",
+                "/api/v1/tasks",
+                json=task_body(type, input, fields),
+                headers=idempotency_headers(idempotency_key),
+            )
+        )
+
+    async def submit_tasks(
+        self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        return list(
+            await self.request(
+                "POST",
+                "/api/v1/tasks/batch",
+                json={"tasks": tasks},
+                headers=idempotency_headers(idempotency_key),
+            )
+        )
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/v1/tasks/{task_id}"))
+
+    async def list_tasks(self, **filters: Any) -> dict[str, Any]:
+        return dict(await self.request("GET", "/api/v1/tasks", params=filters))
+
+    async def iter_tasks(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            page = await self.list_tasks(**filters, cursor=cursor)
+            for item in page["items"]:
+                yield item
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def cancel_task(self, task_id: str, reason: str | None = None) -> dict[str, Any]:
+        return dict(
+            await self.request("POST", f"/api/v1/tasks/{task_id}/cancel", params={"reason": reason})
+        )
+
+    async def retry_task(self, task_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"/api/v1/tasks/{task_id}/retry"))
+
+    async def task_feedback(
+        self, task_id: str, score: float, comment: str | None = None
+    ) -> dict[str, Any]:
+        body = clean_params({"score": score, "comment": comment})
+        return dict(await self.request("POST", f"/api/v1/tasks/{task_id}/feedback", json=body))
+
+    async def task_routing(self, task_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/v1/tasks/{task_id}/routing"))
+
+    async def wait_task(
+        self, task_id: str, timeout: float = 60.0, *, interval: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the task is SUCCEEDED, FAILED, CANCELLED or DEAD and return it;
+        raise ``TimeoutError`` (naming the last state seen) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = await self.get_task(task_id)
+            if task["status"] in FINAL_TASK_STATUSES:
+                return task
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"task {task_id} still {task['status']} after {timeout}s")
+            await asyncio.sleep(min(interval, left))
 
     async def list_events(self, **params: Any) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/v1/events", params=params))

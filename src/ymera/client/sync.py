@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from ymera.client._base import DEFAULT_TIMEOUT, auth_headers, clean_params, handle
+from ymera.client._base import (
+    DEFAULT_TIMEOUT,
+    FINAL_TASK_STATUSES,
+    auth_headers,
+    clean_params,
+    handle,
+    idempotency_headers,
+    task_body,
+)
 
 
 class Client:
@@ -131,6 +140,107 @@ class Client:
     def heartbeat(self, agent_id: str, load: int | None = None) -> dict[str, Any]:
         body = {"load": load} if load is not None else None
         return dict(self.request("POST", f"/api/v1/agents/{agent_id}/heartbeat", json=body))
+
+    def set_agent_status(
+        self, agent_id: str, status: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Mark an agent DEGRADED, ERROR or OFFLINE by hand (IDLE clears DEGRADED/ERROR)."""
+        body = clean_params({"status": status, "reason": reason})
+        return dict(self.request("POST", f"/api/v1/agents/{agent_id}/status", json=body))
+
+    def agent_metrics(
+        self, agent_id: str, window: str = "1h", *, task_type: str | None = None
+    ) -> dict[str, Any]:
+        """Success rate, latency, throughput, load and quality over ``5m|1h|24h|7d``."""
+        params = {"window": window, "task_type": task_type}
+        return dict(self.request("GET", f"/api/v1/agents/{agent_id}/metrics", params=params))
+
+    # tasks
+    def submit_task(
+        self,
+        type: str,
+        input: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Submit a task (``fields``: priority, required_capabilities, deadline, timeout,
+        retry, file_ids, preferred_agents, excluded_agents). The same
+        ``idempotency_key`` with the same body returns the original task."""
+        return dict(
+            self.request(
+                "POST",
+                "/api/v1/tasks",
+                json=task_body(type, input, fields),
+                headers=idempotency_headers(idempotency_key),
+            )
+        )
+
+    def submit_tasks(
+        self, tasks: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Submit up to 1,000 tasks (each a dict like ``submit_task``'s body) at once."""
+        return list(
+            self.request(
+                "POST",
+                "/api/v1/tasks/batch",
+                json={"tasks": tasks},
+                headers=idempotency_headers(idempotency_key),
+            )
+        )
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/tasks/{task_id}"))
+
+    def list_tasks(self, **filters: Any) -> dict[str, Any]:
+        """One page of tasks; filters: status, type (str or list), agent_id,
+        created_after, created_before, cursor, limit."""
+        return dict(self.request("GET", "/api/v1/tasks", params=filters))
+
+    def iter_tasks(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every task matching the filters, following the cursor."""
+        cursor = None
+        while True:
+            page = self.list_tasks(**filters, cursor=cursor)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def cancel_task(self, task_id: str, reason: str | None = None) -> dict[str, Any]:
+        return dict(
+            self.request("POST", f"/api/v1/tasks/{task_id}/cancel", params={"reason": reason})
+        )
+
+    def retry_task(self, task_id: str) -> dict[str, Any]:
+        """Re-drive a FAILED or DEAD task."""
+        return dict(self.request("POST", f"/api/v1/tasks/{task_id}/retry"))
+
+    def task_feedback(
+        self, task_id: str, score: float, comment: str | None = None
+    ) -> dict[str, Any]:
+        """Score a finished task's outcome, 0..1."""
+        body = clean_params({"score": score, "comment": comment})
+        return dict(self.request("POST", f"/api/v1/tasks/{task_id}/feedback", json=body))
+
+    def task_routing(self, task_id: str) -> dict[str, Any]:
+        """Why the task went to its agent."""
+        return dict(self.request("GET", f"/api/v1/tasks/{task_id}/routing"))
+
+    def wait_task(
+        self, task_id: str, timeout: float = 60.0, *, interval: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the task is SUCCEEDED, FAILED, CANCELLED or DEAD and return it;
+        raise ``TimeoutError`` (naming the last state seen) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get_task(task_id)
+            if task["status"] in FINAL_TASK_STATUSES:
+                return task
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"task {task_id} still {task['status']} after {timeout}s")
+            time.sleep(min(interval, left))
 
     # events
     def list_events(self, **params: Any) -> dict[str, Any]:

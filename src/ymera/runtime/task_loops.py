@@ -82,7 +82,13 @@ async def push_loop(state: AppState, stop: asyncio.Event) -> None:
     await state.extras["pusher"].run(stop)
 
 
+async def report_writer_loop(state: AppState, stop: asyncio.Event) -> None:
+    """Apply agents' reports in group commits."""
+    await state.extras["reports"].run(stop)
+
+
 TASK_LOOPS = (
+    report_writer_loop,
     dispatcher_loop,
     dispatcher_wakeup_loop,
     reaper_loop,

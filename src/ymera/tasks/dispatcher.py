@@ -87,6 +87,7 @@ class Dispatcher:
                 now=now,
                 lease_seconds=cfg.lease_seconds,
                 limit=cfg.claim_batch,
+                exclusive=True,
             )
             touched = sorted({a.agent_id for a in assignments})
             if touched:

@@ -230,10 +230,8 @@ async def submit(
             data={"from": None, "to": "PENDING", "type": row["type"], "attempt": 0},
             actor=principal.id,
         )
-    tasks = list(await repository.get_many(session, [r["id"] for r in rows]))
-    order = {r["id"]: i for i, r in enumerate(rows)}
-    tasks.sort(key=lambda t: order[t.id])
-    return tasks, True
+    # The rows are what was inserted: no need to read them back.
+    return [Task(**row) for row in rows], True
 
 
 async def get_task(session: AsyncSession, *, principal: Principal, task_id: str) -> Task:
@@ -372,8 +370,15 @@ async def claim(
     now: datetime,
     lease_seconds: float,
     limit: int,
+    exclusive: bool = False,
 ) -> list[Assignment]:
-    """Assign queued tasks (priority, then age) to agents with free slots."""
+    """Assign queued tasks (priority, then age) to agents with free slots.
+
+    ``exclusive``: only this caller assigns to these agents (workers connected to
+    this replica), so their capacity is counted in memory and the agents' load
+    moves once per batch; otherwise each assignment reserves a slot with a
+    conditional update (agents several replicas share).
+    """
     free = sum(a.free for a in agents)
     if free <= 0:
         return []
@@ -395,7 +400,9 @@ async def claim(
         decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
         if decision.agent_id is None:
             continue
-        if not await agents_service.reserve_capacity(session, agent_id=decision.agent_id, count=1):
+        if not exclusive and not await agents_service.reserve_capacity(
+            session, agent_id=decision.agent_id, count=1
+        ):
             by_id[decision.agent_id].load = by_id[decision.agent_id].max_concurrency
             continue
         slot = by_id[decision.agent_id]
@@ -409,6 +416,12 @@ async def claim(
         task.routing = decision.explanation
         _event(session, task, previous, "dispatcher")
         assignments.append(Assignment(task, decision.agent_id, task.lease_expires_at))
+    if exclusive:
+        counts: dict[str, int] = {}
+        for a in assignments:
+            counts[a.agent_id] = counts.get(a.agent_id, 0) + 1
+        for agent_id, count in counts.items():
+            await agents_service.add_load(session, agent_id=agent_id, count=count)
     return assignments
 
 
