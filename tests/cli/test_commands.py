@@ -229,6 +229,19 @@ COMMANDS = [
     ("config", "reference"),
     ("worker",),
     ("worker", "run"),
+    ("agents",),
+    ("agents", "list"),
+    ("agents", "show"),
+    ("agents", "create"),
+    ("agents", "pause"),
+    ("agents", "resume"),
+    ("agents", "delete"),
+    ("tasks",),
+    ("tasks", "submit"),
+    ("tasks", "get"),
+    ("tasks", "list"),
+    ("tasks", "cancel"),
+    ("tasks", "watch"),
 ]
 
 

@@ -71,3 +71,63 @@ def harness_role(name: str):  # type: ignore[no-untyped-def]
     from ymera.auth.permissions import Role
 
     return Role(name)
+
+
+def test_both_clients_offer_the_same_methods() -> None:
+    from ymera.client import Client
+
+    def public(cls: type) -> set[str]:
+        return {n for n in vars(cls) if not n.startswith("_")}
+
+    assert public(Client) - {"close"} == public(AsyncClient) - {"aclose"}
+    for name in ("submit_task", "wait_task", "agent_metrics", "set_agent_status"):
+        assert name in public(Client)
+
+
+async def test_task_api(harness: AppHarness) -> None:
+    token = await harness.token_for(harness_role("admin"))
+    async with _client(harness, token=token) as c:
+        first = await c.submit_task("echo", {"text": "hi"}, idempotency_key="k1", priority=7)
+        assert (first["type"], first["status"], first["priority"]) == ("echo", "PENDING", 7)
+        again = await c.submit_task("echo", {"text": "hi"}, idempotency_key="k1", priority=7)
+        assert again["id"] == first["id"]
+        with pytest.raises(ConflictError):
+            await c.submit_task("echo", {"text": "other"}, idempotency_key="k1", priority=7)
+        batch = await c.submit_tasks([{"type": "shout", "input": {"n": i}} for i in range(3)])
+        assert [t["input"]["n"] for t in batch] == [0, 1, 2]
+
+        assert (await c.get_task(first["id"]))["input"] == {"text": "hi"}
+        shouts = await c.list_tasks(type="shout", limit=2)
+        assert len(shouts["items"]) == 2
+        assert shouts["next_cursor"]
+        every = [t["id"] async for t in c.iter_tasks(type=["shout", "echo"], limit=1)]
+        assert sorted(every) == sorted([first["id"], *(t["id"] for t in batch)])
+        assert (await c.list_tasks(status=["SUCCEEDED"]))["items"] == []
+
+        routing = await c.task_routing(first["id"])
+        assert routing["task_id"] == first["id"]
+
+        with pytest.raises(TimeoutError, match="still PENDING"):
+            await c.wait_task(first["id"], timeout=0.2, interval=0.05)
+        cancelled = await c.cancel_task(first["id"], reason="changed my mind")
+        assert cancelled["status"] == "CANCELLED"
+        assert (await c.wait_task(first["id"], timeout=5))["status"] == "CANCELLED"
+        with pytest.raises(ConflictError):
+            await c.retry_task(first["id"])  # only FAILED or DEAD re-drive
+        with pytest.raises(NotFoundError):
+            await c.get_task("missing")
+
+
+async def test_agent_status_and_metrics(harness: AppHarness) -> None:
+    token = await harness.token_for(harness_role("admin"))
+    async with _client(harness, token=token) as c:
+        agent = await c.create_agent("metered", max_concurrency=2)
+        marked = await c.set_agent_status(agent["id"], "ERROR", reason="broken disk")
+        assert (marked["status"], marked["status_reason"]) == ("ERROR", "broken disk")
+        metrics = await c.agent_metrics(agent["id"], "5m")
+        assert (metrics["window"], metrics["tasks"], metrics["status"]) == ("5m", 0, "ERROR")
+        paused = await c.pause_agent(agent["id"])
+        with pytest.raises(ConflictError) as illegal:
+            await c.set_agent_status(paused["id"], "DEGRADED")
+        assert illegal.value.code == "illegal_status_transition"
+        assert "allowed" in illegal.value.detail
