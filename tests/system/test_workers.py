@@ -217,14 +217,7 @@ def test_sigterm_drains_short_task_and_hands_back_long_one(
     api.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A draining worker is still offered work: the SDK never tells the server it "
-    "drains (connect.py has on_drain, the SDK sends no drain frame), so the dispatcher "
-    "keeps assigning to it, it answers each assign with release, and the task ping-pongs "
-    "(attempt climbing) until the worker exits; the last assignment is undelivered "
-    "(assign_undelivered) and waits for the lease to expire.",
-)
+@pytest.mark.system
 def test_draining_worker_is_given_no_new_work(
     processes: ProcessManager, tmp_path: Path, marker_dir: Path
 ) -> None:

@@ -103,6 +103,12 @@ class Session:
             await self._close(CLOSE_BAD_HELLO, "concurrency must be an integer")
             return None
         held = [h for h in hello.get("held") or [] if isinstance(h, dict)]
+        raw_types = hello.get("task_types")
+        task_types = (
+            frozenset(str(t) for t in raw_types if isinstance(t, str))
+            if isinstance(raw_types, list) and raw_types
+            else None
+        )
         now = self.state.clock.now()
         cfg = self.state.settings
         try:
@@ -137,6 +143,7 @@ class Session:
             sink=self.ws,
             queue_size=cfg.agents.send_queue_size,
             held=set(kept),
+            task_types=task_types,
         )
         conn.start()
         await self.hub.register(conn)

@@ -37,6 +37,7 @@ class WorkerConnection:
     sink: FrameSink
     queue_size: int = 1000
     held: set[str] = field(default_factory=set)  # task ids assigned and not finished
+    task_types: frozenset[str] | None = None  # what the worker handles (None: anything)
     draining: bool = False
     closed: bool = False
 

@@ -78,6 +78,7 @@ class Dispatcher:
                         },
                         load=max(agent.current_load, len(conn.held)),
                         max_concurrency=cap,
+                        task_types=conn.task_types,
                     )
                 )
             assignments = await service.claim(

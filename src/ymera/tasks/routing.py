@@ -20,6 +20,7 @@ class AgentSlot:
     capabilities: dict[str, float]
     load: int
     max_concurrency: int
+    task_types: frozenset[str] | None = None  # None: any type
 
     @property
     def free(self) -> int:
@@ -48,6 +49,8 @@ class Router(Protocol):
 
 
 def _rejection(task: TaskView, agent: AgentSlot) -> str | None:
+    if agent.task_types is not None and task.type not in agent.task_types:
+        return f"has no handler for task type {task.type!r}"
     if agent.agent_id in task.excluded_agents or agent.name in task.excluded_agents:
         return "excluded by the task's routing hints"
     missing = [c for c in task.required_capabilities if c not in agent.capabilities]

@@ -137,6 +137,9 @@ class Worker:
 
     async def _drain(self) -> None:
         self._draining = True
+        # Ask for no more work first, so nothing new bounces back and forth.
+        self._emit({"type": "drain"})
+        await self._flush_outbox(timeout=1.0)
         running = [t for t, _ in self._running.values()]
         if running:
             log.info(
