@@ -60,6 +60,11 @@ class Dispatcher:
             return 0
         cfg = self.state.settings.tasks
         now = self.state.clock.now()
+        # A read first: on SQLite the claim takes the single writer, so do not
+        # take it just to find an empty queue.
+        async with self.state.db.transaction(readonly=True) as session:
+            if not await service.has_pending(session, now=now):
+                return 0
         async with self.state.db.transaction() as session:
             agents = await agents_service.agents_by_id(session, agent_ids=list(conns))
             slots = []

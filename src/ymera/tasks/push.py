@@ -114,6 +114,13 @@ class Pusher:
     async def dispatch_once(self) -> int:
         cfg = self.state.settings
         now = self.state.clock.now()
+        # Read first (no writer taken): most commits find no push agent or no task.
+        async with self.state.db.transaction(readonly=True) as session:
+            candidates = await agents_service.http_agents(session)
+            if not any(self._slot(a) for a in candidates):
+                return 0
+            if not await service.has_pending(session, now=now):
+                return 0
         async with self.state.db.transaction() as session:
             agents = {a.id: a for a in await agents_service.http_agents(session)}
             slots = [s for s in (self._slot(a) for a in agents.values()) if s is not None]

@@ -85,6 +85,11 @@ async def list_tasks(
     return (await session.execute(stmt)).scalars().all()
 
 
+async def has_pending(session: AsyncSession, *, now: datetime) -> bool:
+    stmt = select(Task.id).where(Task.status == "PENDING", Task.available_at <= now).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
 async def pending_window(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:
     """The head of the queue, locked (SKIP LOCKED on PostgreSQL so replicas share it)."""
     stmt = (

@@ -362,6 +362,11 @@ async def feedback(
 # --- engine ----------------------------------------------------------------------------
 
 
+async def has_pending(session: AsyncSession, *, now: datetime) -> bool:
+    """Is any task waiting now? (Cheap, read-only: lets dispatchers skip the claim.)"""
+    return await repository.has_pending(session, now=now)
+
+
 async def claim(
     session: AsyncSession,
     *,
