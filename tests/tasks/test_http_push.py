@@ -170,6 +170,12 @@ async def test_breaker_opens_and_recovers_through_half_open(
     )
     assert opened.status_code == 200
     deliveries_when_open = len(agent_server.received)
+    metrics = await h.client.get(f"/api/v1/agents/{agent['id']}/metrics", headers=admin)
+    circuit = metrics.json()["circuit"]
+    assert circuit["state"] in ("open", "half_open")
+    assert circuit["consecutive_failures"] >= 2
+    prom = await h.client.get("/metrics")
+    assert 'ymera_push_deliveries_total{outcome="failed"}' in prom.text
     agent_server.mode = "sync"
     done = await task_in(live, task["id"], "SUCCEEDED")
     assert done["attempt"] > 2
@@ -178,6 +184,8 @@ async def test_breaker_opens_and_recovers_through_half_open(
     await wait_until(
         lambda: _events(h, "agent.circuit_closed", admin), timeout=5, what="closed event"
     )
+    closed = await h.client.get(f"/api/v1/agents/{agent['id']}/metrics", headers=admin)
+    assert closed.json()["circuit"]["state"] == "closed"
 
 
 async def _is(coro: Any, expected: str) -> bool:

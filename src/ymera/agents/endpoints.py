@@ -14,6 +14,7 @@ from ymera.agents.schemas import (
     AgentOut,
     AgentType,
     AgentUpdate,
+    CircuitOut,
     HeartbeatIn,
     MetricsWindow,
     SortField,
@@ -195,7 +196,8 @@ async def get_agent_metrics(
     ] = None,
 ) -> AgentMetricsOut:
     """An agent's success rate, p50/p95 latency, throughput, load and quality score
-    over a window (5m, 1h, 24h or 7d), with its health-check and ejection state."""
+    over a window (5m, 1h, 24h or 7d), with its health-check and ejection state and,
+    for http agents, its push circuit breaker."""
     report = await agent_metrics.agent_metrics(
         session,
         agent_id=agent_id,
@@ -204,4 +206,12 @@ async def get_agent_metrics(
         now=state.clock.now(),
         minute_retention_hours=state.settings.agents.metrics_minute_retention_hours,
     )
-    return AgentMetricsOut.model_validate(report)
+    out = AgentMetricsOut.model_validate(report)
+    breaker = state.extras["pusher"].breakers.get(agent_id)
+    if breaker is not None:
+        out.circuit = CircuitOut(
+            state=breaker.current().value,
+            consecutive_failures=breaker.consecutive_failures,
+            retry_after_seconds=round(breaker.retry_after(), 3),
+        )
+    return out

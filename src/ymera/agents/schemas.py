@@ -172,6 +172,12 @@ class AgentHealthOut(BaseModel):
     next_probe_at: datetime
 
 
+class CircuitOut(BaseModel):
+    state: str = Field(description="closed, open or half_open.")
+    consecutive_failures: int
+    retry_after_seconds: float = Field(description="Until a probe delivery is let through.")
+
+
 class AgentMetricsOut(BaseModel):
     """An agent's performance over a window, summed from its metric buckets."""
 
@@ -199,4 +205,8 @@ class AgentMetricsOut(BaseModel):
     feedback_count: int
     health: AgentHealthOut | None = Field(
         description="Health checks and ejection (http and a2a agents only)."
+    )
+    circuit: CircuitOut | None = Field(
+        default=None,
+        description="The push circuit breaker as this replica sees it (http agents only).",
     )

@@ -24,6 +24,17 @@ class Metrics:
         self.http_in_flight = Gauge(
             "ymera_http_requests_in_flight", "Requests being served.", registry=self.registry
         )
+        self.push_circuits_open = Gauge(
+            "ymera_push_circuits_open",
+            "HTTP push agents whose circuit breaker is open on this replica.",
+            registry=self.registry,
+        )
+        self.push_deliveries = Counter(
+            "ymera_push_deliveries_total",
+            "Task deliveries to HTTP push agents by outcome.",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.events_published = Counter(
             "ymera_events_published_total",
             "Events sequenced and published by the outbox relay.",

@@ -188,6 +188,7 @@ class Pusher:
         try:
             resp = await self._post(url, payload)
         except (_Retryable, httpx.HTTPError) as exc:
+            self._count("failed")
             await self._breaker_result(assignment.agent_id, ok=False, detail=str(exc))
             await self._report(
                 ref,
@@ -196,6 +197,7 @@ class Pusher:
                 retryable=True,
             )
             return
+        self._count("accepted" if resp.status_code == 202 else str(resp.status_code // 100) + "xx")
         await self._breaker_result(assignment.agent_id, ok=True, detail="")
         if resp.status_code == 202:
             await self._report(
@@ -221,10 +223,20 @@ class Pusher:
                 retryable=False,
             )
 
+    def _count(self, outcome: str) -> None:
+        metrics = self.state.extras.get("metrics")
+        if metrics is not None:
+            metrics.push_deliveries.labels(outcome).inc()
+
     async def _breaker_result(self, agent_id: str, *, ok: bool, detail: str) -> None:
         breaker = self.breaker(agent_id)
         before = breaker.current()
         after = breaker.record_success() if ok else breaker.record_failure()
+        metrics = self.state.extras.get("metrics")
+        if metrics is not None:
+            metrics.push_circuits_open.set(
+                sum(1 for b in self.breakers.values() if b.current() == BreakerState.OPEN)
+            )
         if before == after or after == BreakerState.HALF_OPEN:
             return
         async with self.state.db.transaction() as session:
