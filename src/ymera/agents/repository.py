@@ -147,10 +147,16 @@ async def give_capacity(session: AsyncSession, agent_id: str, count: int) -> Non
     )
 
 
-async def get_many(session: AsyncSession, ids: Sequence[str]) -> Sequence[Agent]:
+async def get_many(
+    session: AsyncSession, ids: Sequence[str], *, fresh: bool = False
+) -> Sequence[Agent]:
+    """Agents by id; ``fresh`` re-reads rows already in the session (after Core updates)."""
     if not ids:
         return []
-    return (await session.execute(select(Agent).where(Agent.id.in_(list(ids))))).scalars().all()
+    stmt = select(Agent).where(Agent.id.in_(list(ids)))
+    if fresh:
+        stmt = stmt.execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalars().all()
 
 
 async def push_agents(session: AsyncSession) -> Sequence[Agent]:

@@ -418,8 +418,7 @@ async def sync_status_with_load(
     session: AsyncSession, *, agent_ids: list[str], now: datetime
 ) -> None:
     """Move live agents between IDLE / ACTIVE / BUSY to match their current load."""
-    for agent in await repository.get_many(session, agent_ids):
-        await session.refresh(agent, ["current_load", "status", "max_concurrency"])
+    for agent in await repository.get_many(session, agent_ids, fresh=True):
         target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
         transition(session, agent, target, reason="load", now=now, actor="dispatcher")
 
