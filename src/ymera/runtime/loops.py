@@ -12,6 +12,7 @@ import structlog
 
 from ymera.events import repository as events_repository
 from ymera.events.service import relay_once
+from ymera.kit.aio import wait_any
 from ymera.state import AppState
 
 log = structlog.get_logger("ymera.runtime")
@@ -39,7 +40,7 @@ async def outbox_relay_loop(state: AppState, stop: asyncio.Event) -> None:
             metrics.events_published.inc(count)
         if count >= batch:
             continue
-        await _wait_any(stop, signal, poll)
+        await wait_any(stop, signal, timeout=poll)
 
 
 async def event_retention_loop(state: AppState, stop: asyncio.Event) -> None:
@@ -62,15 +63,6 @@ async def event_retention_loop(state: AppState, stop: asyncio.Event) -> None:
 async def _wait(stop: asyncio.Event, timeout: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout)
-
-
-async def _wait_any(stop: asyncio.Event, signal: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(signal.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
 
 
 LoopFn = Callable[[AppState, asyncio.Event], Coroutine[Any, Any, None]]

@@ -19,6 +19,7 @@ import structlog
 from ymera.agents import service as agents_service
 from ymera.agents.hub import WorkerHub
 from ymera.agents.status import ROUTABLE, AgentStatus
+from ymera.kit.aio import wait_any
 from ymera.state import AppState
 from ymera.tasks import service
 from ymera.tasks.routing import AgentSlot, CapabilityLeastLoaded, Router
@@ -124,15 +125,7 @@ class Dispatcher:
                 await _sleep(stop, min(5.0, 0.05 * 2**failures))
             if count:
                 continue
-            waiters = [
-                asyncio.ensure_future(stop.wait()),
-                asyncio.ensure_future(self.signal.wait()),
-            ]
-            try:
-                await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waiters:
-                    w.cancel()
+            await wait_any(stop, self.signal, timeout=poll)
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -24,6 +24,7 @@ from tenacity import (
 )
 
 from ymera.agents import service as agents_service
+from ymera.kit.aio import wait_any
 from ymera.models.agents import Agent
 from ymera.resilience.breaker import BreakerState, CircuitBreaker
 from ymera.state import AppState
@@ -283,15 +284,7 @@ class Pusher:
                         continue
                 except Exception as exc:
                     log.warning("push_dispatch_failed", error=repr(exc))
-                waiters = [
-                    asyncio.ensure_future(stop.wait()),
-                    asyncio.ensure_future(self.signal.wait()),
-                ]
-                try:
-                    await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waiters:
-                        w.cancel()
+                await wait_any(stop, self.signal, timeout=poll)
         finally:
             with contextlib.suppress(Exception):
                 await self.close()

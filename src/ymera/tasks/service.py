@@ -279,13 +279,18 @@ async def list_tasks(
     return Slice(items=items, next_cursor=nxt)
 
 
+async def _visible_for_update(session: AsyncSession, principal: Principal, task_id: str) -> Task:
+    task = await repository.get(session, task_id, for_update=True)
+    if task is None or not _can_see(principal, task):
+        raise TaskNotFound(f"Task {task_id} not found")
+    return task
+
+
 async def cancel(
     session: AsyncSession, *, principal: Principal, task_id: str, now: datetime, reason: str | None
 ) -> tuple[Task, LeaseRef | None]:
     """Cancel; returns the task and, when an agent holds it, the lease to cancel."""
-    task = await repository.get(session, task_id, for_update=True)
-    if task is None or not _can_see(principal, task):
-        raise TaskNotFound(f"Task {task_id} not found")
+    task = await _visible_for_update(session, principal, task_id)
     if T(task.status) not in CANCELLABLE:
         raise IllegalTaskTransition(
             f"Task is {task.status}; only PENDING, ASSIGNED or RUNNING tasks can be cancelled",
@@ -309,9 +314,7 @@ async def cancel(
 async def retry(
     session: AsyncSession, *, principal: Principal, task_id: str, now: datetime
 ) -> Task:
-    task = await repository.get(session, task_id, for_update=True)
-    if task is None or not _can_see(principal, task):
-        raise TaskNotFound(f"Task {task_id} not found")
+    task = await _visible_for_update(session, principal, task_id)
     if T(task.status) not in RETRYABLE_BY_HAND:
         raise IllegalTaskTransition(
             f"Task is {task.status}; only FAILED or DEAD tasks can be retried",
