@@ -12,6 +12,7 @@ Task types:
   other workers finish it at once. A test that never creates the gate gets a task that
   runs until its worker dies or drains.
 * ``sleep``: sleeps ``input["seconds"]``.
+* ``interval``: like ``sleep``, and its marker holds the start and end times.
 
 Every handler first writes a marker ``<task_id>.<attempt>.<worker name>`` into
 ``input["markers"]`` (when given), so a test can count executions exactly.
@@ -70,3 +71,23 @@ async def sleep(ctx: TaskContext) -> dict[str, Any]:
     _mark(ctx)
     await asyncio.sleep(float(ctx.input.get("seconds", 0.1)))
     return _output(ctx, slept=ctx.input.get("seconds"))
+
+
+@worker.handler("interval")
+async def interval(ctx: TaskContext) -> dict[str, Any]:
+    """Like ``sleep`` (``input["seconds"]``, default 0.01), but the marker's content is
+    ``"<start> <end>"`` in wall-clock seconds: ``"<start>"`` while the handler runs, so an
+    execution cut short by a SIGKILL leaves only its start. Lets a test check that no
+    two executions of one task ever overlapped in time."""
+    import time
+
+    markers = ctx.input.get("markers")
+    path = Path(markers) / f"{ctx.task_id}.{ctx.attempt}.{NAME}" if markers else None
+    start = time.time()
+    if path is not None:
+        path.write_text(f"{start!r}")
+    await asyncio.sleep(float(ctx.input.get("seconds", 0.01)))
+    end = time.time()
+    if path is not None:
+        path.write_text(f"{start!r} {end!r}")
+    return _output(ctx, started=start, ended=end)

@@ -24,6 +24,7 @@ async def outbox_relay_loop(state: AppState, stop: asyncio.Event) -> None:
     metrics = state.extras.get("metrics")
     batch = state.settings.events.relay_batch_size
     poll = state.settings.events.relay_poll_interval
+    linger = state.settings.events.relay_linger
     failures = 0
     while not stop.is_set():
         signal.clear()
@@ -41,6 +42,10 @@ async def outbox_relay_loop(state: AppState, stop: asyncio.Event) -> None:
         if count >= batch:
             continue
         await wait_any(stop, signal, timeout=poll)
+        if linger > 0 and signal.is_set():
+            # Let the commit's other consequences (claims, acks) take the database
+            # first, and gather more events into one relay pass.
+            await asyncio.sleep(linger)
 
 
 async def event_retention_loop(state: AppState, stop: asyncio.Event) -> None:
