@@ -25,6 +25,8 @@ async def dispatcher_loop(state: AppState, stop: asyncio.Event) -> None:
 async def dispatcher_wakeup_loop(state: AppState, stop: asyncio.Event) -> None:
     """Wake the dispatcher on task events from any replica (queued or freed work)."""
     dispatcher: Dispatcher = state.extras["dispatcher"]
+    if state.bus.name == "memory":
+        return  # one replica: its own commits already wake the dispatchers
     async with state.bus.subscribe(EVENTS_CHANNEL) as sub:
         while not stop.is_set():
             message = await sub.get(timeout=1.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 import httpx
@@ -36,6 +37,7 @@ log = structlog.get_logger("ymera.push")
 CALLBACK_PURPOSE = "task-callback"
 CALLBACK_PREFIX = "ycb_"
 ASYNC_LEASE_SECONDS = 3600.0
+IDLE_RECHECK = 0.25  # seconds, monotonic
 
 
 class _Retryable(Exception):
@@ -66,6 +68,7 @@ class Pusher:
         self.breakers: dict[str, CircuitBreaker] = {}
         self.inflight: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
+        self._idle_until: float | None = None
 
     def wake(self) -> None:
         self.signal.set()
@@ -116,8 +119,15 @@ class Pusher:
         cfg = self.state.settings
         now = self.state.clock.now()
         # Read first (no writer taken): most commits find no push agent or no task.
+        # Without push agents, look again at most every quarter second.
+        if self._idle_until is not None and time.monotonic() < self._idle_until:
+            return 0
         async with self.state.db.transaction(readonly=True) as session:
             candidates = await agents_service.http_agents(session)
+            if not candidates:
+                self._idle_until = time.monotonic() + IDLE_RECHECK
+                return 0
+            self._idle_until = None
             if not any(self._slot(a) for a in candidates):
                 return 0
             if not await service.has_pending(session, now=now):
