@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures import services
-from tests.fixtures.process import ManagedProcess, ProcessManager
+from tests.fixtures.process import ManagedProcess, ProcessManager, wait_for
 from tests.fixtures.workers import Api, YmeraServer, fast_settings, start_worker
 
 pytestmark = pytest.mark.system
@@ -73,6 +73,17 @@ def _all_tasks(api: Api) -> list[dict[str, Any]]:
         if not page.get("next_cursor"):
             return items
         params["cursor"] = page["next_cursor"]
+
+
+def _running_on(directory: Path, worker: str) -> bool:
+    """Whether ``worker`` is executing a task now (one of its markers has no end)."""
+    for path in directory.glob(f"*.{worker}"):
+        try:
+            if len(path.read_text().split()) == 1:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def _executions(directory: Path, killed: str | None, killed_at: float) -> list[tuple[Any, ...]]:
@@ -129,7 +140,7 @@ def test_two_replicas_run_every_task_once_at_a_time(
     for n, first in enumerate(range(0, TASKS, BATCH)):
         api = (api_a, api_b)[n % 2]
         inputs = [
-            {"markers": str(marker_dir), "seconds": 0.01, "i": i}
+            {"markers": str(marker_dir), "seconds": 0.1, "i": i}
             for i in range(first, min(first + BATCH, TASKS))
         ]
         submitted.extend(
@@ -147,6 +158,15 @@ def test_two_replicas_run_every_task_once_at_a_time(
         tasks = _all_tasks((api_a, api_b)[polls % 2])
         statuses = Counter(t["status"] for t in tasks)
         if chaos and killed is None and statuses["SUCCEEDED"] >= TASKS // 3:
+            # Kill only while the victim is observed executing a task (a marker with
+            # a start and no end), so the kill really cuts executions short.
+            wait_for(
+                lambda: _running_on(marker_dir, WORKERS["b"][0]),
+                timeout=10,
+                interval=0.005,
+                what=f"{WORKERS['b'][0]} executing a task",
+                context=processes.describe,
+            )
             killed = WORKERS["b"][0]
             workers[killed].kill()
             killed_at = time.time()
@@ -189,6 +209,7 @@ def test_two_replicas_run_every_task_once_at_a_time(
         assert task["agent_id"] == agent_of[result["worker"]], (task, runs)
     assert not overlaps, f"{len(overlaps)} tasks ran on two workers at once: {overlaps[:5]}"
 
+    cut_short = sum(1 for e in executions if e[2] == killed and e[4] == killed_at)
     reexecuted = {t: len(r) for t, r in by_task.items() if len(r) > 1}
     on_killed = sum(1 for r in by_task.values() if any(e[2] == killed for e in r[:-1]))
     per_worker = Counter(e[2] for e in executions)
@@ -197,7 +218,7 @@ def test_two_replicas_run_every_task_once_at_a_time(
         f"startup {ready - began:.1f}s, run {finished - ready:.1f}s "
         f"({TASKS / (finished - ready):.0f} tasks/s); executions {len(executions)}, "
         f"re-executions {len(reexecuted)} (of them started on the killed worker: "
-        f"{on_killed}); per worker {dict(per_worker)}"
+        f"{on_killed}; cut short by the kill: {cut_short}); per worker {dict(per_worker)}"
     )
     if not chaos:
         assert not reexecuted, f"tasks ran more than once without any failure: {reexecuted}"
@@ -205,8 +226,12 @@ def test_two_replicas_run_every_task_once_at_a_time(
         # Only tasks the killed worker had started may run again.
         assert len(reexecuted) == on_killed, reexecuted
 
+    # Workers first (they drain at once: nothing is left to run), then the replicas.
     for name, worker in workers.items():
         if name != killed:
-            assert worker.alive(), worker.describe()
+            assert worker.terminate(10) == 0, worker.describe()
+    for server in (replica_a, replica_b):
+        assert server.proc is not None
+        server.proc.terminate(15)
     api_a.close()
     api_b.close()
