@@ -40,7 +40,7 @@ async def agent_key(h: AppHarness, agent_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {resp.json()['key']}"}
 
 
-async def events_of(h: AppHarness, type_: str) -> list[dict[str, Any]]:
+async def events_of(h: AppHarness, type_: str, count: int = 1) -> list[dict[str, Any]]:
     # The relay sequences events asynchronously: poll until they are visible.
     import asyncio
 
@@ -49,7 +49,7 @@ async def events_of(h: AppHarness, type_: str) -> list[dict[str, Any]]:
             "/api/v1/events", params={"type": type_}, headers=await h.headers(Role.ADMIN)
         )
         items = resp.json()["items"]
-        if items:
+        if len(items) >= count:
             return list(items)
         await asyncio.sleep(0.05)
     return []
@@ -199,7 +199,7 @@ async def test_heartbeat_load_and_pause_resume(harness: AppHarness) -> None:
     again = await harness.client.post(f"{API}/{agent['id']}/resume", headers=ops)
     assert again.status_code == 409
 
-    changes = await events_of(harness, "agent.status_changed")
+    changes = await events_of(harness, "agent.status_changed", count=5)
     assert [(e["data"]["from"], e["data"]["to"]) for e in changes] == [
         ("OFFLINE", "IDLE"),
         ("IDLE", "BUSY"),

@@ -100,13 +100,7 @@ def _floor(now: datetime, period: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(AgentMetricBucket)
-    if dialect == "sqlite":
-        return sqlite.insert(AgentMetricBucket)
-    raise NotImplementedError(f"agent metrics need PostgreSQL or SQLite, not {dialect}")
+_BUFFER = "ymera_metric_buffer"
 
 
 async def _add(
@@ -117,24 +111,62 @@ async def _add(
     now: datetime,
     values: dict[str, int | float],
 ) -> None:
-    """Add ``values`` to the agent's minute and hour buckets: one statement."""
-    rows = [
-        {
-            **_ZERO_ROW,
-            **values,
-            "agent_id": agent_id,
-            "period": period,
-            "bucket_start": _floor(now, period),
-            "task_type": task_type,
-        }
-        for period in (MINUTE, HOUR)
-    ]
-    stmt = _insert(session).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={name: _T.c[name] + stmt.excluded[name] for name in values},
+    """Add ``values`` to the agent's minute and hour buckets.
+
+    Buffered on the session and summed per (agent, task type, minute): at commit
+    each group is one upsert, so a batch of many outcomes of one agent costs one
+    statement, not one per outcome. A rollback drops the buffer.
+    """
+    buffer: dict[tuple[str, str, datetime], dict[str, int | float]] = session.info.setdefault(
+        _BUFFER, {}
     )
-    await session.execute(stmt)
+    key = (agent_id, task_type, _floor(now, MINUTE))
+    sums = buffer.setdefault(key, {})
+    for name, value in values.items():
+        sums[name] = sums.get(name, 0) + value
+
+
+def _upserts(
+    dialect: str, buffer: dict[tuple[str, str, datetime], dict[str, int | float]]
+) -> list[Any]:
+    statements = []
+    for (agent_id, task_type, minute), values in buffer.items():
+        rows = [
+            {
+                **_ZERO_ROW,
+                **values,
+                "agent_id": agent_id,
+                "period": period,
+                "bucket_start": _floor(minute, period),
+                "task_type": task_type,
+            }
+            for period in (MINUTE, HOUR)
+        ]
+        insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert_(AgentMetricBucket).values(rows)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(_KEY),
+            set_={name: _T.c[name] + stmt.excluded[name] for name in values},
+        )
+        statements.append(stmt)
+    return statements
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_buffered_metrics(session: Session) -> None:
+    buffer = session.info.pop(_BUFFER, None)
+    if buffer:
+        dialect = session.get_bind().dialect.name
+        for stmt in _upserts(dialect, buffer):
+            session.execute(stmt)
+
+
+async def flush_metrics(session: AsyncSession) -> None:
+    """Write buffered outcomes now (they are otherwise written at commit)."""
+    buffer = session.info.pop(_BUFFER, None)
+    if buffer:
+        for stmt in _upserts(session.get_bind().dialect.name, buffer):
+            await session.execute(stmt)
 
 
 async def record_outcome(
@@ -463,6 +495,11 @@ def _publish_observations(session: Session) -> None:
 
 
 @sa_event.listens_for(Session, "after_rollback")
+def _drop_metric_buffer(session: Session) -> None:
+    session.info.pop(_BUFFER, None)
+
+
+@sa_event.listens_for(Session, "after_rollback")
 def _drop_observations(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
@@ -470,3 +507,4 @@ def _drop_observations(session: Session) -> None:
 @sa_event.listens_for(Session, "after_soft_rollback")
 def _drop_observations_soft(session: Session, _previous: Any) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_BUFFER, None)
