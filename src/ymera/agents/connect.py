@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy.exc import SQLAlchemyError
 
 from ymera.agents import service as agents_service
 from ymera.agents.hub import WorkerConnection, WorkerHub
@@ -206,6 +207,11 @@ class Session:
             )
         except ValueError as exc:
             self.conn.send({"type": "error", "code": "bad_frame", "message": str(exc)[:300]})
+        except SQLAlchemyError as exc:
+            # A transient database failure (e.g. a deadlock victim) must not cut a
+            # healthy worker off: it retries with its next heartbeat or report.
+            log.warning("frame_failed", error=repr(exc)[:300], frame_type=frame.get("type"))
+            self.conn.send({"type": "error", "code": "unavailable", "ref": _ref_of(frame)})
 
     def _drop(self, frame: dict[str, Any]) -> None:
         assert self.conn is not None

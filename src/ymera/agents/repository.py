@@ -175,3 +175,17 @@ async def add_load(session: AsyncSession, agent_id: str, count: int) -> None:
         .values(current_load=Agent.current_load + count)
         .execution_options(synchronize_session=False)
     )
+
+
+async def touch_heartbeat(
+    session: AsyncSession, agent_id: str, *, now: datetime, replica: str | None
+) -> bool:
+    """Record a heartbeat of a connected (not OFFLINE) agent; False when it is OFFLINE
+    or gone (the caller then takes the slow path)."""
+    result = await session.execute(
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.status != "OFFLINE")
+        .values(last_heartbeat_at=now, connected_replica=replica)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

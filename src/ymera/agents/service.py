@@ -426,7 +426,16 @@ async def sync_status_with_load(
 async def mark_connected(
     session: AsyncSession, *, agent_id: str, now: datetime, replica: str | None
 ) -> Agent:
-    """A worker connected (or heartbeated over its connection)."""
+    """A worker connected (or heartbeated over its connection).
+
+    A plain update of the heartbeat (no row lock taken first: heartbeats are
+    frequent and must not join lock cycles with capacity updates); the agent is
+    locked only when it has to come back from OFFLINE.
+    """
+    if await repository.touch_heartbeat(session, agent_id, now=now, replica=replica):
+        agent = await get_agent(session, agent_id=agent_id)
+        if agent.status != S.OFFLINE:
+            return agent
     agent = await get_agent(session, agent_id=agent_id, for_update=True)
     agent.last_heartbeat_at = now
     agent.connected_replica = replica

@@ -80,8 +80,12 @@ class ReportWriter:
     async def _apply(self, batch: list[_Item]) -> None:
         outcomes: list[tuple[_Item, Any, BaseException | None]] = []
         try:
+            # Reports of one task share an agent, so a stable sort by agent keeps each
+            # task's reports in order while every batch locks agent rows in one order
+            # (no deadlocks between replicas' batches).
+            ordered = sorted(batch, key=lambda i: i.agent_id or "")
             async with self.state.db.transaction() as session:
-                for item in batch:
+                for item in ordered:
                     try:
                         outcomes.append((item, await item.op(session), None))
                     except (StaleLease, TaskNotFound) as exc:

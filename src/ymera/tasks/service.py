@@ -428,7 +428,7 @@ async def claim(
         counts: dict[str, int] = {}
         for a in assignments:
             counts[a.agent_id] = counts.get(a.agent_id, 0) + 1
-        for agent_id, count in counts.items():
+        for agent_id, count in sorted(counts.items()):  # one lock order everywhere
             await agents_service.add_load(session, agent_id=agent_id, count=count)
     return assignments
 
