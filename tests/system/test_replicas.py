@@ -14,7 +14,6 @@ full point 7 (c) run).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import time
@@ -43,23 +42,8 @@ WORKERS = {"a": ("wa1", "wa2"), "b": ("wb1", "wb2")}
 def cluster_env() -> Iterator[dict[str, str]]:
     """A fresh PostgreSQL database and a Redis prefix shared by both replicas, dropped
     and flushed at the end. Request it before ``processes`` so the processes stop first."""
-    services.need("postgres")
-    services.need("redis")
-    name = services.unique_name("ymera_replicas")
-    prefix = name + ":"
-    asyncio.run(services.create_pg_database(name))
-    try:
-        yield {
-            "YMERA_DATABASE_URL": services.pg_url_for(name).replace(
-                "postgresql+asyncpg://", "postgresql://", 1
-            ),
-            "YMERA_REDIS_URL": services.REDIS_URL,
-            "YMERA_REDIS_PREFIX": prefix,
-            "YMERA_AUTH__SECRET_KEY": SHARED_SECRET,
-        }
-    finally:
-        asyncio.run(services.drop_pg_database(name))
-        services.flush_redis_prefix(prefix)
+    with services.postgres_redis_env("ymera_replicas") as env:
+        yield {**env, "YMERA_AUTH__SECRET_KEY": SHARED_SECRET}
 
 
 def _all_tasks(api: Api) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ at points chosen by observed progress. Timings are short (heartbeat 0.5 s, silen
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -37,22 +36,8 @@ def backend_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
-    services.need("postgres")
-    services.need("redis")
-    name = services.unique_name("ymera_workers")
-    prefix = name + ":"
-    asyncio.run(services.create_pg_database(name))
-    try:
-        yield {
-            "YMERA_DATABASE_URL": services.pg_url_for(name).replace(
-                "postgresql+asyncpg://", "postgresql://", 1
-            ),
-            "YMERA_REDIS_URL": services.REDIS_URL,
-            "YMERA_REDIS_PREFIX": prefix,
-        }
-    finally:
-        asyncio.run(services.drop_pg_database(name))
-        services.flush_redis_prefix(prefix)
+    with services.postgres_redis_env("ymera_workers") as env:
+        yield env
 
 
 @pytest.fixture
