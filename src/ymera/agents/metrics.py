@@ -161,14 +161,6 @@ def _write_buffered_metrics(session: Session) -> None:
             session.execute(stmt)
 
 
-async def flush_metrics(session: AsyncSession) -> None:
-    """Write buffered outcomes now (they are otherwise written at commit)."""
-    buffer = session.info.pop(_BUFFER, None)
-    if buffer:
-        for stmt in _upserts(session.get_bind().dialect.name, buffer):
-            await session.execute(stmt)
-
-
 async def record_outcome(
     session: AsyncSession,
     *,

@@ -44,11 +44,6 @@ async def sequence_pending(session: AsyncSession, *, last_seq: int, limit: int) 
     return rows
 
 
-async def unsequenced(session: AsyncSession, *, limit: int) -> Sequence[Event]:
-    stmt = select(Event).where(Event.seq.is_(None)).order_by(Event.id).limit(limit)
-    return (await session.execute(stmt)).scalars().all()
-
-
 async def set_last_seq(session: AsyncSession, last_seq: int) -> None:
     await session.execute(
         update(EventSequencer).where(EventSequencer.id == 1).values(last_seq=last_seq)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.tasks import Task
@@ -134,10 +134,3 @@ async def active_for_agent(session: AsyncSession, agent_id: str) -> Sequence[Tas
         .with_for_update()
     )
     return (await session.execute(stmt)).scalars().all()
-
-
-async def count_active_for_agent(session: AsyncSession, agent_id: str) -> int:
-    stmt = select(func.count(Task.id)).where(
-        Task.agent_id == agent_id, Task.status.in_(("ASSIGNED", "RUNNING"))
-    )
-    return int((await session.execute(stmt)).scalar_one())

@@ -25,7 +25,7 @@ from ymera.agents import metrics as agent_metrics
 from ymera.agents import service as agents_service
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
+from ymera.errors import Conflict, NotFound, Unprocessable
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
@@ -640,8 +640,3 @@ async def fail_past_deadline(
 
 def is_terminal(task: Task) -> bool:
     return T(task.status) in TERMINAL
-
-
-def check_reporter(principal: Principal, task: Task) -> None:
-    if principal.kind == "agent" and task.agent_id != principal.agent_id:
-        raise Forbidden("This task is not assigned to your agent", code="not_your_task")
