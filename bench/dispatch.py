@@ -27,6 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,6 +41,11 @@ class Result:
     tasks: int
     seconds: float
     latencies: list[float] = field(default_factory=list)
+    server_cpu: float = float("nan")  # seconds of CPU the server used for the run
+
+    @property
+    def cpu_ms_per_task(self) -> float:
+        return 1000 * self.server_cpu / self.tasks if self.tasks else float("nan")
 
     @property
     def rate(self) -> float:
@@ -50,6 +56,15 @@ class Result:
             return float("nan")
         data = sorted(self.latencies)
         return data[min(len(data) - 1, int(p / 100 * len(data)))] * 1000
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -139,6 +154,14 @@ class Watcher:
 async def _ymera_run(
     url: str, n: int, workers: int, procs: Procs, env: dict[str, str], cwd: Path, label: str
 ) -> list[Result]:
+    server_pid = procs.procs[-1].pid
+
+    async def measured(run: Any) -> Result:
+        before = cpu_seconds(server_pid)
+        result: Result = await run
+        result.server_cpu = cpu_seconds(server_pid) - before
+        return result
+
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         tok = (
             await c.post("/api/v1/auth/token", data={"username": "bench", "password": PASSWORD})
@@ -201,9 +224,15 @@ async def _ymera_run(
             await asyncio.wait_for(watcher.live.wait(), 10)
             results = []
             try:
-                results.append(await _single(c, headers, watcher, n, f"YMERA {label} single"))
-                results.append(await _batch(c, headers, watcher, n * 2, f"YMERA {label} batch"))
-                results.append(await _light(c, headers, watcher, 50, f"YMERA {label} light"))
+                results.append(
+                    await measured(_single(c, headers, watcher, n, f"YMERA {label} single"))
+                )
+                results.append(
+                    await measured(_batch(c, headers, watcher, n * 2, f"YMERA {label} batch"))
+                )
+                results.append(
+                    await measured(_light(c, headers, watcher, 50, f"YMERA {label} light"))
+                )
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -398,8 +427,15 @@ def main(argv: list[str]) -> int:
     celery = [] if args.no_celery else _celery(args.tasks, args.workers)
     results += celery
     base = next((r.rate for r in celery if r.name == "Celery single"), None)
-    print(f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}")
+    print(
+        f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
+        f" {'srv CPU ms/task':>15}"
+    )
     for r in results:
         ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
-        print(f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}")
+        cpu = f"{r.cpu_ms_per_task:15.2f}" if r.server_cpu == r.server_cpu else f"{'':15}"
+        print(
+            f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}"
+            f" {cpu}"
+        )
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from ymera import __version__
 from ymera.agents.connect import router as connect_router
 from ymera.agents.endpoints import router as agents_router
 from ymera.agents.hub import WorkerHub
+from ymera.auth.cache import install_principal_cache, principal_cache_loop
 from ymera.auth.endpoints import router as auth_router
 from ymera.auth.ratelimit import RateLimiter
 from ymera.auth.service import bootstrap_admin
@@ -27,7 +29,7 @@ from ymera.db.database import Database
 from ymera.errors import COMMON_RESPONSES, PROBLEM_SCHEMA, install_handlers
 from ymera.events.endpoints import router as events_router
 from ymera.kit.clock import Clock, SystemClock
-from ymera.middleware import RequestContextMiddleware
+from ymera.middleware import RequestContextMiddleware, drain_signal
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
 from ymera.runtime.agent_probe import agent_metrics_loop, agent_probe_loop
@@ -38,7 +40,7 @@ from ymera.state import AppState
 from ymera.tasks.dispatcher import Dispatcher
 from ymera.tasks.endpoints import router as tasks_router
 from ymera.tasks.push import Pusher
-from ymera.tasks.reports import ReportWriter
+from ymera.tasks.writer import TaskWriter
 
 log = structlog.get_logger("ymera.app")
 
@@ -57,6 +59,7 @@ def build_state(
         pool_size=settings.db.pool_size,
         max_overflow=settings.db.max_overflow,
         sqlite_busy_timeout_ms=settings.db.sqlite_busy_timeout_ms,
+        sqlite_inline=settings.db.sqlite_inline,
     )
     codec = TokenCodec(
         secret=resolve_secret_key(settings),
@@ -71,7 +74,31 @@ def build_state(
         codec=codec,
         limiter=RateLimiter(settings),
         clock=clock or SystemClock(),
+        # Set when shutdown begins (the app's lifespan puts the app's own event here).
+        extras={"draining": asyncio.Event()},
     )
+
+
+def shutdown_reserve(grace: float) -> float:
+    """The end of the grace period kept for handing leases back, stopping the loops,
+    closing connections and exiting; pushes and requests in flight get the rest."""
+    return min(1.5, grace / 3)
+
+
+async def _hand_back_on_drain(draining: asyncio.Event, pusher: Pusher, grace: float) -> float:
+    """Once shutdown begins (claims stop at once): give the pushes in flight most of
+    the grace period, then hand back the leases they still hold. Runs alongside
+    uvicorn's wait for requests in flight. Returns the deadline (event-loop time)
+    of the whole shutdown."""
+    await draining.wait()
+    deadline = asyncio.get_running_loop().time() + grace
+    reserve = shutdown_reserve(grace)
+    log.info("shutting_down", grace_seconds=grace, pushes_in_flight=len(pusher.inflight))
+    try:
+        await pusher.hand_back(stop_at=deadline - reserve, finish_by=deadline - reserve / 2)
+    except Exception as exc:  # the leases expire and the reaper re-queues the tasks
+        log.warning("hand_back_failed", error=repr(exc))
+    return deadline
 
 
 def create_app(
@@ -89,13 +116,17 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         state = build_state(settings, clock=clock)
+        draining = drain_signal(app)
+        draining.clear()  # a new run of the app (tests may start one app twice)
+        state.extras["draining"] = draining
         state.extras["metrics"] = metrics
         state.extras["replica_id"] = secrets.token_hex(6)
+        install_principal_cache(state)
         hub = WorkerHub()
         dispatcher = Dispatcher(state, hub)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
-        state.extras["reports"] = ReportWriter(state)
+        state.extras["writer"] = TaskWriter(state)
         pusher = Pusher(state)
         state.extras["pusher"] = pusher
         state.db.add_commit_listener(dispatcher.wake)
@@ -108,8 +139,13 @@ def create_app(
             await _bootstrap(state, on_admin_created)
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
         default_loops = (*default_loops, agent_probe_loop, agent_metrics_loop)
+        default_loops = (*default_loops, principal_cache_loop)
         runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
+        grace = settings.server.graceful_shutdown_seconds
+        handing_back = asyncio.create_task(
+            _hand_back_on_drain(draining, pusher, grace), name="shutdown-hand-back"
+        )
         log.info(
             "started",
             version=__version__,
@@ -119,8 +155,14 @@ def create_app(
         try:
             yield {}
         finally:
+            # `ymera serve` set it when shutdown began; set it here for other servers.
+            draining.set()
+            deadline = await handing_back
+            # The loops get until the last quarter of the reserve (closing and exiting).
+            reserve = shutdown_reserve(settings.server.graceful_shutdown_seconds)
+            remaining = deadline - reserve / 4 - asyncio.get_running_loop().time()
+            await runtime.shutdown(max(0.1, remaining))
             # Workers keep their tasks and reconnect (to a replica) within the lease.
-            await runtime.shutdown(settings.server.graceful_shutdown_seconds)
             await hub.close_all()
             await state.bus.close()
             await state.db.dispose()

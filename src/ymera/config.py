@@ -26,7 +26,8 @@ class ServerSettings(BaseModel):
     graceful_shutdown_seconds: float = Field(
         default=10.0,
         ge=0,
-        description="On SIGTERM, how long requests in flight may take to finish. "
+        description="On SIGTERM, how long the whole shutdown may take: intake stops, "
+        "requests and pushes in flight may finish, unfinished pushes are handed back. "
         "Open event streams end at once.",
     )
 
@@ -39,6 +40,11 @@ class DatabaseSettings(BaseModel):
     )
     sqlite_busy_timeout_ms: int = Field(
         default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
+    )
+    sqlite_inline: bool = Field(
+        default=True,
+        description="Run SQLite calls on the event loop thread (far less overhead per "
+        "statement) instead of a thread per connection.",
     )
 
 
@@ -63,6 +69,12 @@ class AuthSettings(BaseModel):
     bootstrap_admin: bool = Field(
         default=True,
         description="Create an admin with a random password printed once when no user exists.",
+    )
+    principal_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a resolved credential is reused (0: resolve every request). "
+        "Changes to users and keys drop the cache at once (other replicas: on their event).",
     )
 
 

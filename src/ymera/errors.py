@@ -96,6 +96,19 @@ class ServiceUnavailable(YmeraError):
     code = "unavailable"
 
 
+class ShuttingDown(ServiceUnavailable):
+    """This replica is shutting down and takes no new work: retry (another replica,
+    or this one once restarted). Nothing was done, so a retry is always safe."""
+
+    code = "shutting_down"
+    retry_after = 2  # seconds
+
+    def __init__(self, message: str = "Server is shutting down; retry", **kw: Any) -> None:
+        kw.setdefault("headers", {"Retry-After": str(self.retry_after)})
+        kw.setdefault("retry_after", self.retry_after)
+        super().__init__(message, **kw)
+
+
 def problem(
     request: HTTPConnection,
     *,
@@ -323,4 +336,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     415: _problem_response("Unsupported media type"),
     422: _problem_response("Invalid input"),
     429: _problem_response("Rate limited; see Retry-After"),
+}
+SHUTTING_DOWN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: _problem_response("Shutting down (code `shutting_down`): retry after Retry-After"),
 }

@@ -1,5 +1,6 @@
 """Pure-ASGI middleware: request id, structured access log, HTTP metrics, the 500
-for unexpected errors, and the end of open streams on shutdown.
+for unexpected errors, and the end of open streams on shutdown; plus the app's
+*draining* signal that marks the start of shutdown.
 
 Pure ASGI (not BaseHTTPMiddleware) so streaming responses pass through untouched.
 """
@@ -17,7 +18,7 @@ import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ymera.errors import problem
+from ymera.errors import ShuttingDown, problem
 from ymera.monitoring.metrics import Metrics
 
 log = structlog.get_logger("ymera.http")
@@ -40,6 +41,20 @@ def drain_signal(app: Any) -> asyncio.Event:
         event = asyncio.Event()
         app.state.draining = event
     return event
+
+
+def is_draining(app: Any) -> bool:
+    """True once shutdown has begun: the replica takes no new work."""
+    event = getattr(app.state, "draining", None)
+    return isinstance(event, asyncio.Event) and event.is_set()
+
+
+async def accepting_work(request: Request) -> None:
+    """Route dependency for intake endpoints: 503 ``shutting_down`` (with
+    Retry-After) once shutdown has begun, before any other work is done.
+    (async: FastAPI would run a plain function in its thread pool.)"""
+    if is_draining(request.app):
+        raise ShuttingDown()
 
 
 class _DrainWatch:

@@ -29,7 +29,8 @@ class AppState:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-def get_state(request: HTTPConnection) -> AppState:
+async def get_state(request: HTTPConnection) -> AppState:
+    """(async: FastAPI would run a plain function in its thread pool.)"""
     state: AppState = request.app.state.ymera
     return state
 
@@ -42,7 +43,7 @@ _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 async def get_session(request: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """One unit of work per request: committed when the endpoint returns, rolled
     back when it raises. GET requests use a read transaction."""
-    state = get_state(request)
+    state: AppState = request.app.state.ymera
     readonly = request.scope.get("method", "GET") in _READ_METHODS
     async with state.db.transaction(readonly=readonly) as session:
         yield session

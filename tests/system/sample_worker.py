@@ -85,9 +85,16 @@ async def interval(ctx: TaskContext) -> dict[str, Any]:
     path = Path(markers) / f"{ctx.task_id}.{ctx.attempt}.{NAME}" if markers else None
     start = time.time()
     if path is not None:
-        path.write_text(f"{start!r}")
+        _replace(path, f"{start!r}")
     await asyncio.sleep(float(ctx.input.get("seconds", 0.01)))
     end = time.time()
     if path is not None:
-        path.write_text(f"{start!r} {end!r}")
+        _replace(path, f"{start!r} {end!r}")
     return _output(ctx, started=start, ended=end)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write atomically: a SIGKILL never leaves the marker empty or half-written."""
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -75,6 +75,8 @@ def _executions(directory: Path, killed: str | None, killed_at: float) -> list[t
     SIGKILLed worker that never wrote its end ended when the worker died."""
     found = []
     for path in directory.iterdir():
+        if path.name.startswith("."):
+            continue  # a marker being written when its worker was killed
         task_id, attempt, worker = path.name.split(".", 2)
         times = path.read_text().split()
         start = float(times[0])

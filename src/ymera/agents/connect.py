@@ -25,7 +25,7 @@ from ymera.errors import YmeraError
 from ymera.state import AppState
 from ymera.tasks import service as tasks_service
 from ymera.tasks.dispatcher import Dispatcher
-from ymera.tasks.reports import ReportWriter
+from ymera.tasks.writer import TaskWriter
 
 log = structlog.get_logger("ymera.connect")
 router = APIRouter()
@@ -229,8 +229,8 @@ class Session:
         """Queue a report for the group-committing writer, in frame order; the ack
         (or the error) goes back when its batch has committed."""
         assert self.conn is not None
-        writer: ReportWriter = self.state.extras["reports"]
-        future = writer.submit(op, agent_id=self.conn.agent_id)
+        writer: TaskWriter = self.state.extras["writer"]
+        future = writer.submit(op, agent_id=self.conn.agent_id, task_id=_ref_of(frame))
         task = asyncio.ensure_future(self._settle(frame, future, frees_slot=frees_slot))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

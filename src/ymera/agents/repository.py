@@ -136,13 +136,13 @@ async def take_capacity(session: AsyncSession, agent_id: str, count: int) -> boo
     return bool(getattr(result, "rowcount", 0))
 
 
-async def give_capacity(session: AsyncSession, agent_id: str, count: int) -> None:
-    await session.execute(
+def shift_load_statement(agent_id: str, delta: int) -> Any:
+    """Move an agent's load by ``delta`` (never below 0)."""
+    target = Agent.current_load + delta
+    return (
         update(Agent)
         .where(Agent.id == agent_id)
-        .values(
-            current_load=case((Agent.current_load > count, Agent.current_load - count), else_=0)
-        )
+        .values(current_load=case((target > 0, target), else_=0))
         .execution_options(synchronize_session=False)
     )
 
@@ -166,15 +166,6 @@ async def push_agents(session: AsyncSession) -> Sequence[Agent]:
         Agent.endpoint_url.is_not(None),
     )
     return (await session.execute(stmt)).scalars().all()
-
-
-async def add_load(session: AsyncSession, agent_id: str, count: int) -> None:
-    await session.execute(
-        update(Agent)
-        .where(Agent.id == agent_id)
-        .values(current_load=Agent.current_load + count)
-        .execution_options(synchronize_session=False)
-    )
 
 
 async def touch_heartbeat(

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from ymera.agents import repository
 from ymera.agents.schemas import AgentCreate, AgentUpdate, SortField
@@ -27,6 +29,7 @@ from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.agents import Agent
 
 S = AgentStatus
+_LOAD_DELTAS = "ymera_agent_load_deltas"
 
 
 class AgentNotFound(NotFound):
@@ -402,12 +405,51 @@ async def reserve_capacity(session: AsyncSession, *, agent_id: str, count: int =
 
 
 async def add_load(session: AsyncSession, *, agent_id: str, count: int) -> None:
-    """Count ``count`` more tasks on an agent whose capacity the caller tracks."""
-    await repository.add_load(session, agent_id, count)
+    """Count ``count`` more tasks on an agent whose capacity the caller tracks.
+
+    Load changes are summed per agent in the unit of work and written once per
+    agent, in one lock order (sorted ids), when it commits (or at
+    :func:`flush_load`): a batch of a hundred results for one agent costs one
+    update of its row, and replicas' batches never lock agent rows in a cycle.
+    """
+    _defer_load(session, agent_id, count)
 
 
 async def release_capacity(session: AsyncSession, *, agent_id: str, count: int = 1) -> None:
-    await repository.give_capacity(session, agent_id, count)
+    """Free ``count`` slots (deferred like :func:`add_load`; the load never goes below 0)."""
+    _defer_load(session, agent_id, -count)
+
+
+def _defer_load(session: AsyncSession, agent_id: str, delta: int) -> None:
+    deltas: dict[str, int] = session.info.setdefault(_LOAD_DELTAS, {})
+    deltas[agent_id] = deltas.get(agent_id, 0) + delta
+
+
+async def flush_load(session: AsyncSession) -> None:
+    """Write the deferred load changes now (before reading agents' load)."""
+    for stmt in _load_statements(session.info.pop(_LOAD_DELTAS, None)):
+        await session.execute(stmt)
+
+
+def _load_statements(deltas: dict[str, int] | None) -> list[Any]:
+    if not deltas:
+        return []
+    return [
+        repository.shift_load_statement(agent_id, delta)
+        for agent_id, delta in sorted(deltas.items())
+        if delta
+    ]
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_deferred_load(session: Session) -> None:
+    for stmt in _load_statements(session.info.pop(_LOAD_DELTAS, None)):
+        session.execute(stmt)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_deferred_load(session: Session) -> None:
+    session.info.pop(_LOAD_DELTAS, None)
 
 
 async def agents_by_id(session: AsyncSession, *, agent_ids: list[str]) -> list[Agent]:
@@ -418,6 +460,7 @@ async def sync_status_with_load(
     session: AsyncSession, *, agent_ids: list[str], now: datetime
 ) -> None:
     """Move live agents between IDLE / ACTIVE / BUSY to match their current load."""
+    await flush_load(session)
     for agent in await repository.get_many(session, agent_ids, fresh=True):
         target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
         transition(session, agent, target, reason="load", now=now, actor="dispatcher")

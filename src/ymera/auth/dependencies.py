@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.requests import HTTPConnection
 
 from ymera.auth import service
+from ymera.auth.cache import PrincipalCache
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
 from ymera.errors import Forbidden, Unauthorized
@@ -27,18 +28,28 @@ PRINCIPAL_KEY = "ymera_principal"
 
 
 async def authenticate(state: AppState, token: str) -> Principal:
-    """Resolve credentials in a read transaction; an API key's last use is
-    written in a short transaction of its own, at most once a minute."""
+    """Resolve credentials (from the principal cache when fresh, else in a read
+    transaction); an API key's last use is written in a short transaction of its
+    own, at most once a minute."""
     now = state.clock.now()
+    cache: PrincipalCache | None = state.extras.get("principal_cache")
+    if cache is not None:
+        cached = cache.get(token, now=now.timestamp())
+        if cached is not None:
+            return cached
     async with state.db.transaction(readonly=True) as session:
         if not service.looks_like_api_key(token):
-            return await service.authenticate_access_token(
+            principal = await service.authenticate_access_token(
                 session, token=token, codec=state.codec, now=now
             )
-        principal, touch = await service.authenticate_api_key(session, key=token, now=now)
+            touch = False
+        else:
+            principal, touch = await service.authenticate_api_key(session, key=token, now=now)
     if touch and principal.api_key_id is not None:
         async with state.db.transaction() as session:
             await service.record_api_key_use(session, key_id=principal.api_key_id, now=now)
+    if cache is not None:
+        cache.put(token, principal, now=now.timestamp())
     return principal
 
 

@@ -16,6 +16,7 @@ class Principal:
     api_key_id: str | None = None
     agent_id: str | None = None
     username: str | None = None
+    expires_at: float | None = None  # when the credential expires (epoch seconds), if it does
 
     @property
     def id(self) -> str:

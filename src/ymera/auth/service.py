@@ -322,6 +322,7 @@ async def authenticate_access_token(
         role=user.role,
         permissions=role_permissions(user.role),
         username=user.username,
+        expires_at=float(claims["exp"]),
     )
 
 
@@ -362,6 +363,7 @@ async def authenticate_api_key(
             api_key_id=row.id,
             agent_id=row.agent_id,
             username=owner.username,
+            expires_at=row.expires_at.timestamp() if row.expires_at else None,
         )
     else:
         principal = Principal(
@@ -371,6 +373,7 @@ async def authenticate_api_key(
             permissions=scopes & owner_perms,
             api_key_id=row.id,
             username=owner.username,
+            expires_at=row.expires_at.timestamp() if row.expires_at else None,
         )
     return principal, touch
 

@@ -33,7 +33,10 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
+from ymera.db.sqlite_inline import inline_connect
+
 OUTBOX_FLAG = "ymera_outbox_dirty"
+EVENT_TYPES = "ymera_event_types"  # the types of the events a unit of work recorded
 _HOLDS_LOCK = "ymera_holds_write_lock"
 DB_KEY = "ymera_db"
 
@@ -44,20 +47,22 @@ def _sqlite_engine(
     write_lock: asyncio.Lock | None,
     busy_timeout_ms: int,
     echo: bool,
+    inline: bool,
 ) -> AsyncEngine:
-    engine = create_async_engine(
-        url,
-        echo=echo,
-        connect_args={"timeout": busy_timeout_ms / 1000, "isolation_level": None},
-        pool_pre_ping=False,
-    )
+    connect_args: dict[str, Any] = {"timeout": busy_timeout_ms / 1000, "isolation_level": None}
+    if inline:
+        # Calls on the event loop thread; waits for other processes' locks are
+        # retried asynchronously (see sqlite_inline), never inside SQLite.
+        connect_args["async_creator_fn"] = inline_connect(busy_timeout_ms / 1000)
+    engine = create_async_engine(url, echo=echo, connect_args=connect_args, pool_pre_ping=False)
     begin_sql = "BEGIN IMMEDIATE" if write_lock is not None else "BEGIN"
+    sqlite_busy_ms = 0 if inline else int(busy_timeout_ms)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute(f"PRAGMA busy_timeout={sqlite_busy_ms}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
@@ -103,6 +108,7 @@ class Database:
         pool_size: int = 10,
         max_overflow: int = 20,
         sqlite_busy_timeout_ms: int = 30_000,
+        sqlite_inline: bool = True,
     ) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
@@ -115,9 +121,14 @@ class Database:
                 write_lock=asyncio.Lock(),
                 busy_timeout_ms=sqlite_busy_timeout_ms,
                 echo=echo,
+                inline=sqlite_inline,
             )
             self.read_engine = _sqlite_engine(
-                url, write_lock=None, busy_timeout_ms=sqlite_busy_timeout_ms, echo=echo
+                url,
+                write_lock=None,
+                busy_timeout_ms=sqlite_busy_timeout_ms,
+                echo=echo,
+                inline=sqlite_inline,
             )
         else:
             self.engine = create_async_engine(
@@ -132,6 +143,7 @@ class Database:
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self.outbox_signal = asyncio.Event()
         self._commit_listeners: list[Callable[[], None]] = []
+        self._event_listeners: list[Callable[[set[str]], None]] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -174,6 +186,15 @@ class Database:
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         self._commit_listeners.append(listener)
 
+    def add_event_listener(self, listener: Callable[[set[str]], None]) -> None:
+        """Call ``listener`` with the event types of every commit that recorded events
+        (at once, on this process; before the relay publishes them)."""
+        self._event_listeners.append(listener)
+
+    def notify_events(self, types: set[str]) -> None:
+        for listener in self._event_listeners:
+            listener(types)
+
     async def ping(self) -> None:
         async with self.read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -186,12 +207,16 @@ class Database:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    types = session.info.pop(EVENT_TYPES, None)
     if session.info.pop(OUTBOX_FLAG, False):
         db = session.info.get(DB_KEY)
         if isinstance(db, Database):
+            if types:
+                db.notify_events(types)
             db.notify_outbox()
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     session.info.pop(OUTBOX_FLAG, None)
+    session.info.pop(EVENT_TYPES, None)

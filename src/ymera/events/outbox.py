@@ -15,7 +15,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from ymera.db.database import OUTBOX_FLAG
+from ymera.db.database import EVENT_TYPES, OUTBOX_FLAG
 from ymera.kit.clock import utcnow
 from ymera.models.events import Event
 
@@ -51,7 +51,7 @@ async def flush_events(session: AsyncSession) -> None:
     rows = session.info.pop(_BUFFER, None)
     if rows:
         await session.execute(insert(Event), rows)
-        session.info[OUTBOX_FLAG] = True
+        _mark(session.info, rows)
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -59,7 +59,12 @@ def _write_buffered_events(session: Session) -> None:
     rows = session.info.pop(_BUFFER, None)
     if rows:
         session.execute(insert(Event), rows)
-        session.info[OUTBOX_FLAG] = True
+        _mark(session.info, rows)
+
+
+def _mark(info: dict[Any, Any], rows: list[dict[str, Any]]) -> None:
+    info[OUTBOX_FLAG] = True
+    info.setdefault(EVENT_TYPES, set()).update(r["type"] for r in rows)
 
 
 @sa_event.listens_for(Session, "after_rollback")

@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ymera import __version__
 from ymera.db import migrate
-from ymera.errors import PROBLEM_JSON
+from ymera.errors import PROBLEM_JSON, ShuttingDown
+from ymera.middleware import is_draining
 from ymera.monitoring.metrics import Metrics
 from ymera.state import State
 
@@ -41,7 +42,10 @@ async def _check(coro: Any, timeout: float = 3.0) -> tuple[bool, str]:
     },
 )
 async def readyz(request: Request, state: State) -> JSONResponse:
-    """Ready: the database answers, migrations are at head, and the bus is reachable."""
+    """Ready: the database answers, migrations are at head, and the bus is reachable.
+    Once shutdown has begun: 503 `shutting_down`, so load balancers stop routing here."""
+    if is_draining(request.app):
+        raise ShuttingDown()
     db_ok, db_msg = await _check(state.db.ping())
     mig_ok, mig_msg = await _check(migrate.is_at_head(state.db))
     if mig_ok is False and mig_msg == "unreachable":

@@ -84,13 +84,14 @@ async def push_loop(state: AppState, stop: asyncio.Event) -> None:
     await state.extras["pusher"].run(stop)
 
 
-async def report_writer_loop(state: AppState, stop: asyncio.Event) -> None:
-    """Apply agents' reports in group commits."""
-    await state.extras["reports"].run(stop)
+async def task_writer_loop(state: AppState, stop: asyncio.Event) -> None:
+    """At shutdown, let the group-commit writer finish what is queued."""
+    await stop.wait()
+    await state.extras["writer"].close()
 
 
 TASK_LOOPS = (
-    report_writer_loop,
+    task_writer_loop,
     dispatcher_loop,
     dispatcher_wakeup_loop,
     reaper_loop,

@@ -56,6 +56,8 @@ class Dispatcher:
         self.signal.set()
 
     async def dispatch_once(self) -> int:
+        if self.state.extras["draining"].is_set():  # shutting down: claim no new work
+            return 0
         conns = {c.agent_id: c for c in self.hub.with_capacity()}
         if not conns:
             return 0

@@ -14,8 +14,9 @@ from fastapi.responses import StreamingResponse
 from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.errors import Unauthorized, Unprocessable
+from ymera.errors import SHUTTING_DOWN_RESPONSES, Unauthorized, Unprocessable
 from ymera.kit.pagination import Page
+from ymera.middleware import accepting_work
 from ymera.state import AppState, DbSession, State
 from ymera.tasks import push, service
 from ymera.tasks.schemas import (
@@ -27,6 +28,7 @@ from ymera.tasks.schemas import (
     TaskOut,
 )
 from ymera.tasks.status import TaskStatus
+from ymera.tasks.writer import TaskWriter
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
@@ -55,6 +57,7 @@ def _retry_default(state: AppState) -> RetryPolicy:
 _REPLAY: dict[int | str, dict[str, Any]] = {
     200: {"description": "Replay of an earlier request with the same Idempotency-Key"}
 }
+_INTAKE = {**_REPLAY, **SHUTTING_DOWN_RESPONSES}  # submissions stop when shutdown begins
 TimeQuery = Annotated[
     str | None,
     Query(
@@ -76,52 +79,77 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return parsed
 
 
-@router.post("", response_model=TaskOut, status_code=201, responses=_REPLAY)
+async def _submit(
+    state: AppState,
+    principal: Principal,
+    specs: list[TaskCreate],
+    body: Any,
+    idempotency_key: str | None,
+) -> tuple[list[Any], bool]:
+    """Submit through the group-commit writer (with an idempotency key, in a
+    transaction of its own: the key's check and insert must be one unit)."""
+    kwargs: dict[str, Any] = {
+        "principal": principal,
+        "specs": specs,
+        "now": state.clock.now(),
+        "default_retry": _retry_default(state),
+    }
+    if idempotency_key:
+        async with state.db.transaction() as session:
+            return await service.submit(
+                session,
+                **kwargs,
+                idempotency_key=idempotency_key,
+                idempotency_ttl=state.settings.tasks.idempotency_ttl,
+                body_hash=service.request_hash(body.model_dump(mode="json")),
+            )
+
+    async def op(session: Any) -> tuple[list[Any], bool]:
+        return await service.submit(session, **kwargs, defer=True)
+
+    writer: TaskWriter = state.extras["writer"]
+    result: tuple[list[Any], bool] = await writer.submit(op)
+    return result
+
+
+@router.post(
+    "",
+    response_model=TaskOut,
+    status_code=201,
+    responses=_INTAKE,
+    dependencies=[Depends(accepting_work)],
+)
 async def submit_task(
     body: TaskCreate,
     response: Response,
-    session: DbSession,
     state: State,
     principal: Write,
     idempotency_key: IdemKey = None,
 ) -> TaskOut:
     """Submit a task. It is durable when this answers. With `Idempotency-Key`, a
     repeat of the same request returns the original task (200 instead of 201)."""
-    tasks, created = await service.submit(
-        session,
-        principal=principal,
-        specs=[body],
-        now=state.clock.now(),
-        default_retry=_retry_default(state),
-        idempotency_key=idempotency_key,
-        idempotency_ttl=state.settings.tasks.idempotency_ttl,
-        body_hash=service.request_hash(body.model_dump(mode="json")),
-    )
+    tasks, created = await _submit(state, principal, [body], body, idempotency_key)
     if not created:
         response.status_code = 200
     return TaskOut.model_validate(tasks[0])
 
 
-@router.post("/batch", response_model=list[TaskOut], status_code=201, responses=_REPLAY)
+@router.post(
+    "/batch",
+    response_model=list[TaskOut],
+    status_code=201,
+    responses=_INTAKE,
+    dependencies=[Depends(accepting_work)],
+)
 async def submit_batch(
     body: TaskBatchCreate,
     response: Response,
-    session: DbSession,
     state: State,
     principal: Write,
     idempotency_key: IdemKey = None,
 ) -> list[TaskOut]:
     """Submit up to 1,000 tasks in one request, all durable (one transaction)."""
-    tasks, created = await service.submit(
-        session,
-        principal=principal,
-        specs=body.tasks,
-        now=state.clock.now(),
-        default_retry=_retry_default(state),
-        idempotency_key=idempotency_key,
-        idempotency_ttl=state.settings.tasks.idempotency_ttl,
-        body_hash=service.request_hash(body.model_dump(mode="json")),
-    )
+    tasks, created = await _submit(state, principal, body.tasks, body, idempotency_key)
     if not created:
         response.status_code = 200
     return [TaskOut.model_validate(t) for t in tasks]

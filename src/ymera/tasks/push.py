@@ -6,6 +6,10 @@ single-use token it was given. Deliveries are retried with backoff (tenacity)
 on connection errors, 408, 429 and 5xx; every agent has a circuit breaker
 (closed / open / half-open) whose state shows in the agent's status (ERROR
 while open) and in events. Contract: docs/http-agents.md.
+
+On shutdown the pusher claims nothing more, gives the pushes in flight until a
+deadline, then stops those still waiting for their agent and hands their tasks
+back (:meth:`Pusher.hand_back`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tenacity import (
 )
 
 from ymera.agents import service as agents_service
+from ymera.errors import NotFound
 from ymera.kit.aio import wait_any
 from ymera.models.agents import Agent
 from ymera.resilience.breaker import BreakerState, CircuitBreaker
@@ -38,6 +43,7 @@ CALLBACK_PURPOSE = "task-callback"
 CALLBACK_PREFIX = "ycb_"
 ASYNC_LEASE_SECONDS = 3600.0
 IDLE_RECHECK = 0.25  # seconds, monotonic
+SHUTDOWN_REASON = "server shutting down"
 
 
 class _Retryable(Exception):
@@ -67,6 +73,8 @@ class Pusher:
         self.signal = asyncio.Event()
         self.breakers: dict[str, CircuitBreaker] = {}
         self.inflight: set[asyncio.Task[None]] = set()
+        # Deliveries waiting for their agent's answer (safe to stop): job -> (lease, agent).
+        self._posting: dict[asyncio.Task[Any], tuple[service.LeaseRef, str]] = {}
         self._client: httpx.AsyncClient | None = None
         self._idle_until: float | None = None
 
@@ -116,6 +124,8 @@ class Pusher:
         )
 
     async def dispatch_once(self) -> int:
+        if self.state.extras["draining"].is_set():  # shutting down: claim no new work
+            return 0
         cfg = self.state.settings
         now = self.state.clock.now()
         # Read first (no writer taken): most commits find no push agent or no task.
@@ -176,6 +186,58 @@ class Pusher:
                 return resp
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _post_stoppable(
+        self, ref: service.LeaseRef, agent_id: str, url: str, payload: dict[str, Any]
+    ) -> httpx.Response:
+        """The POST, registered so that :meth:`hand_back` may stop it (nothing is
+        written while it waits, so stopping it leaves the lease to hand back)."""
+        job = asyncio.current_task()
+        assert job is not None
+        self._posting[job] = (ref, agent_id)
+        try:
+            return await self._post(url, payload)
+        finally:
+            del self._posting[job]
+
+    async def hand_back(self, *, stop_at: float, finish_by: float) -> int:
+        """Shutdown, once claims have stopped: let the pushes in flight finish until
+        ``stop_at`` (event-loop time); then stop those still waiting for their agent
+        and hand their tasks back in one transaction (re-queued at once, the attempt
+        not counted), so another replica, or this one restarted, runs them without
+        waiting for the lease to expire. Deliveries already recording their outcome
+        get until ``finish_by``. Returns how many tasks were handed back."""
+        loop = asyncio.get_running_loop()
+        while self.inflight and (remaining := stop_at - loop.time()) > 0:
+            await asyncio.wait(set(self.inflight), timeout=remaining)
+        stopping = dict(self._posting)
+        for job in stopping:
+            job.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
+        released = await self._release(list(stopping.values())) if stopping else 0
+        if self.inflight and (remaining := finish_by - loop.time()) > 0:
+            await asyncio.wait(set(self.inflight), timeout=remaining)
+        return released
+
+    async def _release(self, leases: list[tuple[service.LeaseRef, str]]) -> int:
+        now = self.state.clock.now()
+        released: list[str] = []
+        try:
+            async with self.state.db.transaction() as session:
+                for ref, _ in leases:
+                    try:
+                        await service.release(session, ref=ref, now=now, reason=SHUTDOWN_REASON)
+                    except (service.StaleLease, NotFound):
+                        continue  # finished or re-queued meanwhile
+                    released.append(ref.task_id)
+                agent_ids = sorted({agent_id for _, agent_id in leases})
+                await agents_service.sync_status_with_load(session, agent_ids=agent_ids, now=now)
+        except Exception as exc:  # the leases expire and the reaper re-queues the tasks
+            log.warning("push_hand_back_failed", tasks=len(leases), error=repr(exc))
+            return 0
+        self._count("handed_back", len(released))
+        log.info("push_handed_back", tasks=released)
+        return len(released)
+
     async def deliver(self, assignment: service.Assignment, endpoint: str) -> None:
         task = assignment.task
         assert task.lease_token is not None
@@ -197,7 +259,7 @@ class Pusher:
         }
         url = endpoint.rstrip("/") + "/tasks"
         try:
-            resp = await self._post(url, payload)
+            resp = await self._post_stoppable(ref, assignment.agent_id, url, payload)
         except (_Retryable, httpx.HTTPError) as exc:
             self._count("failed")
             await self._breaker_result(assignment.agent_id, ok=False, detail=str(exc))
@@ -234,10 +296,10 @@ class Pusher:
                 retryable=False,
             )
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, outcome: str, amount: int = 1) -> None:
         metrics = self.state.extras.get("metrics")
-        if metrics is not None:
-            metrics.push_deliveries.labels(outcome).inc()
+        if metrics is not None and amount:
+            metrics.push_deliveries.labels(outcome).inc(amount)
 
     async def _breaker_result(self, agent_id: str, *, ok: bool, detail: str) -> None:
         breaker = self.breaker(agent_id)

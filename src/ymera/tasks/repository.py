@@ -7,9 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from ymera.models.tasks import Task
+
+_LOCKED = "ymera_locked_tasks"
+_ROWS = "ymera_task_rows"
 
 
 async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -17,7 +22,42 @@ async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         await session.execute(insert(Task), rows)
 
 
+def defer_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` when the unit of work commits, together with every other
+    deferred row (one multi-row INSERT for a whole group commit)."""
+    session.info.setdefault(_ROWS, []).extend(rows)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _insert_deferred(session: Session) -> None:
+    rows = session.info.pop(_ROWS, None)
+    if rows:
+        session.execute(insert(Task), rows)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_deferred(session: Session) -> None:
+    session.info.pop(_ROWS, None)
+    session.info.pop(_LOCKED, None)
+
+
+async def lock_many(session: AsyncSession, ids: Sequence[str]) -> None:
+    """Lock (and load) these tasks with one statement, in id order; a later
+    ``get(..., for_update=True)`` of one of them in this unit of work costs no query."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    stmt = select(Task).where(Task.id.in_(wanted)).order_by(Task.id).with_for_update()
+    found = (await session.execute(stmt)).scalars().all()
+    # Held here: the session's identity map only keeps weak references.
+    session.info.setdefault(_LOCKED, {}).update((t.id, t) for t in found)
+
+
 async def get(session: AsyncSession, task_id: str, *, for_update: bool = False) -> Task | None:
+    if for_update:
+        locked: Task | None = session.info.get(_LOCKED, {}).get(task_id)
+        if locked is not None:
+            return locked
     stmt = select(Task).where(Task.id == task_id)
     if for_update:
         stmt = stmt.with_for_update()

@@ -157,9 +157,15 @@ async def submit(
     idempotency_key: str | None = None,
     idempotency_ttl: float = 86_400,
     body_hash: str | None = None,
+    defer: bool = False,
 ) -> tuple[list[Task], bool]:
     """Create tasks. Returns (tasks, created); with an idempotency key already used
-    by this principal with the same body, returns the original tasks and False."""
+    by this principal with the same body, returns the original tasks and False.
+
+    ``defer``: insert the rows when the unit of work commits, in one statement
+    with every other deferred submission (the group-commit writer's way; not
+    with an idempotency key, whose uniqueness must be checked here).
+    """
     if idempotency_key:
         existing = await repository.find_idempotent(
             session, created_by=principal.user_id, key=idempotency_key
@@ -217,10 +223,15 @@ async def submit(
         # unique index is per key), the others are found through the same request.
         for row in rows[1:]:
             row["idempotency_key"] = f"{idempotency_key}#{row['id']}"
-    try:
-        await repository.insert_tasks(session, rows)
-    except IntegrityError as exc:
-        raise IdempotencyConflict("Idempotency-Key is being used by a concurrent request") from exc
+    if defer and not idempotency_key:
+        repository.defer_insert(session, rows)
+    else:
+        try:
+            await repository.insert_tasks(session, rows)
+        except IntegrityError as exc:
+            raise IdempotencyConflict(
+                "Idempotency-Key is being used by a concurrent request"
+            ) from exc
     for row in rows:
         record_event(
             session,

@@ -1,17 +1,21 @@
-"""Group commit for agents' reports (accept, progress, result, fail, release).
+"""Group commit for the task engine's hot writes: submissions and agents'
+reports (accept, progress, result, fail, release).
 
-Reports from every worker connection of this replica queue here in arrival
-order; one writer applies whatever is queued in a single transaction, so under
-load hundreds of results cost one commit instead of hundreds. When idle a
-report is applied at once (a batch of one). A report refused by its fence
-(a stale attempt) fails alone; if the whole transaction fails, the batch is
-replayed one report per transaction.
+Submissions from every HTTP request and reports from every worker connection of
+this replica queue here in arrival order; one writer applies whatever is queued
+in a single transaction, so under load hundreds of submits and results cost one
+commit instead of hundreds, and each caller is answered only once its write is
+committed. The tasks a batch's reports touch are locked and loaded with one
+query; new tasks are inserted with one multi-row INSERT; agents' load moves
+once per agent. When idle an item is applied at once (a batch of one). An item
+refused by its fence (a stale attempt) fails alone; if the whole transaction
+fails, the batch is replayed one item per transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ymera.agents import service as agents_service
 from ymera.errors import YmeraError
 from ymera.state import AppState
+from ymera.tasks import repository
 from ymera.tasks.service import StaleLease, TaskNotFound
 
 log = structlog.get_logger("ymera.reports")
@@ -34,48 +39,51 @@ MAX_BATCH = 500
 class _Item:
     op: Op
     agent_id: str | None
+    task_id: str | None
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-class ReportWriter:
+class TaskWriter:
+    """The group-commit writer. No loop of its own: the first write queued while
+    none is being applied starts a flusher task, which applies batches until the
+    queue is empty (so a write waits at most for the batch in flight)."""
+
     def __init__(self, state: AppState) -> None:
         self.state = state
-        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.queue: collections.deque[_Item] = collections.deque()
         self.batches = 0
         self.applied = 0
+        self._flusher: asyncio.Task[None] | None = None
 
-    def submit(self, op: Op, *, agent_id: str | None = None) -> asyncio.Future[Any]:
-        """Queue a report (in order); the future resolves when it is committed."""
-        item = _Item(op, agent_id)
-        self.queue.put_nowait(item)
+    def submit(
+        self, op: Op, *, agent_id: str | None = None, task_id: str | None = None
+    ) -> asyncio.Future[Any]:
+        """Queue a write (in order); the future resolves when it is committed.
+
+        ``task_id``: the task the op changes (locked for the batch up front);
+        ``agent_id``: the agent reporting (the batch's lock order).
+        """
+        item = _Item(op, agent_id, task_id)
+        self.queue.append(item)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name="task-writer"
+            )
         return item.future
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            getter = asyncio.ensure_future(self.queue.get())
-            stopper = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if getter not in done:
-                getter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await getter
-                break
-            stopper.cancel()
-            batch = [getter.result()]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except asyncio.QueueEmpty:
-                    break
+    async def _flush(self) -> None:
+        while self.queue:
+            batch: list[_Item] = []
+            while self.queue and len(batch) < MAX_BATCH:
+                batch.append(self.queue.popleft())
             await self._apply(batch)
-        # Whatever is still queued at shutdown is applied before leaving.
-        rest = []
-        while not self.queue.empty():
-            rest.append(self.queue.get_nowait())
-        if rest:
-            await self._apply(rest)
+
+    async def close(self) -> None:
+        """Wait until everything queued is committed (at shutdown)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
 
     async def _apply(self, batch: list[_Item]) -> None:
         outcomes: list[tuple[_Item, Any, BaseException | None]] = []
@@ -85,6 +93,7 @@ class ReportWriter:
             # (no deadlocks between replicas' batches).
             ordered = sorted(batch, key=lambda i: i.agent_id or "")
             async with self.state.db.transaction() as session:
+                await repository.lock_many(session, [i.task_id for i in batch if i.task_id])
                 for item in ordered:
                     try:
                         outcomes.append((item, await item.op(session), None))

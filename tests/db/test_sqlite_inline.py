@@ -1,0 +1,105 @@
+"""SQLite calls on the event loop thread (the default): a lock held by another
+connection (another process, a CLI command) is waited for with asynchronous
+sleeps, never inside SQLite, so the loop keeps serving while it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from tests.fixtures.waiting import wait_until
+from ymera.db.database import Database
+from ymera.db.sqlite_inline import InlineConnection
+
+
+async def _table(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(text("CREATE TABLE t (x INTEGER)"))
+
+
+async def _count(db: Database) -> int:
+    async with db.transaction(readonly=True) as session:
+        return int(await session.scalar(text("SELECT count(*) FROM t")) or 0)
+
+
+async def test_connections_run_inline(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    try:
+        async with db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.driver_connection, InlineConnection)
+            assert raw.driver_connection._thread.ident is None  # no thread started
+    finally:
+        await db.dispose()
+
+
+async def test_a_foreign_lock_is_waited_for_while_the_loop_keeps_running(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", sqlite_busy_timeout_ms=10_000)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await _table(db)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        async def write() -> None:
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+
+        beat = asyncio.create_task(ticker())
+        writer = asyncio.create_task(write())
+        start = ticks
+        await wait_until(lambda: ticks - start >= 20, timeout=5, what="the loop to keep running")
+        assert not writer.done()  # still waiting for the lock
+        other.execute("COMMIT")
+        await asyncio.wait_for(writer, 5)
+        beat.cancel()
+        assert await _count(db) == 1
+    finally:
+        other.close()
+        await db.dispose()
+
+
+async def test_the_wait_ends_at_the_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    db = Database(f"sqlite+aiosqlite:///{path}", sqlite_busy_timeout_ms=200)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        await _table(db)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"):
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+        other.execute("ROLLBACK")
+        # The database is usable again afterwards.
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (2)"))
+        assert await _count(db) == 1
+    finally:
+        other.close()
+        await db.dispose()
+
+
+async def test_threaded_mode_still_works(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'd.db'}", sqlite_inline=False)
+    try:
+        await _table(db)
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+        assert await _count(db) == 1
+        async with db.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert not isinstance(raw.driver_connection, InlineConnection)
+    finally:
+        await db.dispose()
