@@ -129,7 +129,7 @@ def create_app(
         state.extras["writer"] = TaskWriter(state)
         pusher = Pusher(state)
         state.extras["pusher"] = pusher
-        state.db.add_commit_listener(dispatcher.wake)
+        state.db.add_event_listener(dispatcher.on_commit)
         state.db.add_commit_listener(pusher.wake)
         app.state.ymera = state
         if migrate_on_start:

@@ -258,7 +258,7 @@ class Session:
             return
         if frees_slot:
             self._drop(frame)
-            self.dispatcher.wake()
+            self.dispatcher.wake(backlog=False)
         self._ack(frame)
 
     async def on_accept(self, frame: dict[str, Any]) -> None:

@@ -126,30 +126,44 @@ async def _add(
         sums[name] = sums.get(name, 0) + value
 
 
-def _upserts(
-    dialect: str, buffer: dict[tuple[str, str, datetime], dict[str, int | float]]
-) -> list[Any]:
-    statements = []
-    for (agent_id, task_type, minute), values in buffer.items():
-        rows = [
-            {
-                **_ZERO_ROW,
-                **values,
-                "agent_id": agent_id,
-                "period": period,
-                "bucket_start": _floor(minute, period),
-                "task_type": task_type,
-            }
-            for period in (MINUTE, HOUR)
-        ]
+def _upsert_statement(dialect: str) -> Any:
+    """One upsert that adds every counter of a row to its bucket; built and
+    compiled once per dialect (a statement shaped by each batch's values would be
+    compiled anew every commit, which costs milliseconds)."""
+    cached = _UPSERTS.get(dialect)
+    if cached is None:
         insert_ = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert_(AgentMetricBucket).values(rows)
-        stmt = stmt.on_conflict_do_update(
+        stmt = insert_(AgentMetricBucket)
+        cached = stmt.on_conflict_do_update(
             index_elements=list(_KEY),
-            set_={name: _T.c[name] + stmt.excluded[name] for name in values},
+            set_={name: _T.c[name] + stmt.excluded[name] for name in _ZERO_ROW},
         )
-        statements.append(stmt)
-    return statements
+        _UPSERTS[dialect] = cached
+    return cached
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_rows(
+    buffer: dict[tuple[str, str, datetime], dict[str, int | float]],
+) -> list[dict[str, Any]]:
+    """The minute and hour rows of every buffered group, in one key order (so
+    concurrent commits lock bucket rows in the same order)."""
+    rows = [
+        {
+            **_ZERO_ROW,
+            **values,
+            "agent_id": agent_id,
+            "period": period,
+            "bucket_start": _floor(minute, period),
+            "task_type": task_type,
+        }
+        for (agent_id, task_type, minute), values in buffer.items()
+        for period in (MINUTE, HOUR)
+    ]
+    rows.sort(key=lambda r: (r["agent_id"], r["period"], r["bucket_start"], r["task_type"]))
+    return rows
 
 
 @sa_event.listens_for(Session, "before_commit")
@@ -157,8 +171,10 @@ def _write_buffered_metrics(session: Session) -> None:
     buffer = session.info.pop(_BUFFER, None)
     if buffer:
         dialect = session.get_bind().dialect.name
-        for stmt in _upserts(dialect, buffer):
-            session.execute(stmt)
+        stmt = _upsert_statement(dialect)
+        connection = session.connection()  # Core: no ORM bulk machinery per row
+        for row in _upsert_rows(buffer):
+            connection.execute(stmt, row)
 
 
 async def record_outcome(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, case, delete, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.agents import Agent, AgentCapability, AgentTag
@@ -136,14 +136,31 @@ async def take_capacity(session: AsyncSession, agent_id: str, count: int) -> boo
     return bool(getattr(result, "rowcount", 0))
 
 
-def shift_load_statement(agent_id: str, delta: int) -> Any:
-    """Move an agent's load by ``delta`` (never below 0)."""
-    target = Agent.current_load + delta
-    return (
-        update(Agent)
-        .where(Agent.id == agent_id)
-        .values(current_load=case((target > 0, target), else_=0))
-        .execution_options(synchronize_session=False)
+# Move an agent's load by :d (never below 0) and return what its status follows.
+_A = cast(Table, Agent.__table__)
+_shifted = _A.c.current_load + bindparam("d")
+SHIFT_LOAD = (  # Core (executed on the session's connection): compiled once
+    update(_A)
+    .where(_A.c.id == bindparam("aid"))
+    .values(current_load=case((_shifted > 0, _shifted), else_=0))
+    .returning(_A.c.id, _A.c.status, _A.c.current_load, _A.c.max_concurrency)
+)
+
+
+def dispatch_rows(agent_ids: Sequence[str]) -> Any:
+    return select(
+        Agent.id,
+        Agent.name,
+        Agent.status,
+        Agent.current_load,
+        Agent.max_concurrency,
+        Agent.capabilities,
+    ).where(Agent.id.in_(list(agent_ids)))
+
+
+def load_rows(agent_ids: Sequence[str]) -> Any:
+    return select(Agent.id, Agent.status, Agent.current_load, Agent.max_concurrency).where(
+        Agent.id.in_(list(agent_ids))
     )
 
 

@@ -425,26 +425,25 @@ def _defer_load(session: AsyncSession, agent_id: str, delta: int) -> None:
     deltas[agent_id] = deltas.get(agent_id, 0) + delta
 
 
-async def flush_load(session: AsyncSession) -> None:
-    """Write the deferred load changes now (before reading agents' load)."""
-    for stmt in _load_statements(session.info.pop(_LOAD_DELTAS, None)):
-        await session.execute(stmt)
-
-
-def _load_statements(deltas: dict[str, int] | None) -> list[Any]:
-    if not deltas:
-        return []
-    return [
-        repository.shift_load_statement(agent_id, delta)
-        for agent_id, delta in sorted(deltas.items())
-        if delta
-    ]
+async def flush_load(session: AsyncSession) -> dict[str, tuple[str, int, int]]:
+    """Write the deferred load changes now; returns (status, load, max concurrency)
+    of each agent whose load moved."""
+    moved: dict[str, tuple[str, int, int]] = {}
+    for agent_id, delta in sorted((session.info.pop(_LOAD_DELTAS, None) or {}).items()):
+        if delta:
+            row = (
+                await session.execute(repository.SHIFT_LOAD, {"aid": agent_id, "d": delta})
+            ).first()
+            if row is not None:
+                moved[agent_id] = (row.status, row.current_load, row.max_concurrency)
+    return moved
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _write_deferred_load(session: Session) -> None:
-    for stmt in _load_statements(session.info.pop(_LOAD_DELTAS, None)):
-        session.execute(stmt)
+    for agent_id, delta in sorted((session.info.pop(_LOAD_DELTAS, None) or {}).items()):
+        if delta:
+            session.connection().execute(repository.SHIFT_LOAD, {"aid": agent_id, "d": delta})
 
 
 @sa_event.listens_for(Session, "after_rollback")
@@ -452,18 +451,31 @@ def _drop_deferred_load(session: Session) -> None:
     session.info.pop(_LOAD_DELTAS, None)
 
 
-async def agents_by_id(session: AsyncSession, *, agent_ids: list[str]) -> list[Agent]:
-    return list(await repository.get_many(session, agent_ids))
+async def dispatch_rows(session: AsyncSession, *, agent_ids: list[str]) -> list[Any]:
+    """What the dispatcher needs of these agents (id, name, status, load, max
+    concurrency, capabilities), read as plain rows."""
+    return list((await session.execute(repository.dispatch_rows(agent_ids))).all())
 
 
 async def sync_status_with_load(
     session: AsyncSession, *, agent_ids: list[str], now: datetime
 ) -> None:
-    """Move live agents between IDLE / ACTIVE / BUSY to match their current load."""
-    await flush_load(session)
-    for agent in await repository.get_many(session, agent_ids, fresh=True):
-        target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
-        transition(session, agent, target, reason="load", now=now, actor="dispatcher")
+    """Move live agents between IDLE / ACTIVE / BUSY to match their current load
+    (writing deferred load changes first). An agent whose status stays costs no
+    more than its load update; only a change loads and locks the agent."""
+    known = await flush_load(session)
+    missing = sorted(set(agent_ids) - set(known))
+    if missing:
+        for row in (await session.execute(repository.load_rows(missing))).all():
+            known[row.id] = (row.status, row.current_load, row.max_concurrency)
+    for agent_id in sorted(known):
+        status, load, max_concurrency = known[agent_id]
+        target = follow_load(S(status), load, max_concurrency)
+        if target == S(status):
+            continue
+        for agent in await repository.get_many(session, [agent_id], fresh=True):
+            target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
+            transition(session, agent, target, reason="load", now=now, actor="dispatcher")
 
 
 async def mark_connected(

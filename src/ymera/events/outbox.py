@@ -8,10 +8,10 @@ sequence number and publishes it on the bus.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from ymera.kit.clock import utcnow
 from ymera.models.events import Event
 
 _BUFFER = "ymera_event_buffer"
+_INSERT = insert(cast(Table, Event.__table__))  # Core: compiled once, no ORM work per row
 
 
 def record_event(
@@ -50,7 +51,7 @@ async def flush_events(session: AsyncSession) -> None:
     """Write the buffered events now (they are otherwise written at commit)."""
     rows = session.info.pop(_BUFFER, None)
     if rows:
-        await session.execute(insert(Event), rows)
+        await (await session.connection()).execute(_INSERT, rows)
         _mark(session.info, rows)
 
 
@@ -58,7 +59,7 @@ async def flush_events(session: AsyncSession) -> None:
 def _write_buffered_events(session: Session) -> None:
     rows = session.info.pop(_BUFFER, None)
     if rows:
-        session.execute(insert(Event), rows)
+        session.connection().execute(_INSERT, rows)
         _mark(session.info, rows)
 
 

@@ -33,8 +33,9 @@ async def dispatcher_wakeup_loop(state: AppState, stop: asyncio.Event) -> None:
             if message is None:
                 continue
             kind = str(message.data.get("type", ""))
+            if kind == "task.pending" or kind == "agent.status_changed":
+                dispatcher.wake()  # queued work (or an agent back) anywhere
             if kind.startswith("task.") or kind == "agent.status_changed":
-                dispatcher.wake()
                 state.extras["pusher"].wake()
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.agents import service as agents_service
-from ymera.agents.hub import WorkerHub
+from ymera.agents.hub import WorkerConnection, WorkerHub
 from ymera.agents.status import ROUTABLE, AgentStatus
 from ymera.kit.aio import wait_any
 from ymera.state import AppState
@@ -25,6 +28,9 @@ from ymera.tasks import service
 from ymera.tasks.routing import AgentSlot, CapabilityLeastLoaded, Router
 
 log = structlog.get_logger("ymera.dispatcher")
+
+# Task events after which a slot is free again.
+FREES_SLOT = frozenset({"task.succeeded", "task.failed", "task.dead", "task.cancelled"})
 
 
 def assign_frame(assignment: service.Assignment) -> dict[str, Any]:
@@ -51,56 +57,112 @@ class Dispatcher:
         self.router = router or CapabilityLeastLoaded()
         self.signal = asyncio.Event()
         self.assigned = 0
+        self.passes = 0  # dispatch passes that looked at the queue
+        # Whether queued tasks may be waiting: cleared when a pass finds the queue
+        # empty (of anything it can assign), set by anything that may queue work
+        # and by the fallback poll (retries whose backoff ends queue no event).
+        self._backlog = True
+        self._epoch = 0
 
-    def wake(self) -> None:
+    def wake(self, *, backlog: bool = True) -> None:
+        """Run a pass soon. ``backlog``: tasks may have been queued (or an agent
+        may now take tasks it could not); False when only capacity was freed,
+        which needs no pass while the queue is known to be empty."""
+        if backlog:
+            self._backlog = True
+            self._epoch += 1
         self.signal.set()
 
-    async def dispatch_once(self) -> int:
+    def on_commit(self, types: set[str]) -> None:
+        """A local commit recorded events of these types."""
+        if any(t == "task.pending" or not t.startswith("task.") for t in types):
+            self.wake()
+        elif types & FREES_SLOT:
+            self.wake(backlog=False)
+
+    def _connections(self) -> dict[str, WorkerConnection]:
         if self.state.extras["draining"].is_set():  # shutting down: claim no new work
+            return {}
+        return {c.agent_id: c for c in self.hub.with_capacity()}
+
+    async def dispatch_once(self) -> int:
+        conns = self._connections()
+        if not conns or not self._backlog:
             return 0
-        conns = {c.agent_id: c for c in self.hub.with_capacity()}
-        if not conns:
-            return 0
-        cfg = self.state.settings.tasks
+        self.passes += 1
+        epoch = self._epoch
         now = self.state.clock.now()
         # A read first: on SQLite the claim takes the single writer, so do not
         # take it just to find an empty queue.
         async with self.state.db.transaction(readonly=True) as session:
-            if not await service.has_pending(session, now=now):
-                return 0
-        async with self.state.db.transaction() as session:
-            agents = await agents_service.agents_by_id(session, agent_ids=list(conns))
-            slots = []
-            for agent in agents:
-                conn = conns[agent.id]
-                if AgentStatus(agent.status) not in ROUTABLE | {AgentStatus.BUSY}:
-                    continue
-                cap = min(agent.max_concurrency, conn.concurrency)
-                slots.append(
-                    AgentSlot(
-                        agent_id=agent.id,
-                        name=agent.name,
-                        capabilities={
-                            str(c["name"]): float(c.get("proficiency", 0.5))
-                            for c in agent.capabilities
-                        },
-                        load=max(agent.current_load, len(conn.held)),
-                        max_concurrency=cap,
-                        task_types=conn.task_types,
-                    )
+            pending = await service.has_pending(session, now=now)
+        if pending:
+            async with self.state.db.transaction() as session:
+                assignments, drained = await self._claim(session, conns, now)
+        else:
+            assignments, drained = [], True
+        if drained and epoch == self._epoch:
+            self._backlog = False  # nothing assignable is left (and nothing new came)
+        return self.deliver(assignments)
+
+    async def claim_within(self, session: AsyncSession) -> list[service.Assignment]:
+        """Claim in the caller's transaction (the group-commit writer's, right after
+        it inserted new tasks: one commit for both); deliver after it commits.
+
+        In a savepoint, so a failed claim leaves the caller's work intact (the
+        dispatcher's own pass picks the tasks up instead)."""
+        conns = self._connections()
+        if not conns:
+            return []
+        try:
+            async with session.begin_nested():
+                assignments, _ = await self._claim(session, conns, self.state.clock.now())
+                return assignments
+        except SQLAlchemyError as exc:
+            log.warning("claim_within_failed", error=repr(exc)[:300])
+            self.wake()
+            return []
+
+    async def _claim(
+        self, session: AsyncSession, conns: dict[str, WorkerConnection], now: datetime
+    ) -> tuple[list[service.Assignment], bool]:
+        """Claim for these connections; also returns whether the queue is drained
+        (fewer tasks were assignable than there were free slots)."""
+        cfg = self.state.settings.tasks
+        slots = []
+        for agent in await agents_service.dispatch_rows(session, agent_ids=list(conns)):
+            conn = conns[agent.id]
+            if AgentStatus(agent.status) not in ROUTABLE | {AgentStatus.BUSY}:
+                continue
+            slots.append(
+                AgentSlot(
+                    agent_id=agent.id,
+                    name=agent.name,
+                    capabilities={
+                        str(c["name"]): float(c.get("proficiency", 0.5)) for c in agent.capabilities
+                    },
+                    load=max(agent.current_load, len(conn.held)),
+                    max_concurrency=min(agent.max_concurrency, conn.concurrency),
+                    task_types=conn.task_types,
                 )
-            assignments = await service.claim(
-                session,
-                agents=slots,
-                router=self.router,
-                now=now,
-                lease_seconds=cfg.lease_seconds,
-                limit=cfg.claim_batch,
-                exclusive=True,
             )
-            touched = sorted({a.agent_id for a in assignments})
-            if touched:
-                await agents_service.sync_status_with_load(session, agent_ids=touched, now=now)
+        assignments = await service.claim(
+            session,
+            agents=slots,
+            router=self.router,
+            now=now,
+            lease_seconds=cfg.lease_seconds,
+            limit=cfg.claim_batch,
+            exclusive=True,
+        )
+        touched = sorted({a.agent_id for a in assignments})
+        if touched:
+            await agents_service.sync_status_with_load(session, agent_ids=touched, now=now)
+        free = sum(slot.free for slot in slots) + len(assignments)
+        return assignments, len(assignments) < min(free, cfg.claim_batch)
+
+    def deliver(self, assignments: list[service.Assignment]) -> int:
+        """Send committed assignments to their workers."""
         for assignment in assignments:
             target = self.hub.get(assignment.agent_id)
             if target is None or not target.send(assign_frame(assignment)):
@@ -128,6 +190,8 @@ class Dispatcher:
             if count:
                 continue
             await wait_any(stop, self.signal, timeout=poll)
+            if not self.signal.is_set():
+                self.wake()  # the fallback poll: look at the queue anyway
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -108,7 +108,7 @@ async def _submit(
         return await service.submit(session, **kwargs, defer=True)
 
     writer: TaskWriter = state.extras["writer"]
-    result: tuple[list[Any], bool] = await writer.submit(op)
+    result: tuple[list[Any], bool] = await writer.submit(op, creates_work=True)
     return result
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -15,6 +15,22 @@ from ymera.models.tasks import Task
 
 _LOCKED = "ymera_locked_tasks"
 _ROWS = "ymera_task_rows"
+_T = cast(Table, Task.__table__)
+_INSERT = insert(_T)  # Core statements: compiled once, no ORM work per row
+_ASSIGN = (
+    update(_T)
+    .where(_T.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        attempt=bindparam("b_attempt"),
+        agent_id=bindparam("b_agent_id"),
+        lease_token=bindparam("b_lease_token"),
+        lease_expires_at=bindparam("b_lease_expires_at"),
+        assigned_at=bindparam("b_assigned_at"),
+        updated_at=bindparam("b_updated_at"),
+        routing=bindparam("b_routing", type_=_T.c.routing.type),
+    )
+)
 
 
 async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -32,7 +48,7 @@ def defer_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
 def _insert_deferred(session: Session) -> None:
     rows = session.info.pop(_ROWS, None)
     if rows:
-        session.execute(insert(Task), rows)
+        session.connection().execute(_INSERT, rows)
 
 
 @sa_event.listens_for(Session, "after_rollback")
@@ -130,16 +146,41 @@ async def has_pending(session: AsyncSession, *, now: datetime) -> bool:
     return (await session.execute(stmt)).first() is not None
 
 
-async def pending_window(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:
-    """The head of the queue, locked (SKIP LOCKED on PostgreSQL so replicas share it)."""
+_CLAIM_COLUMNS = (
+    Task.id,
+    Task.type,
+    Task.priority,
+    Task.input,
+    Task.required_capabilities,
+    Task.preferred_agents,
+    Task.excluded_agents,
+    Task.file_ids,
+    Task.deadline,
+    Task.timeout_seconds,
+    Task.attempt,
+    Task.workflow_step_id,
+)
+
+
+async def pending_window(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
+    """The head of the queue, locked (SKIP LOCKED on PostgreSQL so replicas share
+    it): rows of the columns claiming needs, not ORM objects."""
     stmt = (
-        select(Task)
+        select(*_CLAIM_COLUMNS)
         .where(Task.status == "PENDING", Task.available_at <= now)
         .order_by(Task.priority.desc(), Task.created_at, Task.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return (await session.execute(stmt)).scalars().all()
+    return (await session.execute(stmt)).all()
+
+
+async def assign_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Apply assignments (each a dict with the task's ``id`` and the new values) in
+    one batched UPDATE by primary key; the rows are locked by the caller."""
+    if rows:
+        params = [{f"b_{k}": v for k, v in row.items()} for row in rows]
+        await (await session.connection()).execute(_ASSIGN, params)
 
 
 async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:

@@ -70,8 +70,24 @@ class LeaseRef:
 
 
 @dataclass(frozen=True)
+class ClaimedTask:
+    """What delivering an assignment needs of its task."""
+
+    id: str
+    type: str
+    priority: int
+    input: dict[str, Any]
+    file_ids: list[str]
+    deadline: datetime | None
+    timeout_seconds: float | None
+    attempt: int
+    lease_token: str
+    workflow_step_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Assignment:
-    task: Task
+    task: ClaimedTask
     agent_id: str
     lease_expires_at: datetime
 
@@ -393,6 +409,8 @@ async def claim(
 ) -> list[Assignment]:
     """Assign queued tasks (priority, then age) to agents with free slots.
 
+    Set-based: one locked read of the head of the queue (only the columns routing
+    and delivery need) and one batched update for every assignment.
     ``exclusive``: only this caller assigns to these agents (workers connected to
     this replica), so their capacity is counted in memory and the agents' load
     moves once per batch; otherwise each assignment reserves a slot with a
@@ -401,20 +419,24 @@ async def claim(
     free = sum(a.free for a in agents)
     if free <= 0:
         return []
-    window = await repository.pending_window(session, now=now, limit=min(limit, free) * 4)
+    want = min(limit, free)
+    window = await repository.pending_window(session, now=now, limit=want * 4)
     by_id = {a.agent_id: a for a in agents}
     assignments: list[Assignment] = []
-    for task in window:
-        if len(assignments) >= min(limit, free):
+    updates: list[dict[str, Any]] = []
+    expires = now + timedelta(seconds=lease_seconds)
+    check_transition(T.PENDING, T.ASSIGNED)
+    for row in window:
+        if len(assignments) >= want:
             break
-        if task.deadline is not None and task.deadline <= now:
+        if row.deadline is not None and row.deadline <= now:
             continue  # the deadline sweeper fails it
         view = TaskView(
-            id=task.id,
-            type=task.type,
-            required_capabilities=list(task.required_capabilities),
-            preferred_agents=list(task.preferred_agents),
-            excluded_agents=list(task.excluded_agents),
+            id=row.id,
+            type=row.type,
+            required_capabilities=list(row.required_capabilities),
+            preferred_agents=list(row.preferred_agents),
+            excluded_agents=list(row.excluded_agents),
         )
         decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
         if decision.agent_id is None:
@@ -424,22 +446,56 @@ async def claim(
         ):
             by_id[decision.agent_id].load = by_id[decision.agent_id].max_concurrency
             continue
-        slot = by_id[decision.agent_id]
-        slot.load += 1
-        previous = _move(task, T.ASSIGNED, now)
-        task.attempt += 1
-        task.agent_id = decision.agent_id
-        task.lease_token = secrets.token_hex(8)
-        task.lease_expires_at = now + timedelta(seconds=lease_seconds)
-        task.assigned_at = now
-        task.routing = decision.explanation
-        _event(session, task, previous, "dispatcher")
-        assignments.append(Assignment(task, decision.agent_id, task.lease_expires_at))
+        by_id[decision.agent_id].load += 1
+        task = ClaimedTask(
+            id=row.id,
+            type=row.type,
+            priority=row.priority,
+            input=row.input,
+            file_ids=list(row.file_ids),
+            deadline=row.deadline,
+            timeout_seconds=row.timeout_seconds,
+            attempt=row.attempt + 1,
+            lease_token=secrets.token_hex(8),
+            workflow_step_id=row.workflow_step_id,
+        )
+        updates.append(
+            {
+                "id": task.id,
+                "status": T.ASSIGNED.value,
+                "attempt": task.attempt,
+                "agent_id": decision.agent_id,
+                "lease_token": task.lease_token,
+                "lease_expires_at": expires,
+                "assigned_at": now,
+                "updated_at": now,
+                "routing": decision.explanation,
+            }
+        )
+        data: dict[str, Any] = {
+            "from": T.PENDING.value,
+            "to": T.ASSIGNED.value,
+            "type": task.type,
+            "attempt": task.attempt,
+            "agent_id": decision.agent_id,
+        }
+        if task.workflow_step_id:
+            data["workflow_step_id"] = task.workflow_step_id
+        record_event(
+            session,
+            type="task.assigned",
+            resource_type="task",
+            resource_id=task.id,
+            data=data,
+            actor="dispatcher",
+        )
+        assignments.append(Assignment(task, decision.agent_id, expires))
+    await repository.assign_many(session, updates)
     if exclusive:
         counts: dict[str, int] = {}
         for a in assignments:
             counts[a.agent_id] = counts.get(a.agent_id, 0) + 1
-        for agent_id, count in sorted(counts.items()):  # one lock order everywhere
+        for agent_id, count in counts.items():
             await agents_service.add_load(session, agent_id=agent_id, count=count)
     return assignments
 

@@ -40,6 +40,7 @@ class _Item:
     op: Op
     agent_id: str | None
     task_id: str | None
+    creates_work: bool
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -58,14 +59,21 @@ class TaskWriter:
         self._flusher: asyncio.Task[None] | None = None
 
     def submit(
-        self, op: Op, *, agent_id: str | None = None, task_id: str | None = None
+        self,
+        op: Op,
+        *,
+        agent_id: str | None = None,
+        task_id: str | None = None,
+        creates_work: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue a write (in order); the future resolves when it is committed.
 
         ``task_id``: the task the op changes (locked for the batch up front);
-        ``agent_id``: the agent reporting (the batch's lock order).
+        ``agent_id``: the agent reporting (the batch's lock order);
+        ``creates_work``: the op queues tasks (a submit): the batch then also
+        assigns what it can to this replica's workers, in the same commit.
         """
-        item = _Item(op, agent_id, task_id)
+        item = _Item(op, agent_id, task_id, creates_work)
         self.queue.append(item)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(
@@ -87,6 +95,8 @@ class TaskWriter:
 
     async def _apply(self, batch: list[_Item]) -> None:
         outcomes: list[tuple[_Item, Any, BaseException | None]] = []
+        dispatcher = self.state.extras.get("dispatcher")
+        assignments: list[Any] = []
         try:
             # Reports of one task share an agent, so a stable sort by agent keeps each
             # task's reports in order while every batch locks agent rows in one order
@@ -104,6 +114,8 @@ class TaskWriter:
                     await agents_service.sync_status_with_load(
                         session, agent_ids=agents, now=self.state.clock.now()
                     )
+                if dispatcher is not None and any(i.creates_work for i in batch):
+                    assignments = await dispatcher.claim_within(session)
         except Exception as exc:
             if len(batch) == 1:
                 _resolve(batch[0], None, exc)
@@ -114,6 +126,8 @@ class TaskWriter:
             return
         self.batches += 1
         self.applied += len(batch)
+        if assignments and dispatcher is not None:
+            dispatcher.deliver(assignments)
         for item, result, error in outcomes:
             _resolve(item, result, error)
 
