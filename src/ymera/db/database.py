@@ -17,6 +17,7 @@ is set so the outbox relay publishes them at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from ymera.db.sqlite_inline import inline_connect
 
 OUTBOX_FLAG = "ymera_outbox_dirty"
 EVENT_TYPES = "ymera_event_types"  # the types of the events a unit of work recorded
+PUBLISH_ROWS = "ymera_publish_rows"  # events sequenced in the transaction (SQLite)
 _HOLDS_LOCK = "ymera_holds_write_lock"
 DB_KEY = "ymera_db"
 
@@ -142,8 +144,17 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self.outbox_signal = asyncio.Event()
+        # Events sequenced inside their own transaction (SQLite), in commit order,
+        # waiting for the relay to publish them.
+        self.publish_queue: collections.deque[list[dict[str, Any]]] = collections.deque()
         self._commit_listeners: list[Callable[[], None]] = []
         self._event_listeners: list[Callable[[set[str]], None]] = []
+
+    @property
+    def sequences_at_commit(self) -> bool:
+        """Whether events get their ``seq`` in their own transaction (SQLite's
+        single writer orders commits), so the relay need not sequence them."""
+        return self.is_sqlite
 
     @property
     def is_sqlite(self) -> bool:
@@ -208,9 +219,12 @@ class Database:
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     types = session.info.pop(EVENT_TYPES, None)
+    sequenced = session.info.pop(PUBLISH_ROWS, None)
     if session.info.pop(OUTBOX_FLAG, False):
         db = session.info.get(DB_KEY)
         if isinstance(db, Database):
+            if sequenced:
+                db.publish_queue.append(sequenced)
             if types:
                 db.notify_events(types)
             db.notify_outbox()
@@ -220,3 +234,4 @@ def _after_commit(session: Session) -> None:
 def _after_rollback(session: Session) -> None:
     session.info.pop(OUTBOX_FLAG, None)
     session.info.pop(EVENT_TYPES, None)
+    session.info.pop(PUBLISH_ROWS, None)

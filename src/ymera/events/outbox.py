@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from ymera.db.database import EVENT_TYPES, OUTBOX_FLAG
+from ymera.db.database import EVENT_TYPES, OUTBOX_FLAG, PUBLISH_ROWS
 from ymera.kit.clock import utcnow
-from ymera.models.events import Event
+from ymera.models.events import Event, EventSequencer
 
 _BUFFER = "ymera_event_buffer"
 _INSERT = insert(cast(Table, Event.__table__))  # Core: compiled once, no ORM work per row
+_SEQ = cast(Table, EventSequencer.__table__)
+_LAST_SEQ = select(_SEQ.c.last_seq).where(_SEQ.c.id == 1)
+_START_SEQ = insert(_SEQ).values(id=1, last_seq=0)
+_SET_SEQ = update(_SEQ).where(_SEQ.c.id == 1).values(last_seq=bindparam("last"))
 
 
 def record_event(
@@ -49,18 +53,33 @@ def record_event(
 
 async def flush_events(session: AsyncSession) -> None:
     """Write the buffered events now (they are otherwise written at commit)."""
-    rows = session.info.pop(_BUFFER, None)
-    if rows:
-        await (await session.connection()).execute(_INSERT, rows)
-        _mark(session.info, rows)
+    if session.info.get(_BUFFER):
+        await session.run_sync(_write_buffered_events)
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _write_buffered_events(session: Session) -> None:
     rows = session.info.pop(_BUFFER, None)
-    if rows:
-        session.connection().execute(_INSERT, rows)
-        _mark(session.info, rows)
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        # SQLite has one writer at a time, so commits happen in the order their
+        # transactions hold the write lock: the events can take their ``seq`` here,
+        # in this transaction, and the relay only publishes them (no second
+        # transaction per commit). See events.service.relay_once.
+        last = connection.execute(_LAST_SEQ).scalar()
+        if last is None:
+            connection.execute(_START_SEQ)
+            last = 0
+        for offset, row in enumerate(rows, 1):
+            row["seq"] = last + offset
+        connection.execute(_INSERT, rows)
+        connection.execute(_SET_SEQ, {"last": last + len(rows)})
+        session.info.setdefault(PUBLISH_ROWS, []).extend(rows)
+    else:
+        connection.execute(_INSERT, rows)
+    _mark(session.info, rows)
 
 
 def _mark(info: dict[Any, Any], rows: list[dict[str, Any]]) -> None:

@@ -30,23 +30,41 @@ def event_payload(event: Event) -> dict[str, Any]:
     return EventOut.model_validate(event).model_dump(mode="json")
 
 
-async def relay_once(db: Database, bus: EventBus, *, batch_size: int = 500) -> int:
-    """Sequence up to ``batch_size`` committed events, commit, then publish them.
+async def relay_once(
+    db: Database, bus: EventBus, *, batch_size: int = 500, sequence: bool = True
+) -> int:
+    """Publish the events sequenced at commit (SQLite), then sequence up to
+    ``batch_size`` committed events still without a ``seq``, commit, and publish
+    them; returns how many events were published.
 
+    ``sequence=False`` skips the second part (on SQLite every local commit
+    sequences its own events; only other processes leave events to sequence).
     Publishing stops at the first failure: the events are safe in the database
     and streams catch up from there, and a bus outage must not hold up the
     sequencing of the events that follow.
     """
+    count = 0
+    while db.publish_queue:
+        payloads = [event_payload_from_row(row) for row in db.publish_queue.popleft()]
+        if not await bus.publish_many(EVENTS_CHANNEL, payloads):
+            log.warning("events_not_published", first_seq=payloads[0]["seq"])
+        count += len(payloads)
+    if not sequence:
+        return count
     async with db.transaction() as session:
         last = await repository.lock_sequencer(session)
         sequenced = await repository.sequence_pending(session, last_seq=last, limit=batch_size)
         if not sequenced:
-            return 0
+            return count
         await repository.set_last_seq(session, last + len(sequenced))
         payloads = [event_payload(e) for e in sequenced]
     if not await bus.publish_many(EVENTS_CHANNEL, payloads):
         log.warning("events_not_published", first_seq=last + 1, last_seq=last + len(payloads))
-    return len(payloads)
+    return count + len(payloads)
+
+
+def event_payload_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    return EventOut.model_validate(row).model_dump(mode="json")
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,14 @@ async def outbox_relay_loop(state: AppState, stop: asyncio.Event) -> None:
     poll = state.settings.events.relay_poll_interval
     linger = state.settings.events.relay_linger
     failures = 0
+    # On SQLite local commits sequence their own events: a wake-up only publishes
+    # them, and the database is looked at on the fallback poll (events written by
+    # other processes, e.g. CLI commands).
+    sequence = True
     while not stop.is_set():
         signal.clear()
         try:
-            count = await relay_once(state.db, state.bus, batch_size=batch)
+            count = await relay_once(state.db, state.bus, batch_size=batch, sequence=sequence)
             failures = 0
         except Exception as exc:
             failures += 1
@@ -40,9 +44,12 @@ async def outbox_relay_loop(state: AppState, stop: asyncio.Event) -> None:
         if count and metrics is not None:
             metrics.events_published.inc(count)
         if count >= batch:
+            sequence = True
             continue
         await wait_any(stop, signal, timeout=poll)
-        if linger > 0 and signal.is_set():
+        woken = signal.is_set()
+        sequence = not (woken and state.db.sequences_at_commit)
+        if linger > 0 and woken and sequence:
             # Let the commit's other consequences (claims, acks) take the database
             # first, and gather more events into one relay pass.
             await asyncio.sleep(linger)
