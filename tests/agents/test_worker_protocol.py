@@ -111,6 +111,70 @@ async def test_assign_accept_result_and_stale_reports(live: LiveServer) -> None:
     assert final["result"] == {"x": 2}
 
 
+async def _frames(ws: Any, count: int, timeout: float = 10) -> tuple[list[dict[str, Any]], int]:
+    """The next ``count`` frames, with `batch` messages unpacked in order, and how
+    many messages carried them."""
+    got: list[dict[str, Any]] = []
+    messages = 0
+
+    async def read() -> None:
+        nonlocal messages
+        while len(got) < count:
+            message = json.loads(await ws.recv())
+            messages += 1
+            got.extend(message["frames"] if message["type"] == "batch" else [message])
+
+    await asyncio.wait_for(read(), timeout)
+    return got, messages
+
+
+async def test_batch_frames_both_ways_when_the_worker_asks(live: LiveServer) -> None:
+    """A worker that lists the `batch` feature may send several frames in one
+    message and receives frames queued together in one message; the frames keep
+    their order and meaning."""
+    _, key = await agent_and_key(live, "batcher", max_concurrency=20)
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        welcome = await hello(ws, key, concurrency=20, features=["batch"])
+        assert "batch" in welcome["features"]
+        resp = await h.client.post(
+            "/api/v1/tasks/batch", json={"tasks": [{"type": "t"}] * 10}, headers=dev
+        )
+        assert resp.status_code == 201
+        assigns, messages = await _frames(ws, 10)
+        assert messages < 10  # assignments claimed together went out together
+        assert sorted(a["task_id"] for a in assigns) == sorted(t["id"] for t in resp.json())
+        reports: list[dict[str, Any]] = []
+        for a in assigns:
+            ids = {k: a[k] for k in ("task_id", "attempt", "lease_token")}
+            reports += [{"type": "accept", **ids}, {"type": "result", **ids, "output": {"n": 1}}]
+        stale = {**reports[1], "lease_token": "stale"}
+        await ws.send(json.dumps({"type": "batch", "frames": [stale, *reports, {"type": "x"}]}))
+        replies, _ = await _frames(ws, len(reports) + 2)
+        kinds = [r["type"] for r in replies]
+        assert kinds.count("ack") == len(reports)
+        errors = {r.get("code") for r in replies if r["type"] == "error"}
+        assert errors == {"stale_lease", "bad_frame"}
+    for task in resp.json():
+        final = (await h.client.get(f"/api/v1/tasks/{task['id']}", headers=dev)).json()
+        assert (final["status"], final["result"]) == ("SUCCEEDED", {"n": 1})
+
+
+async def test_no_batch_frames_for_a_worker_that_did_not_ask(live: LiveServer) -> None:
+    _, key = await agent_and_key(live, "plain", max_concurrency=20)
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=20)
+        await h.client.post(
+            "/api/v1/tasks/batch", json={"tasks": [{"type": "t"}] * 10}, headers=dev
+        )
+        for _ in range(10):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert frame["type"] == "assign"
+
+
 async def test_reconnect_within_the_lease_keeps_the_task(live: LiveServer) -> None:
     _, key = await agent_and_key(live, "comeback")
     h = live.harness

@@ -31,7 +31,9 @@ log = structlog.get_logger("ymera.connect")
 router = APIRouter()
 
 PROTOCOL = 1
+FEATURES = ("batch",)  # optional protocol features this server speaks
 MAX_FRAME = 1024 * 1024
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 HELLO_TIMEOUT = 10.0
 
 CLOSE_BAD_HELLO = 4400
@@ -145,6 +147,7 @@ class Session:
             queue_size=cfg.agents.send_queue_size,
             held=set(kept),
             task_types=task_types,
+            batch_frames="batch" in (hello.get("features") or []),
         )
         conn.start()
         await self.hub.register(conn)
@@ -158,6 +161,7 @@ class Session:
                 "lease_seconds": cfg.tasks.lease_seconds,
                 "kept": kept,
                 "revoked": lost,
+                "features": list(FEATURES),
             }
         )
         log.info("worker_connected", agent=name, concurrency=concurrency, kept=len(kept))
@@ -172,7 +176,9 @@ class Session:
         try:
             while not conn.closed:
                 raw = await self.ws.receive_text()
-                if len(raw) > MAX_FRAME:
+                if len(raw) > MAX_FRAME and not (
+                    len(raw) <= MAX_BATCH_BYTES and raw.startswith('{"type":"batch"')
+                ):
                     await conn.close(CLOSE_TOO_BIG, "frame too large")
                     break
                 await self.handle(raw)
@@ -189,6 +195,29 @@ class Session:
         assert self.conn is not None
         try:
             frame = json.loads(raw)
+        except ValueError as exc:
+            self.conn.send({"type": "error", "code": "bad_frame", "message": str(exc)[:300]})
+            return
+        if isinstance(frame, dict) and frame.get("type") == "batch":
+            frames = frame.get("frames")
+            if not isinstance(frames, list):
+                self.conn.send(
+                    {"type": "error", "code": "bad_frame", "message": "batch needs frames"}
+                )
+                return
+            for inner in frames:  # in order, as if sent one by one
+                if isinstance(inner, dict) and inner.get("type") == "batch":
+                    self.conn.send(
+                        {"type": "error", "code": "bad_frame", "message": "nested batch"}
+                    )
+                    continue
+                await self.handle_frame(inner)
+            return
+        await self.handle_frame(frame)
+
+    async def handle_frame(self, frame: Any) -> None:
+        assert self.conn is not None
+        try:
             if not isinstance(frame, dict):
                 raise ValueError("frame must be a JSON object")
             kind = frame.get("type")
@@ -210,7 +239,8 @@ class Session:
         except SQLAlchemyError as exc:
             # A transient database failure (e.g. a deadlock victim) must not cut a
             # healthy worker off: it retries with its next heartbeat or report.
-            log.warning("frame_failed", error=repr(exc)[:300], frame_type=frame.get("type"))
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            log.warning("frame_failed", error=repr(exc)[:300], frame_type=kind)
             self.conn.send({"type": "error", "code": "unavailable", "ref": _ref_of(frame)})
 
     def _drop(self, frame: dict[str, Any]) -> None:

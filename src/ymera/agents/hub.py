@@ -17,6 +17,7 @@ import structlog
 
 log = structlog.get_logger("ymera.hub")
 
+MAX_BATCH_FRAMES = 500
 CLOSE_SLOW_CONSUMER = 4408
 CLOSE_REPLACED = 4000
 CLOSE_GOING_AWAY = 1001
@@ -40,6 +41,7 @@ class WorkerConnection:
     task_types: frozenset[str] | None = None  # what the worker handles (None: anything)
     draining: bool = False
     closed: bool = False
+    batch_frames: bool = False  # the worker reads `batch` frames (hello.features)
 
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.queue_size)
@@ -74,7 +76,22 @@ class WorkerConnection:
                 item = await self._queue.get()
                 if item is None:
                     return
-                await self.sink.send_text(item)
+                if not self.batch_frames or self._queue.empty():
+                    await self.sink.send_text(item)
+                    continue
+                # Frames queued meanwhile go out in one message (one WebSocket
+                # frame to write and to parse instead of hundreds under load).
+                items = [item]
+                stop = False
+                while not self._queue.empty() and len(items) < MAX_BATCH_FRAMES:
+                    more = self._queue.get_nowait()
+                    if more is None:
+                        stop = True
+                        break
+                    items.append(more)
+                await self.sink.send_text(_batch(items))
+                if stop:
+                    return
         except Exception as exc:  # the socket is gone; the receive side notices too
             log.info("worker_send_stopped", agent=self.agent_name, error=repr(exc))
             self.closed = True
@@ -94,6 +111,13 @@ class WorkerConnection:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._sender
+
+
+def _batch(items: list[str]) -> str:
+    """A `batch` frame of already-encoded frames."""
+    if len(items) == 1:
+        return items[0]
+    return '{"type":"batch","frames":[' + ",".join(items) + "]}"
 
 
 class WorkerHub:

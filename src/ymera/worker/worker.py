@@ -94,6 +94,7 @@ class Worker:
         self._draining = False
         self._heartbeat_interval = 5.0
         self._ws: Any = None
+        self._batch = False  # the server reads `batch` frames
 
     # --- registration ------------------------------------------------------------
 
@@ -208,6 +209,7 @@ class Worker:
                     "task_types": sorted(self.handlers),
                     "sdk": f"ymera-python/{__version__}",
                     "held": held,
+                    "features": ["batch"],
                 }
             )
         )
@@ -229,6 +231,7 @@ class Worker:
             if entry is not None:
                 entry[1]._cancelled.set()
                 entry[0].cancel()
+        self._batch = "batch" in (welcome.get("features") or [])
         self._ws = ws
         self.connected.set()
         log.info("connected as agent %s", self.agent_id)
@@ -249,11 +252,16 @@ class Worker:
     async def _send_loop(self, ws: Any) -> None:
         assert self._outbox is not None
         while True:
-            frame = await self._outbox.get()
+            frames = [await self._outbox.get()]
+            # Whatever else is queued goes out in the same message (a `batch`).
+            while self._batch and not self._outbox.empty() and len(frames) < 500:
+                frames.append(self._outbox.get_nowait())
+            message = frames[0] if len(frames) == 1 else {"type": "batch", "frames": frames}
             try:
-                await ws.send(json.dumps(frame, default=str))
+                await ws.send(json.dumps(message, default=str))
             except ConnectionClosed:
-                self._outbox.put_nowait(frame)  # goes out after the reconnect
+                for frame in frames:  # they go out after the reconnect
+                    self._outbox.put_nowait(frame)
                 return
 
     async def _heartbeat_loop(self) -> None:
@@ -275,7 +283,11 @@ class Worker:
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "assign":
+        if kind == "batch":
+            for inner in frame.get("frames") or []:
+                if isinstance(inner, dict) and inner.get("type") != "batch":
+                    self._on_frame(inner)
+        elif kind == "assign":
             self._start(frame)
         elif kind == "cancel":
             entry = self._running.get(str(frame.get("task_id")))
