@@ -8,6 +8,7 @@ import asyncio
 from sqlalchemy import func, select
 
 from tests.conftest import AppHarness
+from tests.fixtures.live import LiveServer
 from ymera.auth.permissions import Role
 from ymera.models.events import Event
 from ymera.models.tasks import Task
@@ -60,3 +61,40 @@ async def test_a_failing_item_fails_alone(harness: AppHarness) -> None:
     assert results[0] == "ok"
     assert results[2] == "ok"
     assert isinstance(results[1], RuntimeError)
+
+
+async def test_a_failing_claim_does_not_lose_the_submit(live: LiveServer) -> None:
+    """The writer claims for local workers in the submit's own transaction; if
+    that claim fails, the submit is committed anyway (replayed without it) and
+    the dispatcher's own pass assigns the task."""
+    import json
+
+    import websockets
+
+    from tests.agents.test_worker_protocol import agent_and_key, hello, next_frame, ws_url
+
+    _, key = await agent_and_key(live, "claimfail")
+    h = live.harness
+    dispatcher = h.state.extras["dispatcher"]
+    real_claim = dispatcher._claim
+    failures = 0
+
+    async def failing_once(*args: object, **kwargs: object) -> object:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise RuntimeError("claim broke")
+        return await real_claim(*args, **kwargs)
+
+    dispatcher._claim = failing_once
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=2)
+        resp = await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)
+        assert resp.status_code == 201, resp.text
+        assign = await next_frame(ws, "assign")
+        assert assign["task_id"] == resp.json()["id"]
+        assert failures == 1
+        ids = {k: assign[k] for k in ("task_id", "attempt", "lease_token")}
+        await ws.send(json.dumps({"type": "result", **ids, "output": {}}))
+        await next_frame(ws, "ack")

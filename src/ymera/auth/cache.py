@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ymera.auth.principal import Principal
 
@@ -82,7 +82,7 @@ def install_principal_cache(state: AppState) -> PrincipalCache:
     cache = PrincipalCache(state.settings.auth.principal_cache_seconds)
     state.extras["principal_cache"] = cache
 
-    def on_commit(types: set[str]) -> None:
+    def on_commit(types: set[str], _info: dict[Any, Any]) -> None:
         if invalidates(types):
             cache.clear()
 

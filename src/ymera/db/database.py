@@ -148,7 +148,7 @@ class Database:
         # waiting for the relay to publish them.
         self.publish_queue: collections.deque[list[dict[str, Any]]] = collections.deque()
         self._commit_listeners: list[Callable[[], None]] = []
-        self._event_listeners: list[Callable[[set[str]], None]] = []
+        self._event_listeners: list[Callable[[set[str], dict[Any, Any]], None]] = []
 
     @property
     def sequences_at_commit(self) -> bool:
@@ -197,14 +197,15 @@ class Database:
     def add_commit_listener(self, listener: Callable[[], None]) -> None:
         self._commit_listeners.append(listener)
 
-    def add_event_listener(self, listener: Callable[[set[str]], None]) -> None:
-        """Call ``listener`` with the event types of every commit that recorded events
-        (at once, on this process; before the relay publishes them)."""
+    def add_event_listener(self, listener: Callable[[set[str], dict[Any, Any]], None]) -> None:
+        """Call ``listener`` with the event types and the session's ``info`` of every
+        commit that recorded events (at once, on this process; before the relay
+        publishes them)."""
         self._event_listeners.append(listener)
 
-    def notify_events(self, types: set[str]) -> None:
+    def notify_events(self, types: set[str], info: dict[Any, Any]) -> None:
         for listener in self._event_listeners:
-            listener(types)
+            listener(types, info)
 
     async def ping(self) -> None:
         async with self.read_engine.connect() as conn:
@@ -226,7 +227,7 @@ def _after_commit(session: Session) -> None:
             if sequenced:
                 db.publish_queue.append(sequenced)
             if types:
-                db.notify_events(types)
+                db.notify_events(types, session.info)
             db.notify_outbox()
 
 

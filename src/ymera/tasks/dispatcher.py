@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.agents import service as agents_service
@@ -28,6 +27,8 @@ from ymera.tasks import service
 from ymera.tasks.routing import AgentSlot, CapabilityLeastLoaded, Router
 
 log = structlog.get_logger("ymera.dispatcher")
+
+_DRAINED_AT = "ymera_queue_drained_at"  # session info: a claim emptied the queue
 
 # Task events after which a slot is free again.
 FREES_SLOT = frozenset({"task.succeeded", "task.failed", "task.dead", "task.cancelled"})
@@ -73,11 +74,20 @@ class Dispatcher:
             self._epoch += 1
         self.signal.set()
 
-    def on_commit(self, types: set[str]) -> None:
-        """A local commit recorded events of these types."""
-        if any(t == "task.pending" or not t.startswith("task.") for t in types):
+    def on_commit(self, types: set[str], info: dict[Any, Any]) -> None:
+        """A local commit recorded events of these types. Work may be waiting after
+        one that queued tasks, or one that changed no task at all (an agent resumed
+        or reconnected, say); agent status changes that come with task events only
+        follow the load."""
+        task_events = {t for t in types if t.startswith("task.")}
+        if "task.pending" in task_events or not task_events:
             self.wake()
-        elif types & FREES_SLOT:
+            drained = info.get(_DRAINED_AT)
+            if drained is not None and drained == self._epoch - 1:
+                # This commit claimed what it queued and left nothing assignable,
+                # and nothing else woke the dispatcher since: no pass needed.
+                self._backlog = False
+        elif task_events & FREES_SLOT:
             self.wake(backlog=False)
 
     def _connections(self) -> dict[str, WorkerConnection]:
@@ -107,21 +117,18 @@ class Dispatcher:
 
     async def claim_within(self, session: AsyncSession) -> list[service.Assignment]:
         """Claim in the caller's transaction (the group-commit writer's, right after
-        it inserted new tasks: one commit for both); deliver after it commits.
-
-        In a savepoint, so a failed claim leaves the caller's work intact (the
-        dispatcher's own pass picks the tasks up instead)."""
+        it inserted new tasks: one commit for both); the caller delivers with
+        :meth:`deliver` once it has committed. An error fails the caller's
+        transaction (the writer then replays its items without claiming, and the
+        dispatcher's own pass assigns the tasks)."""
         conns = self._connections()
         if not conns:
             return []
-        try:
-            async with session.begin_nested():
-                assignments, _ = await self._claim(session, conns, self.state.clock.now())
-                return assignments
-        except SQLAlchemyError as exc:
-            log.warning("claim_within_failed", error=repr(exc)[:300])
-            self.wake()
-            return []
+        epoch = self._epoch
+        assignments, drained = await self._claim(session, conns, self.state.clock.now())
+        if drained:
+            session.info[_DRAINED_AT] = epoch  # see on_commit
+        return assignments
 
     async def _claim(
         self, session: AsyncSession, conns: dict[str, WorkerConnection], now: datetime

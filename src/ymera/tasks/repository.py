@@ -44,6 +44,13 @@ def defer_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     session.info.setdefault(_ROWS, []).extend(rows)
 
 
+async def flush_deferred(session: AsyncSession) -> None:
+    """Insert the deferred rows now (before a claim that should see them)."""
+    rows = session.info.pop(_ROWS, None)
+    if rows:
+        await (await session.connection()).execute(_INSERT, rows)
+
+
 @sa_event.listens_for(Session, "before_commit")
 def _insert_deferred(session: Session) -> None:
     rows = session.info.pop(_ROWS, None)

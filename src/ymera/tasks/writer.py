@@ -93,7 +93,7 @@ class TaskWriter:
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
-    async def _apply(self, batch: list[_Item]) -> None:
+    async def _apply(self, batch: list[_Item], *, claim: bool = True) -> None:
         outcomes: list[tuple[_Item, Any, BaseException | None]] = []
         dispatcher = self.state.extras.get("dispatcher")
         assignments: list[Any] = []
@@ -114,15 +114,19 @@ class TaskWriter:
                     await agents_service.sync_status_with_load(
                         session, agent_ids=agents, now=self.state.clock.now()
                     )
-                if dispatcher is not None and any(i.creates_work for i in batch):
+                if claim and dispatcher is not None and any(i.creates_work for i in batch):
+                    await repository.flush_deferred(session)  # the claim must see them
                     assignments = await dispatcher.claim_within(session)
         except Exception as exc:
             if len(batch) == 1:
+                if claim and batch[0].creates_work:
+                    await self._apply(batch, claim=False)  # once more, without the claim
+                    return
                 _resolve(batch[0], None, exc)
                 return
             log.warning("report_batch_failed", size=len(batch), error=repr(exc))
-            for item in batch:
-                await self._apply([item])
+            for item in batch:  # the dispatcher's own pass assigns their tasks
+                await self._apply([item], claim=False)
             return
         self.batches += 1
         self.applied += len(batch)

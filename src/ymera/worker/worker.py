@@ -31,6 +31,10 @@ Handler = Callable[[TaskContext], Any]
 
 PROTOCOL = 1
 FATAL_CLOSE_CODES = {4401, 4403, 4404, 4409}
+# A task's `accept` waits this long: if its result is ready by then, the result
+# alone goes out (the server moves the task through RUNNING to SUCCEEDED), one
+# report instead of two for the many tasks that finish at once.
+ACCEPT_DELAY = 0.02
 
 log = logging.getLogger("ymera.worker")
 
@@ -95,6 +99,7 @@ class Worker:
         self._heartbeat_interval = 5.0
         self._ws: Any = None
         self._batch = False  # the server reads `batch` frames
+        self._accepts: dict[str, dict[str, Any]] = {}  # accepts not sent yet, by task
 
     # --- registration ------------------------------------------------------------
 
@@ -277,7 +282,17 @@ class Worker:
 
     def _emit(self, frame: dict[str, Any]) -> None:
         assert self._outbox is not None
+        task_id = frame.get("task_id")
+        if task_id is not None and task_id in self._accepts:
+            accept = self._accepts.pop(task_id)
+            if frame.get("type") != "result":  # a result says it started, too
+                self._outbox.put_nowait(accept)
         self._outbox.put_nowait(frame)
+
+    def _send_accept(self, task_id: str) -> None:
+        accept = self._accepts.pop(task_id, None)
+        if accept is not None and self._outbox is not None:
+            self._outbox.put_nowait(accept)
 
     # --- frames --------------------------------------------------------------------
 
@@ -322,7 +337,8 @@ class Worker:
             reason = "worker is draining" if handler else f"no handler for {ctx.task_type!r}"
             self._emit({"type": "release", **ctx.ids, "reason": reason})
             return
-        self._emit({"type": "accept", **ctx.ids})
+        self._accepts[task_id] = {"type": "accept", **ctx.ids}
+        loop.call_later(ACCEPT_DELAY, self._send_accept, task_id)
         job = asyncio.create_task(self._execute(handler, ctx), name=f"task-{task_id}")
         self._running[task_id] = (job, ctx)
 
