@@ -101,7 +101,9 @@ class TaskSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1, description="Default attempts per task.")
     retry_initial: float = Field(default=1.0, ge=0, description="First retry backoff, seconds.")
     retry_factor: float = Field(
-        default=2.0, ge=1, description="The backoff grows by this factor per attempt (full jitter)."
+        default=2.0,
+        ge=1,
+        description="The backoff grows by this factor per attempt (jittered: half to all of it).",
     )
     retry_cap: float = Field(default=300.0, ge=0, description="Longest retry backoff, seconds.")
     idempotency_ttl: float = Field(

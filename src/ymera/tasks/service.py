@@ -126,7 +126,8 @@ def _move(task: Task, target: TaskStatus, now: datetime) -> str:
 
 
 def backoff_seconds(task: Task, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter for the attempt that just failed."""
+    """Exponential backoff with "equal" jitter (a random wait between half and all of
+    the capped delay) for the attempt that just failed."""
     exp = task.retry_initial * task.retry_factor ** max(0, task.attempt - 1)
     ceiling = min(task.retry_cap, exp)
     return (rng or random).uniform(ceiling / 2, ceiling)
