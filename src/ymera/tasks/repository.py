@@ -169,7 +169,9 @@ _CLAIM_COLUMNS = (
 )
 
 
-async def pending_window(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
+async def pending_window(
+    session: AsyncSession, *, now: datetime, limit: int, offset: int = 0
+) -> Sequence[Any]:
     """The head of the queue, locked (SKIP LOCKED on PostgreSQL so replicas share
     it): rows of the columns claiming needs, not ORM objects."""
     stmt = (
@@ -177,6 +179,7 @@ async def pending_window(session: AsyncSession, *, now: datetime, limit: int) ->
         .where(Task.status == "PENDING", Task.available_at <= now)
         .order_by(Task.priority.desc(), Task.created_at, Task.id)
         .limit(limit)
+        .offset(offset)
         .with_for_update(skip_locked=True)
     )
     return (await session.execute(stmt)).all()

@@ -350,12 +350,18 @@ async def retry(
             requested="PENDING",
             allowed=[],
         )
+    failed_by_deadline = (task.error or {}).get("type") == "deadline"
     previous = _move(task, T.PENDING, now)
     # A re-driven task gets as many attempts again as it was allowed.
     task.max_attempts = task.attempt + max(1, task.max_attempts)
     task.available_at = now
     task.agent_id = None
     task.finished_at = None
+    task.error = None
+    task.progress = None
+    task.progress_message = None
+    if task.deadline is not None and (failed_by_deadline or task.deadline <= now):
+        task.deadline = None  # re-driven by hand: the deadline would fail it again at once
     _event(session, task, previous, principal.id)
     return task
 
@@ -398,6 +404,37 @@ async def has_pending(session: AsyncSession, *, now: datetime) -> bool:
     return await repository.has_pending(session, now=now)
 
 
+CLAIM_PAGES = 8
+
+
+async def _queue_head(
+    session: AsyncSession, *, now: datetime, want: int, by_id: dict[str, AgentSlot]
+) -> list[Any]:
+    """Pages of the queue (priority, then age) until one holds a task some free
+    agent could take, so tasks nobody can run now never hide those behind them;
+    at most ``CLAIM_PAGES`` pages of ``want * 4`` rows."""
+    size = want * 4
+    rows: list[Any] = []
+    for page in range(CLAIM_PAGES):
+        window = await repository.pending_window(session, now=now, limit=size, offset=page * size)
+        rows.extend(window)
+        if len(window) < size or any(_could_take(row, by_id) for row in window):
+            break
+    return rows
+
+
+def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
+    caps = set(row.required_capabilities)
+    return any(
+        a.free > 0
+        and (a.task_types is None or row.type in a.task_types)
+        and caps <= set(a.capabilities)
+        and a.agent_id not in row.excluded_agents
+        and a.name not in row.excluded_agents
+        for a in by_id.values()
+    )
+
+
 async def claim(
     session: AsyncSession,
     *,
@@ -421,13 +458,12 @@ async def claim(
     if free <= 0:
         return []
     want = min(limit, free)
-    window = await repository.pending_window(session, now=now, limit=want * 4)
     by_id = {a.agent_id: a for a in agents}
     assignments: list[Assignment] = []
     updates: list[dict[str, Any]] = []
     expires = now + timedelta(seconds=lease_seconds)
     check_transition(T.PENDING, T.ASSIGNED)
-    for row in window:
+    for row in await _queue_head(session, now=now, want=want, by_id=by_id):
         if len(assignments) >= want:
             break
         if row.deadline is not None and row.deadline <= now:
