@@ -227,3 +227,42 @@ class _Stuck:
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.code = code
+
+
+async def test_a_cancel_from_another_replica_reaches_the_worker(live: LiveServer) -> None:
+    """The replica that cancels a running task publishes the cancel when the
+    worker is connected elsewhere; that replica's cancel loop delivers it. Here
+    the message is published as the other replica would."""
+    from ymera.tasks.endpoints import CANCEL_CHANNEL
+
+    agent, key = await agent_and_key(live, "far-away")
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=2)
+        task = (await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)).json()
+        assign = await next_frame(ws, "assign")
+        assert assign["task_id"] == task["id"]
+
+        async def published() -> bool:
+            # Until the loop's subscription is live (a cancel for another task
+            # first would be ignored, so publish the real one until it lands).
+            await h.state.bus.publish(
+                CANCEL_CHANNEL,
+                {
+                    "task_id": task["id"],
+                    "attempt": assign["attempt"],
+                    "agent_id": agent["id"],
+                    "reason": "stop it",
+                },
+            )
+            conn = h.state.extras["hub"].get(agent["id"])
+            return conn is not None and task["id"] not in conn.held
+
+        await wait_until(published, timeout=10, interval=0.1, what="the cancel relayed")
+        cancel = await next_frame(ws, "cancel")
+        assert (cancel["task_id"], cancel["attempt"], cancel["reason"]) == (
+            task["id"],
+            assign["attempt"],
+            "stop it",
+        )

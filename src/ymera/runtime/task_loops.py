@@ -80,6 +80,32 @@ async def offline_requeue_loop(state: AppState, stop: asyncio.Event) -> None:
                 log.warning("offline_requeue_failed", agent_id=agent_id, error=repr(exc))
 
 
+async def cancel_relay_loop(state: AppState, stop: asyncio.Event) -> None:
+    """Deliver cancels published by other replicas to the workers connected here."""
+    from ymera.tasks.endpoints import CANCEL_CHANNEL
+
+    hub = state.extras["hub"]
+    async with state.bus.subscribe(CANCEL_CHANNEL) as sub:
+        while not stop.is_set():
+            message = await sub.get(timeout=1.0)
+            if message is None:
+                continue
+            data = message.data
+            conn = hub.get(str(data.get("agent_id", "")))
+            task_id = str(data.get("task_id", ""))
+            if conn is None or task_id not in conn.held:
+                continue  # not here (or already finished)
+            conn.held.discard(task_id)
+            conn.send(
+                {
+                    "type": "cancel",
+                    "task_id": task_id,
+                    "attempt": data.get("attempt"),
+                    "reason": str(data.get("reason") or "cancelled"),
+                }
+            )
+
+
 async def push_loop(state: AppState, stop: asyncio.Event) -> None:
     """Deliver tasks to http agents."""
     await state.extras["pusher"].run(stop)
@@ -92,6 +118,7 @@ async def task_writer_loop(state: AppState, stop: asyncio.Event) -> None:
 
 
 TASK_LOOPS = (
+    cancel_relay_loop,
     task_writer_loop,
     dispatcher_loop,
     dispatcher_wakeup_loop,

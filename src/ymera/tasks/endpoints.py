@@ -31,6 +31,7 @@ from ymera.tasks.status import TaskStatus
 from ymera.tasks.writer import TaskWriter
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+CANCEL_CHANNEL = "task.cancel"  # cancels for workers connected to another replica
 
 Read = Annotated[Principal, Depends(require(Permission.TASKS_READ))]
 Write = Annotated[Principal, Depends(require(Permission.TASKS_WRITE))]
@@ -202,15 +203,16 @@ async def get_routing(task_id: str, session: DbSession, principal: Read) -> dict
 @router.post("/{task_id}/cancel", response_model=TaskOut)
 async def cancel_task(
     task_id: str,
-    session: DbSession,
     state: State,
     principal: Write,
     reason: Annotated[str | None, Query(max_length=500)] = None,
 ) -> TaskOut:
     """Cancel a PENDING, ASSIGNED or RUNNING task; a running agent gets a cancel message."""
-    task, held = await service.cancel(
-        session, principal=principal, task_id=task_id, now=state.clock.now(), reason=reason
-    )
+    async with state.db.transaction() as session:
+        task, held = await service.cancel(
+            session, principal=principal, task_id=task_id, now=state.clock.now(), reason=reason
+        )
+    # Committed: now tell the agent.
     if held is not None and task.agent_id:
         conn = state.extras["hub"].get(task.agent_id)
         if conn is not None:
@@ -224,8 +226,15 @@ async def cancel_task(
                 }
             )
         else:
+            # The worker is connected to another replica: its cancel loop tells it.
             await state.bus.publish(
-                "task.cancel", {"task_id": held.task_id, "agent_id": task.agent_id}
+                CANCEL_CHANNEL,
+                {
+                    "task_id": held.task_id,
+                    "attempt": held.attempt,
+                    "agent_id": task.agent_id,
+                    "reason": reason or "cancelled",
+                },
             )
     return TaskOut.model_validate(task)
 
