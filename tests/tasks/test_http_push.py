@@ -26,6 +26,7 @@ class AgentServer:
     url: str
     mode: str = "sync"
     received: list[dict[str, Any]] = field(default_factory=list)
+    cancels: list[dict[str, Any]] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -49,7 +50,19 @@ async def agent_server() -> AsyncIterator[AgentServer]:
             return JSONResponse({"error": "bad input"}, status_code=400)
         return JSONResponse({"error": "boom"}, status_code=500)
 
-    app = Starlette(routes=[Route("/health", health), Route("/tasks", tasks, methods=["POST"])])
+    async def cancel(request: Request) -> JSONResponse:
+        server_state.cancels.append(
+            {"path_task_id": request.path_params["task_id"], **(await request.json())}
+        )
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[
+            Route("/health", health),
+            Route("/tasks", tasks, methods=["POST"]),
+            Route("/tasks/{task_id}/cancel", cancel, methods=["POST"]),
+        ]
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     job = asyncio.create_task(server.serve(sockets=[sock]))
     await wait_until(lambda: server.started, timeout=10, what="agent server")
@@ -196,3 +209,40 @@ async def _is(coro: Any, expected: str) -> bool:
 async def _events(h: Any, kind: str, headers: dict[str, str]) -> bool:
     resp = await h.client.get("/api/v1/events", params={"type": kind}, headers=headers)
     return bool(resp.json()["items"])
+
+
+async def test_cancel_is_sent_to_the_http_agent(
+    live: LiveServer, agent_server: AgentServer
+) -> None:
+    """A task an http agent accepted (202) and is running gets a cancel POST when
+    it is cancelled; its later callback is refused."""
+    agent_server.mode = "async"
+    await http_agent(live, agent_server.url, name="cancellable")
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    task = (await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)).json()
+    await wait_until(lambda: agent_server.received, timeout=10, what="the push")
+    delivered = agent_server.received[0]
+    await task_in(live, task["id"], "ASSIGNED", "RUNNING")
+
+    resp = await h.client.post(
+        f"/api/v1/tasks/{task['id']}/cancel", params={"reason": "not needed"}, headers=dev
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["status"] == "CANCELLED"
+    await wait_until(lambda: agent_server.cancels, timeout=10, what="the cancel POST")
+    assert agent_server.cancels == [
+        {
+            "path_task_id": task["id"],
+            "task_id": task["id"],
+            "attempt": delivered["attempt"],
+            "reason": "not needed",
+        }
+    ]
+    late = await h.client.post(
+        f"/api/v1/tasks/{task['id']}/callback",
+        json={"attempt": delivered["attempt"], "status": "succeeded", "output": {}},
+        headers={"Authorization": f"Bearer {delivered['callback_token']}"},
+    )
+    assert late.status_code == 401, late.text
+    assert late.json()["code"] == "invalid_callback_token"

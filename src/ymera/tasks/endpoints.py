@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from ymera.agents import repository as agents_repository
 from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
@@ -225,6 +226,13 @@ async def cancel_task(
                     "reason": reason or "cancelled",
                 }
             )
+        elif (agent := await _http_agent(state, task.agent_id)) is not None:
+            state.extras["pusher"].send_cancel(
+                agent,
+                task_id=held.task_id,
+                attempt=held.attempt,
+                reason=reason or "cancelled",
+            )
         else:
             # The worker is connected to another replica: its cancel loop tells it.
             await state.bus.publish(
@@ -237,6 +245,15 @@ async def cancel_task(
                 },
             )
     return TaskOut.model_validate(task)
+
+
+async def _http_agent(state: AppState, agent_id: str) -> str | None:
+    """The endpoint of a push (http) agent, or None for other agents."""
+    async with state.db.transaction(readonly=True) as session:
+        agent = await agents_repository.get(session, agent_id)
+    if agent is None or agent.connection_mode != "http" or not agent.endpoint_url:
+        return None
+    return str(agent.endpoint_url)
 
 
 @router.post("/{task_id}/retry", response_model=TaskOut)

@@ -97,6 +97,23 @@ class Pusher:
             self._client = httpx.AsyncClient(timeout=self.state.settings.push.timeout)
         return self._client
 
+    def send_cancel(self, endpoint: str, *, task_id: str, attempt: int, reason: str) -> None:
+        """Tell an http agent that a task it accepted was cancelled: one POST to
+        ``{endpoint}/tasks/{task_id}/cancel``, best effort (its later callback is
+        refused anyway)."""
+
+        async def post() -> None:
+            url = f"{endpoint.rstrip('/')}/tasks/{task_id}/cancel"
+            body = {"task_id": task_id, "attempt": attempt, "reason": reason}
+            try:
+                await self.client.post(url, json=body, timeout=5.0)
+            except httpx.HTTPError as exc:
+                log.info("push_cancel_undelivered", task_id=task_id, error=repr(exc)[:200])
+
+        job = asyncio.get_running_loop().create_task(post(), name=f"push-cancel-{task_id}")
+        self.inflight.add(job)
+        job.add_done_callback(self.inflight.discard)
+
     async def close(self) -> None:
         for job in list(self.inflight):
             job.cancel()
