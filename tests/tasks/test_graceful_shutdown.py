@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,6 +19,7 @@ from starlette.routing import Route
 
 from tests.conftest import AppHarness
 from tests.fixtures.backends import Backend
+from tests.fixtures.live import serve_loopback
 from tests.fixtures.waiting import wait_until
 from ymera.app import shutdown_reserve
 from ymera.auth.permissions import Role
@@ -47,9 +46,7 @@ class HoldingAgent:
 
 @pytest.fixture
 async def holding_agent() -> AsyncIterator[HoldingAgent]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    agent = HoldingAgent(url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    agent = HoldingAgent(url="")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -66,17 +63,12 @@ async def holding_agent() -> AsyncIterator[HoldingAgent]:
         return JSONResponse({"output": {"done": payload["task_id"]}})
 
     app = Starlette(routes=[Route("/health", health), Route("/tasks", tasks, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    job = asyncio.create_task(server.serve(sockets=[sock]))
-    await wait_until(lambda: server.started, timeout=10, what="agent server")
-    try:
-        yield agent
-    finally:
-        agent.gate.set()
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(job, 10)
-        sock.close()
+    async with serve_loopback(app) as url:
+        agent.url = url
+        try:
+            yield agent
+        finally:
+            agent.gate.set()  # let held requests end before the server stops
 
 
 async def _http_agent(h: AppHarness, url: str) -> dict[str, Any]:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.fixtures.live import LiveServer
+from tests.fixtures.live import LiveServer, serve_loopback
 from tests.fixtures.waiting import wait_until
 from ymera.auth.permissions import Role
 
@@ -31,9 +27,7 @@ class AgentServer:
 
 @pytest.fixture
 async def agent_server() -> AsyncIterator[AgentServer]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server_state = AgentServer(url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    server_state = AgentServer(url="")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
@@ -63,16 +57,9 @@ async def agent_server() -> AsyncIterator[AgentServer]:
             Route("/tasks/{task_id}/cancel", cancel, methods=["POST"]),
         ]
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    job = asyncio.create_task(server.serve(sockets=[sock]))
-    await wait_until(lambda: server.started, timeout=10, what="agent server")
-    try:
+    async with serve_loopback(app) as url:
+        server_state.url = url
         yield server_state
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(job, 10)
-        sock.close()
 
 
 async def http_agent(live: LiveServer, url: str, name: str = "pusher") -> dict[str, Any]:

@@ -48,7 +48,8 @@ class Router(Protocol):
     def choose(self, task: TaskView, agents: list[AgentSlot]) -> Decision: ...
 
 
-def _rejection(task: TaskView, agent: AgentSlot) -> str | None:
+def rejection(task: TaskView, agent: AgentSlot) -> str | None:
+    """Why ``agent`` cannot take ``task`` now; None when it can."""
     if agent.task_types is not None and task.type not in agent.task_types:
         return f"has no handler for task type {task.type!r}"
     if agent.agent_id in task.excluded_agents or agent.name in task.excluded_agents:
@@ -71,7 +72,7 @@ class CapabilityLeastLoaded:
         rejected: list[dict[str, Any]] = []
         scored: list[tuple[tuple[float, float, float, str], AgentSlot, dict[str, Any]]] = []
         for agent in agents:
-            reason = _rejection(task, agent)
+            reason = rejection(task, agent)
             if reason is not None:
                 rejected.append({"agent_id": agent.agent_id, "name": agent.name, "reason": reason})
                 continue

@@ -31,7 +31,7 @@ from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.tasks import Task
 from ymera.tasks import repository
-from ymera.tasks.routing import AgentSlot, Router, TaskView
+from ymera.tasks.routing import AgentSlot, Router, TaskView, rejection
 from ymera.tasks.schemas import RetryPolicy, TaskCreate
 from ymera.tasks.status import (
     CANCELLABLE,
@@ -424,15 +424,13 @@ async def _queue_head(
 
 
 def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
-    caps = set(row.required_capabilities)
-    return any(
-        a.free > 0
-        and (a.task_types is None or row.type in a.task_types)
-        and caps <= set(a.capabilities)
-        and a.agent_id not in row.excluded_agents
-        and a.name not in row.excluded_agents
-        for a in by_id.values()
+    view = TaskView(
+        id=row.id,
+        type=row.type,
+        required_capabilities=list(row.required_capabilities),
+        excluded_agents=list(row.excluded_agents),
     )
+    return any(rejection(view, agent) is None for agent in by_id.values())
 
 
 async def claim(
