@@ -58,7 +58,6 @@ class Dispatcher:
         self.router = router or CapabilityLeastLoaded()
         self.signal = asyncio.Event()
         self.assigned = 0
-        self.passes = 0  # dispatch passes that looked at the queue
         # Whether queued tasks may be waiting: cleared when a pass finds the queue
         # empty (of anything it can assign), set by anything that may queue work
         # and by the fallback poll (retries whose backoff ends queue no event).
@@ -99,7 +98,6 @@ class Dispatcher:
         conns = self._connections()
         if not conns or not self._backlog:
             return 0
-        self.passes += 1
         epoch = self._epoch
         now = self.state.clock.now()
         # A read first: on SQLite the claim takes the single writer, so do not
