@@ -132,8 +132,13 @@ async def test_another_replicas_change_drops_the_cache_through_the_bus(
         await harness.create_user("rhea", Role.VIEWER)
         headers = bearer((await login(harness, "rhea"))["access_token"])
 
-        assert (await me(harness, headers)).status_code == 200
-        assert len(cache) == 1
+        async def cached() -> bool:
+            # The relay may still be publishing the user's creation, which
+            # drops the cache when it lands; fill it again until it holds.
+            assert (await me(harness, headers)).status_code == 200
+            return len(cache) == 1
+
+        await wait_until(cached, timeout=10, interval=0.05, what="the principal to be cached")
 
         async def dropped() -> bool:
             if len(cache) == 0:
