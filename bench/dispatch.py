@@ -333,6 +333,7 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
                 [
                     str(Path(sys.executable).with_name("py-spy")),
                     *("record", "--nonblocking", "--duration", "15", "-f", "raw"),
+                    *("--rate", os.environ.get("BENCH_PROFILE_RATE", "100")),
                     *("-o", os.environ["BENCH_PROFILE"], "-p", str(procs.procs[-1].pid)),
                 ],
                 stdout=subprocess.DEVNULL,

@@ -161,6 +161,50 @@ async def test_batch_frames_both_ways_when_the_worker_asks(live: LiveServer) -> 
         assert (final["status"], final["result"]) == ("SUCCEEDED", {"n": 1})
 
 
+async def test_one_tasks_reports_in_one_batch_apply_in_order(live: LiveServer) -> None:
+    """accept, progress, result and a late duplicate result of one task in one
+    message: the writer applies them in order on the task's row within one
+    transaction, so the task ends SUCCEEDED with every change kept, one event
+    per transition, and the duplicate refused."""
+    _, key = await agent_and_key(live, "inorder", max_concurrency=2)
+    h = live.harness
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=2, features=["batch"])
+        task = (await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)).json()
+        (assign,), _ = await _frames(ws, 1)
+        ids = {k: assign[k] for k in ("task_id", "attempt", "lease_token")}
+        frames = [
+            {"type": "accept", **ids},
+            {"type": "progress", **ids, "pct": 40, "message": "working"},
+            {"type": "result", **ids, "output": {"done": True}},
+            {"type": "result", **ids, "output": {"done": "twice"}},
+        ]
+        await ws.send(json.dumps({"type": "batch", "frames": frames}))
+        replies, _ = await _frames(ws, 4)
+    assert [r["type"] for r in replies] == ["ack", "ack", "ack", "error"]
+    assert replies[3]["code"] == "stale_lease"
+    final = (await h.client.get(f"/api/v1/tasks/{task['id']}", headers=dev)).json()
+    assert final["status"] == "SUCCEEDED"
+    assert final["result"] == {"done": True}
+    assert final["progress"] == 100.0
+    assert final["started_at"] is not None
+    assert final["finished_at"] is not None
+    assert final["started_at"] <= final["finished_at"]
+    expected = sorted(["task.pending", "task.assigned", "task.running", "task.succeeded"])
+
+    async def kinds() -> list[str] | None:
+        items = (
+            await h.client.get(
+                "/api/v1/events", params={"resource_id": task["id"], "limit": 50}, headers=dev
+            )
+        ).json()["items"]
+        got = sorted(e["type"] for e in items if e["resource_id"] == task["id"])
+        return got if len(got) >= len(expected) else None
+
+    assert await wait_until(kinds, timeout=10, what="the task's events") == expected
+
+
 async def test_no_batch_frames_for_a_worker_that_did_not_ask(live: LiveServer) -> None:
     _, key = await agent_and_key(live, "plain", max_concurrency=20)
     h = live.harness

@@ -51,6 +51,46 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 
+    # On SQLite the values are strings in SQLAlchemy's format for DATETIME
+    # ("YYYY-MM-DD HH:MM:SS.ffffff", UTC): written and read here with the C
+    # isoformat functions instead of the dialect's per-field formatting and regex.
+    def bind_processor(self, dialect: Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        # A batch binds the same instant many times: remember the last one (as
+        # one tuple, replaced whole, so threads never see a mixed pair).
+        last: list[tuple[datetime | None, str]] = [(None, "")]
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            seen, seen_text = last[0]
+            if value is seen:
+                return seen_text
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                return value.replace(tzinfo=UTC)
+            return value.astimezone(UTC)
+
+        return process
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +36,22 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
 from ymera.db.sqlite_inline import inline_connect
+
+_EMPTY_JSON: dict[str, Any] = {"[]": list, "{}": dict, "null": lambda: None}
+
+
+def json_loads(text: str | bytes) -> Any:
+    """``json.loads`` with a shortcut for the empty lists and objects most JSON
+    columns hold (the full parser costs microseconds per value, per row)."""
+    empty = _EMPTY_JSON.get(text) if isinstance(text, str) else None
+    return empty() if empty is not None else json.loads(text)
+
+
+def json_dumps(value: Any) -> str:
+    if not value and isinstance(value, (list, dict)):
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
+
 
 OUTBOX_FLAG = "ymera_outbox_dirty"
 EVENT_TYPES = "ymera_event_types"  # the types of the events a unit of work recorded
@@ -56,7 +73,14 @@ def _sqlite_engine(
         # Calls on the event loop thread; waits for other processes' locks are
         # retried asynchronously (see sqlite_inline), never inside SQLite.
         connect_args["async_creator_fn"] = inline_connect(busy_timeout_ms / 1000)
-    engine = create_async_engine(url, echo=echo, connect_args=connect_args, pool_pre_ping=False)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        connect_args=connect_args,
+        pool_pre_ping=False,
+        json_serializer=json_dumps,
+        json_deserializer=json_loads,
+    )
     begin_sql = "BEGIN IMMEDIATE" if write_lock is not None else "BEGIN"
     sqlite_busy_ms = 0 if inline else int(busy_timeout_ms)
 
@@ -139,6 +163,8 @@ class Database:
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_pre_ping=True,
+                json_serializer=json_dumps,
+                json_deserializer=json_loads,
             )
             self.read_engine = self.engine
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)

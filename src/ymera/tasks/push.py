@@ -415,4 +415,4 @@ async def handle_callback(
         )
     if done.agent_id:
         await agents_service.sync_status_with_load(session, agent_ids=[done.agent_id], now=now)
-    return done
+    return await repository.get(session, task_id)  # the whole task, as now saved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from ymera.models.tasks import Task
 
 _LOCKED = "ymera_locked_tasks"
 _ROWS = "ymera_task_rows"
+_DIRTY = "ymera_dirty_task_rows"
 _T = cast(Table, Task.__table__)
 _INSERT = insert(_T)  # Core statements: compiled once, no ORM work per row
 _ASSIGN = (
@@ -58,30 +60,123 @@ def _insert_deferred(session: Session) -> None:
         session.connection().execute(_INSERT, rows)
 
 
+@sa_event.listens_for(Session, "after_commit")
+def _forget_rows(session: Session) -> None:
+    session.info.pop(_LOCKED, None)  # the locks ended with the transaction
+
+
 @sa_event.listens_for(Session, "after_rollback")
 def _drop_deferred(session: Session) -> None:
     session.info.pop(_ROWS, None)
     session.info.pop(_LOCKED, None)
+    session.info.pop(_DIRTY, None)
 
 
-async def lock_many(session: AsyncSession, ids: Sequence[str]) -> None:
-    """Lock (and load) these tasks with one statement, in id order; a later
-    ``get(..., for_update=True)`` of one of them in this unit of work costs no query."""
-    wanted = sorted(set(ids))
+@dataclass(slots=True)
+class TaskRow:
+    """The columns an agent's report reads and changes, as a plain object: a
+    report (accept, progress, result, fail, release) locks and loads these and
+    saves its changes with one batched UPDATE per unit of work, instead of
+    loading, tracking and flushing ORM objects."""
+
+    id: str
+    type: str
+    status: str
+    attempt: int
+    max_attempts: int
+    retry_initial: float
+    retry_factor: float
+    retry_cap: float
+    agent_id: str | None
+    lease_token: str | None
+    lease_expires_at: datetime | None
+    workflow_step_id: str | None
+    assigned_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    available_at: datetime
+    updated_at: datetime
+    result: dict[str, Any] | None
+    error: dict[str, Any] | None
+    progress: float | None
+    progress_message: str | None
+
+
+_ROW_FIELDS = [f.name for f in fields(TaskRow)]
+_ROW_SELECT = select(*(_T.c[name] for name in _ROW_FIELDS))
+_SAVED_FIELDS = [
+    name for name in _ROW_FIELDS if name not in ("id", "type", "attempt", "workflow_step_id")
+]
+_SAVE = (
+    update(_T)
+    .where(_T.c.id == bindparam("b_id"))
+    .values({name: bindparam(f"b_{name}", type_=_T.c[name].type) for name in _SAVED_FIELDS})
+)
+
+
+def _rows_of(session: AsyncSession | Session) -> dict[str, TaskRow]:
+    rows: dict[str, TaskRow] = session.info.setdefault(_LOCKED, {})
+    return rows
+
+
+async def lock_rows(session: AsyncSession, ids: Sequence[str]) -> None:
+    """Lock and load the report rows of these tasks with one statement, in id
+    order (the order every batch locks in); ``get_row`` then costs no query."""
+    wanted = sorted(set(ids) - set(_rows_of(session)))
     if not wanted:
         return
-    stmt = select(Task).where(Task.id.in_(wanted)).order_by(Task.id).with_for_update()
-    found = (await session.execute(stmt)).scalars().all()
-    # Held here: the session's identity map only keeps weak references.
-    session.info.setdefault(_LOCKED, {}).update((t.id, t) for t in found)
+    stmt = _ROW_SELECT.where(_T.c.id.in_(wanted)).order_by(_T.c.id).with_for_update()
+    result = await (await session.connection()).execute(stmt)
+    rows = _rows_of(session)
+    for r in result:
+        rows[r.id] = TaskRow(*r)
+
+
+async def get_row(session: AsyncSession, task_id: str) -> TaskRow | None:
+    """A task's report row, locked; changes to it are saved by ``save_rows``
+    (at the latest when the unit of work commits)."""
+    dirty: dict[str, TaskRow] = session.info.setdefault(_DIRTY, {})
+    if task_id in dirty:
+        return dirty[task_id]
+    rows = _rows_of(session)
+    if task_id not in rows:
+        await lock_rows(session, [task_id])
+    row = rows.get(task_id)
+    if row is not None:
+        dirty[task_id] = row
+    return row
+
+
+def _save_params(session: AsyncSession | Session) -> list[dict[str, Any]]:
+    dirty: dict[str, TaskRow] = session.info.pop(_DIRTY, None) or {}
+    return [
+        {"b_id": row.id, **{f"b_{name}": getattr(row, name) for name in _SAVED_FIELDS}}
+        for _, row in sorted(dirty.items())
+    ]
+
+
+async def save_rows(session: AsyncSession) -> None:
+    """Write the changed report rows now (one executemany UPDATE)."""
+    params = _save_params(session)
+    if params:
+        await (await session.connection()).execute(_SAVE, params)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _save_rows_at_commit(session: Session) -> None:
+    params = _save_params(session)
+    if params:
+        session.connection().execute(_SAVE, params)
 
 
 async def get(session: AsyncSession, task_id: str, *, for_update: bool = False) -> Task | None:
-    if for_update:
-        locked: Task | None = session.info.get(_LOCKED, {}).get(task_id)
-        if locked is not None:
-            return locked
-    stmt = select(Task).where(Task.id == task_id)
+    if task_id in session.info.get(_LOCKED, {}) or task_id in session.info.get(_DIRTY, {}):
+        # Its report row may hold unsaved changes: save them, and read afresh.
+        await save_rows(session)
+        session.info.get(_LOCKED, {}).pop(task_id, None)
+        stmt = select(Task).where(Task.id == task_id).execution_options(populate_existing=True)
+    else:
+        stmt = select(Task).where(Task.id == task_id)
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -154,18 +249,18 @@ async def has_pending(session: AsyncSession, *, now: datetime) -> bool:
 
 
 _CLAIM_COLUMNS = (
-    Task.id,
-    Task.type,
-    Task.priority,
-    Task.input,
-    Task.required_capabilities,
-    Task.preferred_agents,
-    Task.excluded_agents,
-    Task.file_ids,
-    Task.deadline,
-    Task.timeout_seconds,
-    Task.attempt,
-    Task.workflow_step_id,
+    _T.c.id,
+    _T.c.type,
+    _T.c.priority,
+    _T.c.input,
+    _T.c.required_capabilities,
+    _T.c.preferred_agents,
+    _T.c.excluded_agents,
+    _T.c.file_ids,
+    _T.c.deadline,
+    _T.c.timeout_seconds,
+    _T.c.attempt,
+    _T.c.workflow_step_id,
 )
 
 
@@ -176,13 +271,13 @@ async def pending_window(
     it): rows of the columns claiming needs, not ORM objects."""
     stmt = (
         select(*_CLAIM_COLUMNS)
-        .where(Task.status == "PENDING", Task.available_at <= now)
-        .order_by(Task.priority.desc(), Task.created_at, Task.id)
+        .where(_T.c.status == "PENDING", _T.c.available_at <= now)
+        .order_by(_T.c.priority.desc(), _T.c.created_at, _T.c.id)
         .limit(limit)
         .offset(offset)
         .with_for_update(skip_locked=True)
     )
-    return (await session.execute(stmt)).all()
+    return (await (await session.connection()).execute(stmt)).all()
 
 
 async def assign_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

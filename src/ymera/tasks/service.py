@@ -31,6 +31,7 @@ from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.tasks import Task
 from ymera.tasks import repository
+from ymera.tasks.repository import TaskRow
 from ymera.tasks.routing import AgentSlot, Router, TaskView, rejection
 from ymera.tasks.schemas import RetryPolicy, TaskCreate
 from ymera.tasks.status import (
@@ -95,7 +96,9 @@ class Assignment:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _event(session: AsyncSession, task: Task, previous: str | None, actor: str | None) -> None:
+def _event(
+    session: AsyncSession, task: Task | TaskRow, previous: str | None, actor: str | None
+) -> None:
     data: dict[str, Any] = {
         "from": previous,
         "to": task.status,
@@ -117,7 +120,7 @@ def _event(session: AsyncSession, task: Task, previous: str | None, actor: str |
     )
 
 
-def _move(task: Task, target: TaskStatus, now: datetime) -> str:
+def _move(task: Task | TaskRow, target: TaskStatus, now: datetime) -> str:
     previous = task.status
     check_transition(T(previous), target)
     task.status = target.value
@@ -125,7 +128,7 @@ def _move(task: Task, target: TaskStatus, now: datetime) -> str:
     return previous
 
 
-def backoff_seconds(task: Task, rng: random.Random | None = None) -> float:
+def backoff_seconds(task: Task | TaskRow, rng: random.Random | None = None) -> float:
     """Exponential backoff with "equal" jitter (a random wait between half and all of
     the capped delay) for the attempt that just failed."""
     exp = task.retry_initial * task.retry_factor ** max(0, task.attempt - 1)
@@ -145,7 +148,12 @@ def _can_see(principal: Principal, task: Task) -> bool:
 
 
 async def _record_outcome(
-    session: AsyncSession, task: Task, *, agent_id: str | None, success: bool, now: datetime
+    session: AsyncSession,
+    task: Task | TaskRow,
+    *,
+    agent_id: str | None,
+    success: bool,
+    now: datetime,
 ) -> None:
     """Feed the agent's metrics (and so routing) with one attempt's outcome."""
     if agent_id is None:
@@ -164,6 +172,24 @@ async def _record_outcome(
 # --- submission ------------------------------------------------------------------------
 
 
+# The columns a new task leaves empty, in every inserted row (so the rows
+# describe the whole task, and a multi-row INSERT has one shape).
+_UNSET_AT_SUBMIT: dict[str, Any] = dict.fromkeys(
+    (
+        "agent_id",
+        "lease_token",
+        "lease_expires_at",
+        "progress",
+        "progress_message",
+        "feedback_score",
+        "feedback_comment",
+        "assigned_at",
+        "started_at",
+        "finished_at",
+    )
+)
+
+
 async def submit(
     session: AsyncSession,
     *,
@@ -175,7 +201,7 @@ async def submit(
     idempotency_ttl: float = 86_400,
     body_hash: str | None = None,
     defer: bool = False,
-) -> tuple[list[Task], bool]:
+) -> tuple[list[Task] | list[dict[str, Any]], bool]:
     """Create tasks. Returns (tasks, created); with an idempotency key already used
     by this principal with the same body, returns the original tasks and False.
 
@@ -233,6 +259,7 @@ async def submit(
                 "workflow_step_id": spec.workflow_step_id,
                 "created_at": now,
                 "updated_at": now,
+                **_UNSET_AT_SUBMIT,
             }
         )
     if idempotency_key and len(rows) > 1:
@@ -240,6 +267,7 @@ async def submit(
         # unique index is per key), the others are found through the same request.
         for row in rows[1:]:
             row["idempotency_key"] = f"{idempotency_key}#{row['id']}"
+    records = [{**row, "result": None, "error": None} for row in rows]  # no JSON null in rows
     if defer and not idempotency_key:
         repository.defer_insert(session, rows)
     else:
@@ -259,7 +287,7 @@ async def submit(
             actor=principal.id,
         )
     # The rows are what was inserted: no need to read them back.
-    return [Task(**row) for row in rows], True
+    return records, True
 
 
 async def get_task(session: AsyncSession, *, principal: Principal, task_id: str) -> Task:
@@ -410,15 +438,20 @@ CLAIM_PAGES = 8
 async def _queue_head(
     session: AsyncSession, *, now: datetime, want: int, by_id: dict[str, AgentSlot]
 ) -> list[Any]:
-    """Pages of the queue (priority, then age) until one holds a task some free
-    agent could take, so tasks nobody can run now never hide those behind them;
-    at most ``CLAIM_PAGES`` pages of ``want * 4`` rows."""
-    size = want * 4
+    """The head of the queue (priority, then age): ``want`` rows, then pages of
+    ``want * 4`` more until ``want`` of them could be taken by some free agent,
+    so tasks nobody can run now never hide those behind them; at most
+    ``CLAIM_PAGES`` pages."""
     rows: list[Any] = []
+    takeable = 0
+    offset = 0
     for page in range(CLAIM_PAGES):
-        window = await repository.pending_window(session, now=now, limit=size, offset=page * size)
+        size = want if page == 0 else want * 4
+        window = await repository.pending_window(session, now=now, limit=size, offset=offset)
+        offset += size
         rows.extend(window)
-        if len(window) < size or any(_could_take(row, by_id) for row in window):
+        takeable += sum(1 for row in window if _could_take(row, by_id))
+        if len(window) < size or takeable >= want:
             break
     return rows
 
@@ -535,8 +568,10 @@ async def claim(
     return assignments
 
 
-async def _fenced(session: AsyncSession, ref: LeaseRef) -> Task:
-    task = await repository.get(session, ref.task_id, for_update=True)
+async def _fenced(session: AsyncSession, ref: LeaseRef) -> TaskRow:
+    """The task's report row, locked, if (attempt, lease token) are current; the
+    caller's changes to it are saved with the unit of work."""
+    task = await repository.get_row(session, ref.task_id)
     if task is None:
         raise TaskNotFound(f"Task {ref.task_id} not found")
     if (
@@ -561,7 +596,7 @@ async def _fenced(session: AsyncSession, ref: LeaseRef) -> Task:
 
 async def accept(
     session: AsyncSession, *, ref: LeaseRef, now: datetime, lease_seconds: float
-) -> Task:
+) -> TaskRow:
     task = await _fenced(session, ref)
     if task.status == T.ASSIGNED:
         previous = _move(task, T.RUNNING, now)
@@ -605,7 +640,7 @@ async def progress(
     message: str | None,
     now: datetime,
     lease_seconds: float,
-) -> Task:
+) -> TaskRow:
     task = await _fenced(session, ref)
     task.progress = pct
     task.progress_message = message[:500] if message else None
@@ -616,7 +651,7 @@ async def progress(
 
 async def complete(
     session: AsyncSession, *, ref: LeaseRef, output: dict[str, Any], now: datetime
-) -> Task:
+) -> TaskRow:
     task = await _fenced(session, ref)
     if task.status == T.ASSIGNED:  # result without a separate accept
         previous = _move(task, T.RUNNING, now)
@@ -643,7 +678,7 @@ async def fail(
     error: dict[str, Any],
     retryable: bool,
     now: datetime,
-) -> Task:
+) -> TaskRow:
     task = await _fenced(session, ref)
     agent_id = task.agent_id
     await _requeue_or_finish(session, task, now=now, error=error, retryable=retryable)
@@ -652,7 +687,7 @@ async def fail(
     return task
 
 
-async def release(session: AsyncSession, *, ref: LeaseRef, now: datetime, reason: str) -> Task:
+async def release(session: AsyncSession, *, ref: LeaseRef, now: datetime, reason: str) -> TaskRow:
     """The agent hands the task back (draining): re-queued at once, attempt not held against it."""
     task = await _fenced(session, ref)
     agent_id = task.agent_id
@@ -670,7 +705,7 @@ async def release(session: AsyncSession, *, ref: LeaseRef, now: datetime, reason
 
 async def _requeue_or_finish(
     session: AsyncSession,
-    task: Task,
+    task: Task | TaskRow,
     *,
     now: datetime,
     error: dict[str, Any],

@@ -103,12 +103,13 @@ class TaskWriter:
             # (no deadlocks between replicas' batches).
             ordered = sorted(batch, key=lambda i: i.agent_id or "")
             async with self.state.db.transaction() as session:
-                await repository.lock_many(session, [i.task_id for i in batch if i.task_id])
+                await repository.lock_rows(session, [i.task_id for i in batch if i.task_id])
                 for item in ordered:
                     try:
                         outcomes.append((item, await item.op(session), None))
                     except (StaleLease, TaskNotFound) as exc:
                         outcomes.append((item, None, exc))
+                await repository.save_rows(session)
                 agents = sorted({i.agent_id for i in batch if i.agent_id})
                 if agents:
                     await agents_service.sync_status_with_load(
