@@ -30,6 +30,11 @@ class ServerSettings(BaseModel):
         "requests and pushes in flight may finish, unfinished pushes are handed back. "
         "Open event streams end at once.",
     )
+    ws_compression: bool = Field(
+        default=False,
+        description="Offer permessage-deflate on WebSockets. Off by default: worker "
+        "frames are small, and compressing each costs more CPU than it saves on a LAN.",
+    )
 
 
 class DatabaseSettings(BaseModel):

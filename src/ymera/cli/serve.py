@@ -120,6 +120,7 @@ def serve(
             port=settings.server.port,
             log_config=None,
             timeout_graceful_shutdown=grace,
+            ws_per_message_deflate=settings.server.ws_compression,
         )
         return
     app = app_factory()
@@ -129,6 +130,7 @@ def serve(
         port=settings.server.port,
         log_config=None,
         timeout_graceful_shutdown=grace,
+        ws_per_message_deflate=settings.server.ws_compression,
     )
     server = _Server(config, drain_signal(app))
     _run(server)

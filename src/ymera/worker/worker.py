@@ -183,7 +183,11 @@ class Worker:
         while not self._stop.is_set():
             try:
                 async with websockets.connect(
-                    _ws_url(self.url), max_size=2**24, ping_interval=20, open_timeout=10
+                    _ws_url(self.url),
+                    max_size=2**24,
+                    ping_interval=20,
+                    open_timeout=10,
+                    compression=None,  # small frames: deflate costs more CPU than it saves
                 ) as ws:
                     await self._session(ws)
                     attempt = 0
