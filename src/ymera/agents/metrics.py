@@ -172,9 +172,8 @@ def _write_buffered_metrics(session: Session) -> None:
     if buffer:
         dialect = session.get_bind().dialect.name
         stmt = _upsert_statement(dialect)
-        connection = session.connection()  # Core: no ORM bulk machinery per row
-        for row in _upsert_rows(buffer):
-            connection.execute(stmt, row)
+        # Core, all rows in one executemany: no ORM bulk machinery per row.
+        session.connection().execute(stmt, _upsert_rows(buffer))
 
 
 async def record_outcome(

@@ -8,10 +8,12 @@ sequence number and publishes it on the bus.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -24,6 +26,13 @@ _INSERT = insert(cast(Table, Event.__table__))  # Core: compiled once, no ORM wo
 _SEQ = cast(Table, EventSequencer.__table__)
 _LAST_SEQ = select(_SEQ.c.last_seq).where(_SEQ.c.id == 1)
 _START_SEQ = insert(_SEQ).values(id=1, last_seq=0)
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+_RESERVE_SEQ = (
+    update(_SEQ)
+    .where(_SEQ.c.id == 1)
+    .values(last_seq=_SEQ.c.last_seq + bindparam("n"))
+    .returning(_SEQ.c.last_seq)
+)
 _SET_SEQ = update(_SEQ).where(_SEQ.c.id == 1).values(last_seq=bindparam("last"))
 
 
@@ -68,18 +77,30 @@ def _write_buffered_events(session: Session) -> None:
         # transactions hold the write lock: the events can take their ``seq`` here,
         # in this transaction, and the relay only publishes them (no second
         # transaction per commit). See events.service.relay_once.
-        last = connection.execute(_LAST_SEQ).scalar()
-        if last is None:
-            connection.execute(_START_SEQ)
-            last = 0
+        last = _reserve(connection, len(rows))
         for offset, row in enumerate(rows, 1):
             row["seq"] = last + offset
         connection.execute(_INSERT, rows)
-        connection.execute(_SET_SEQ, {"last": last + len(rows)})
         session.info.setdefault(PUBLISH_ROWS, []).extend(rows)
     else:
         connection.execute(_INSERT, rows)
     _mark(session.info, rows)
+
+
+def _reserve(connection: Connection, count: int) -> int:
+    """Take ``count`` event numbers; returns the last one taken before them."""
+    if _RETURNING:  # one statement
+        end = connection.execute(_RESERVE_SEQ, {"n": count}).scalar()
+        if end is not None:
+            return int(end) - count
+    else:
+        last = connection.execute(_LAST_SEQ).scalar()
+        if last is not None:
+            connection.execute(_SET_SEQ, {"last": last + count})
+            return int(last)
+    connection.execute(_START_SEQ)
+    connection.execute(_SET_SEQ, {"last": count})
+    return 0
 
 
 def _mark(info: dict[Any, Any], rows: list[dict[str, Any]]) -> None:

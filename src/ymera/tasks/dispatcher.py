@@ -115,21 +115,29 @@ class Dispatcher:
 
     async def claim_within(self, session: AsyncSession) -> list[service.Assignment]:
         """Claim in the caller's transaction (the group-commit writer's, right after
-        it inserted new tasks: one commit for both); the caller delivers with
-        :meth:`deliver` once it has committed. An error fails the caller's
+        it inserted new tasks: one commit for both); the caller moves the agents'
+        status with their load (``sync_status_with_load``, once for the whole
+        batch) and delivers with :meth:`deliver` once it has committed. An error fails the caller's
         transaction (the writer then replays its items without claiming, and the
         dispatcher's own pass assigns the tasks)."""
         conns = self._connections()
         if not conns:
             return []
         epoch = self._epoch
-        assignments, drained = await self._claim(session, conns, self.state.clock.now())
+        assignments, drained = await self._claim(
+            session, conns, self.state.clock.now(), sync_status=False
+        )
         if drained:
             session.info[_DRAINED_AT] = epoch  # see on_commit
         return assignments
 
     async def _claim(
-        self, session: AsyncSession, conns: dict[str, WorkerConnection], now: datetime
+        self,
+        session: AsyncSession,
+        conns: dict[str, WorkerConnection],
+        now: datetime,
+        *,
+        sync_status: bool = True,
     ) -> tuple[list[service.Assignment], bool]:
         """Claim for these connections; also returns whether the queue is drained
         (fewer tasks were assignable than there were free slots)."""
@@ -161,7 +169,7 @@ class Dispatcher:
             exclusive=True,
         )
         touched = sorted({a.agent_id for a in assignments})
-        if touched:
+        if touched and sync_status:
             await agents_service.sync_status_with_load(session, agent_ids=touched, now=now)
         free = sum(slot.free for slot in slots) + len(assignments)
         return assignments, len(assignments) < min(free, cfg.claim_batch)

@@ -110,14 +110,17 @@ class TaskWriter:
                     except (StaleLease, TaskNotFound) as exc:
                         outcomes.append((item, None, exc))
                 await repository.save_rows(session)
-                agents = sorted({i.agent_id for i in batch if i.agent_id})
+                if claim and dispatcher is not None and any(i.creates_work for i in batch):
+                    await repository.flush_deferred(session)  # the claim must see them
+                    assignments = await dispatcher.claim_within(session)
+                # Each agent's load moves once for the whole batch (reports and claim).
+                agents = sorted(
+                    {i.agent_id for i in batch if i.agent_id} | {a.agent_id for a in assignments}
+                )
                 if agents:
                     await agents_service.sync_status_with_load(
                         session, agent_ids=agents, now=self.state.clock.now()
                     )
-                if claim and dispatcher is not None and any(i.creates_work for i in batch):
-                    await repository.flush_deferred(session)  # the claim must see them
-                    assignments = await dispatcher.claim_within(session)
         except Exception as exc:
             if len(batch) == 1:
                 if claim and batch[0].creates_work:
