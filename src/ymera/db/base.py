@@ -58,20 +58,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().bind_processor(dialect)
 
-        # A batch binds the same instant many times: remember the last one (as
-        # one tuple, replaced whole, so threads never see a mixed pair).
-        last: list[tuple[datetime | None, str]] = [(None, "")]
+        # A batch binds the same few instants many times: remember recent ones.
+        recent: dict[datetime, str] = {}
 
         def process(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            seen, seen_text = last[0]
-            if value is seen:
-                return seen_text
+            text = recent.get(value)
+            if text is not None:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
             text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-            last[0] = (value, text)
+            if len(recent) >= 256:
+                recent.clear()
+            recent[value] = text
             return text
 
         return process

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import TypeAdapter
 
 from ymera.agents import repository as agents_repository
 from ymera.auth.dependencies import require
@@ -123,17 +124,14 @@ async def _submit(
 )
 async def submit_task(
     body: TaskCreate,
-    response: Response,
     state: State,
     principal: Write,
     idempotency_key: IdemKey = None,
-) -> TaskOut:
+) -> Response:
     """Submit a task. It is durable when this answers. With `Idempotency-Key`, a
     repeat of the same request returns the original task (200 instead of 201)."""
     tasks, created = await _submit(state, principal, [body], body, idempotency_key)
-    if not created:
-        response.status_code = 200
-    return TaskOut.model_validate(tasks[0])
+    return _json_response(_TASK, tasks[0], 201 if created else 200)
 
 
 @router.post(
@@ -145,16 +143,25 @@ async def submit_task(
 )
 async def submit_batch(
     body: TaskBatchCreate,
-    response: Response,
     state: State,
     principal: Write,
     idempotency_key: IdemKey = None,
-) -> list[TaskOut]:
+) -> Response:
     """Submit up to 1,000 tasks in one request, all durable (one transaction)."""
     tasks, created = await _submit(state, principal, body.tasks, body, idempotency_key)
-    if not created:
-        response.status_code = 200
-    return [TaskOut.model_validate(t) for t in tasks]
+    return _json_response(_TASKS, tasks, 201 if created else 200)
+
+
+# Intake answers are validated and serialised once, by pydantic's own JSON
+# encoder (a returned model would be validated again and dumped through the
+# json module by FastAPI).
+_TASK: TypeAdapter[Any] = TypeAdapter(TaskOut)
+_TASKS: TypeAdapter[Any] = TypeAdapter(list[TaskOut])
+
+
+def _json_response(adapter: TypeAdapter[Any], value: Any, status: int) -> Response:
+    model = adapter.validate_python(value, from_attributes=True)
+    return Response(adapter.dump_json(model), status_code=status, media_type="application/json")
 
 
 @router.get("", response_model=Page[TaskOut])
