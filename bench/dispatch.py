@@ -42,6 +42,11 @@ class Result:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     server_cpu: float = float("nan")  # seconds of CPU the server used for the run
+    worker_cpu: float = float("nan")  # seconds of CPU all worker processes used
+
+    @property
+    def worker_ms_per_task(self) -> float:
+        return 1000 * self.worker_cpu / self.tasks if self.tasks else float("nan")
 
     @property
     def cpu_ms_per_task(self) -> float:
@@ -156,10 +161,14 @@ async def _ymera_run(
 ) -> list[Result]:
     server_pid = procs.procs[-1].pid
 
+    def workers_cpu() -> float:
+        return sum(cpu_seconds(p.pid) for p in procs.procs if p.pid != server_pid)
+
     async def measured(run: Any) -> Result:
-        before = cpu_seconds(server_pid)
+        before, before_workers = cpu_seconds(server_pid), workers_cpu()
         result: Result = await run
         result.server_cpu = cpu_seconds(server_pid) - before
+        result.worker_cpu = workers_cpu() - before_workers
         return result
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
@@ -430,13 +439,14 @@ def main(argv: list[str]) -> int:
     base = next((r.rate for r in celery if r.name == "Celery single"), None)
     print(
         f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
-        f" {'srv CPU ms/task':>15}"
+        f" {'srv CPU ms/task':>15} {'wrk CPU ms/task':>15}"
     )
     for r in results:
         ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
         cpu = f"{r.cpu_ms_per_task:15.2f}" if r.server_cpu == r.server_cpu else f"{'':15}"
+        wcpu = f"{r.worker_ms_per_task:15.2f}" if r.worker_cpu == r.worker_cpu else f"{'':15}"
         print(
             f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}"
-            f" {cpu}"
+            f" {cpu} {wcpu}"
         )
     return 0
