@@ -53,6 +53,10 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     # Task input is capped in bytes of JSON, which a schema cannot state.
     ("POST", "/api/v1/tasks"): frozenset({"input_too_large"}),
     ("POST", "/api/v1/tasks/batch"): frozenset({"input_too_large"}),
+    # An upload is bytes to the schema; only unpacking tells a valid archive.
+    ("POST", "/api/v1/workspaces/archive"): frozenset(
+        {"unsupported_archive", "invalid_archive", "unsafe_archive", "archive_too_large"}
+    ),
 }
 # A `cursor` is opaque: only values the server issued are valid.
 OPAQUE_CURSOR_CODE = "invalid_cursor"

@@ -23,6 +23,9 @@ from ymera.auth.service import bootstrap_admin
 from ymera.auth.tokens import TokenCodec, resolve_secret_key
 from ymera.bus import create_bus
 from ymera.bus.base import EventBus
+from ymera.code.edit_endpoints import router as edits_router
+from ymera.code.endpoints import router as workspaces_router
+from ymera.code.storage import WorkspaceStore
 from ymera.config import Settings, get_settings
 from ymera.db import migrate
 from ymera.db.database import Database
@@ -46,7 +49,14 @@ log = structlog.get_logger("ymera.app")
 
 AdminCallback = Callable[[str, str], None]
 
-API_ROUTERS = (auth_router, agents_router, tasks_router, events_router)
+API_ROUTERS = (
+    auth_router,
+    agents_router,
+    tasks_router,
+    events_router,
+    workspaces_router,
+    edits_router,
+)
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
@@ -135,6 +145,10 @@ def create_app(
         if migrate_on_start:
             await migrate.upgrade(state.db)
         await state.bus.start()
+        # Roll back bulk writes a crash interrupted, before any new write.
+        workspaces = WorkspaceStore.from_settings(settings)
+        state.extras["code"] = workspaces
+        await workspaces.recover_all()
         if settings.auth.bootstrap_admin:
             await _bootstrap(state, on_admin_created)
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)

@@ -211,6 +211,66 @@ class AgentSettings(BaseModel):
     )
 
 
+class CodeSettings(BaseModel):
+    """The code editor: workspaces under `<data_dir>/workspaces`, edits, git, analysis."""
+
+    git_allowed_roots: str | None = Field(
+        default=None,
+        description="Directories (separated by `:` like PATH) under which local git "
+        "repositories may be imported as workspaces. Unset: git import is disabled. "
+        "Never a URL: only local paths under these roots are cloned.",
+    )
+    git_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds a git command (clone, commit...) may take."
+    )
+    max_file_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1,
+        description="Largest file the editor reads or writes, bytes (larger: `too_large`).",
+    )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1,
+        description="Largest archive upload (`POST /api/v1/workspaces/archive`), bytes.",
+    )
+    archive_max_total_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="Most bytes an archive may unpack to."
+    )
+    archive_max_members: int = Field(
+        default=20_000,
+        ge=1,
+        description="Most entries (files, directories, links) an archive may hold.",
+    )
+    archive_max_ratio: float = Field(
+        default=100.0,
+        gt=1,
+        description="Highest ratio of unpacked bytes to archive bytes (zip bombs), past 1 MiB.",
+    )
+    max_tree_entries: int = Field(
+        default=20_000, ge=1, description="Most entries one file-tree listing returns."
+    )
+    analyze_edits: bool = Field(
+        default=True,
+        description="Analyse the touched files before and after each edit and attach the "
+        "problems the edit introduced.",
+    )
+    analysis_max_files: int = Field(
+        default=200,
+        ge=0,
+        description="Edits touching more analysable files than this are not analysed.",
+    )
+    analysis_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds the linter (ruff) may take per analysis."
+    )
+
+    def allowed_git_roots(self) -> list[Path]:
+        """The configured roots, absolute and resolved (empty: git import disabled)."""
+        if not self.git_allowed_roots:
+            return []
+        parts = [p.strip() for p in self.git_allowed_roots.split(":")]
+        return [Path(p).resolve() for p in parts if p]
+
+
 class LogSettings(BaseModel):
     # Both the alias (YMERA_LOG__JSON) and the field name (json_format) are accepted.
     model_config = ConfigDict(populate_by_name=True)
@@ -259,6 +319,7 @@ class Settings(BaseSettings):
     tasks: TaskSettings = TaskSettings()
     push: PushSettings = PushSettings()
     agents: AgentSettings = AgentSettings()
+    code: CodeSettings = CodeSettings()
     log: LogSettings = LogSettings()
 
     @cached_property

@@ -3,6 +3,7 @@
 from ymera.models.agent_metrics import AgentHealth, AgentMetricBucket
 from ymera.models.agents import Agent, AgentCapability, AgentTag
 from ymera.models.auth import ApiKey, RefreshToken, User
+from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
 from ymera.models.tasks import Task
 
@@ -13,9 +14,13 @@ __all__ = [
     "AgentMetricBucket",
     "AgentTag",
     "ApiKey",
+    "Edit",
+    "EditFile",
+    "EditSession",
     "Event",
     "EventSequencer",
     "RefreshToken",
     "Task",
     "User",
+    "Workspace",
 ]
