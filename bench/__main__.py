@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("events", "dispatch")
+BENCHMARKS = ("events", "dispatch", "editor")
 
 
 def main(argv: list[str]) -> int:
