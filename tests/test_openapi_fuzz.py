@@ -50,9 +50,10 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     # http/a2a agents need an endpoint_url; worker agents must not set one.
     ("POST", "/api/v1/agents"): frozenset({"endpoint_required"}),
     ("PATCH", "/api/v1/agents/{agent_id}"): frozenset({"invalid_field"}),
-    # Task input is capped in bytes of JSON, which a schema cannot state.
-    ("POST", "/api/v1/tasks"): frozenset({"input_too_large"}),
-    ("POST", "/api/v1/tasks/batch"): frozenset({"input_too_large"}),
+    # Task input is capped in bytes of JSON, which a schema cannot state; a task's
+    # workspace_id must name an existing workspace.
+    ("POST", "/api/v1/tasks"): frozenset({"input_too_large", "unknown_workspace"}),
+    ("POST", "/api/v1/tasks/batch"): frozenset({"input_too_large", "unknown_workspace"}),
     # An upload is bytes to the schema; only unpacking tells a valid archive.
     ("POST", "/api/v1/workspaces/archive"): frozenset(
         {"unsupported_archive", "invalid_archive", "unsafe_archive", "archive_too_large"}

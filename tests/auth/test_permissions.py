@@ -72,6 +72,8 @@ EXPECTED_AGENT_KEY = {
     "chat:write",
     "knowledge:read",
     "knowledge:write",
+    "workspaces:read",
+    "workspaces:write",
 }
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"

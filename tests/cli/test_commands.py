@@ -242,6 +242,23 @@ COMMANDS = [
     ("tasks", "list"),
     ("tasks", "cancel"),
     ("tasks", "watch"),
+    ("workspaces",),
+    ("workspaces", "create"),
+    ("workspaces", "list"),
+    ("workspaces", "delete"),
+    ("workspaces", "tree"),
+    ("workspaces", "view"),
+    ("workspaces", "analysis"),
+    ("workspaces", "edit"),
+    ("workspaces", "patch"),
+    ("workspaces", "edits"),
+    ("workspaces", "show"),
+    ("workspaces", "approve"),
+    ("workspaces", "reject"),
+    ("workspaces", "apply"),
+    ("workspaces", "revert"),
+    ("workspaces", "session"),
+    ("workspaces", "diff"),
 ]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,6 +83,117 @@ def test_offset_refused_without_fuzz_accepted_with(root: Path) -> None:
         apply_patch(root, patch)
     apply_patch(root, patch, fuzz=1)
     assert b"line 2\nX\nline 4\n" in (root / "a.txt").read_bytes()
+
+
+# --- offsets: a hunk may move, but only with every line matching ---------------------------
+
+SHIFTED = b"new 1\nnew 2\n" + TEN
+MID_HUNK = "--- a/a.txt\n+++ b/a.txt\n@@ -4,3 +4,3 @@\n line 4\n-line 5\n+FIVE\n line 6\n"
+
+
+def test_offsets_move_a_hunk_only_when_asked(root: Path) -> None:
+    put(root, "a.txt", SHIFTED)
+    with pytest.raises(PatchFailed):  # strict by default
+        apply_patch(root, MID_HUNK)
+    with pytest.raises(PatchFailed):
+        apply_patch(root, MID_HUNK, offsets=False)
+    assert (root / "a.txt").read_bytes() == SHIFTED
+    report = apply_patch(root, MID_HUNK, offsets=True)
+    assert (root / "a.txt").read_bytes() == SHIFTED.replace(b"line 5\n", b"FIVE\n")
+    assert (report.lines_added, report.lines_removed) == (1, 1)
+
+
+def test_offsets_never_drop_context(root: Path) -> None:
+    put(root, "a.txt", SHIFTED)
+    edge = MID_HUNK.replace(" line 6\n", " line six\n")
+    with pytest.raises(PatchFailed) as info:
+        apply_patch(root, edge, offsets=True)
+    assert info.value.details["line"] == 4  # reported where the header says
+    apply_patch(root, edge, fuzz=1)  # fuzz, by contrast, may drop an edge line
+    assert b"FIVE\n" in (root / "a.txt").read_bytes()
+
+
+def test_offsets_take_the_nearest_match_the_later_on_a_tie() -> None:
+    (fp,) = parse_patch("--- a/f\n+++ b/f\n@@ -5,3 +5,3 @@\n ctx\n-old\n+new\n end\n")
+    block = "ctx\nold\nend\n"
+    text = block + "x\n" * 5 + block + "x\n" * 2 + block + "x\n"
+    # Matches at lines 1, 9 and 14; the hunk says 5: lines 1 and 9 are both 4 away.
+    got = apply_hunks(text, fp.hunks, offsets=True, path="f")
+    assert got.split("\n").index("new") == 9  # line 10: the later of the two nearest
+    nearer = "x\n" + text  # now lines 2, 10 and 15: line 2 is nearest
+    got = apply_hunks(nearer, fp.hunks, offsets=True, path="f")
+    assert got.split("\n").index("new") == 2
+
+
+def test_offsets_carry_to_later_hunks_which_stay_in_order(root: Path) -> None:
+    put(root, "a.txt", SHIFTED)
+    patch = (
+        "--- a/a.txt\n+++ b/a.txt\n"
+        "@@ -3,3 +3,3 @@\n line 3\n-line 4\n+FOUR\n line 5\n"
+        "@@ -7,3 +7,3 @@\n line 7\n-line 8\n+EIGHT\n line 9\n"
+    )
+    report = apply_patch(root, patch, offsets=True, dry_run=True)
+    assert report.after["a.txt"] == SHIFTED.replace(b"line 4\n", b"FOUR\n").replace(
+        b"line 8\n", b"EIGHT\n"
+    )
+    assert (root / "a.txt").read_bytes() == SHIFTED  # a dry run
+    # A second hunk whose only match lies before the first one's is not found.
+    backwards = (
+        "--- a/a.txt\n+++ b/a.txt\n"
+        "@@ -7,3 +7,3 @@\n line 7\n-line 8\n+EIGHT\n line 9\n"
+        "@@ -12,3 +12,3 @@\n line 1\n-line 2\n+TWO\n line 3\n"
+    )
+    with pytest.raises(PatchFailed) as info:
+        apply_patch(root, backwards, offsets=True)
+    assert info.value.details["hunk"] == "@@ -12,3 +12,3 @@"
+
+
+def test_offsets_keep_git_apply_anchors(root: Path) -> None:
+    """A hunk at line 1 matches only at the top, one without trailing context only at
+    the end, one without any context only where it says (git apply's rules)."""
+    put(root, "a.txt", SHIFTED)
+    top = "--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n-line 1\n+ONE\n line 2\n"
+    no_context = "--- a/a.txt\n+++ b/a.txt\n@@ -5 +5 @@\n-line 5\n+FIVE\n"
+    for patch in (top, no_context):
+        with pytest.raises(PatchFailed):
+            apply_patch(root, patch, offsets=True)
+    put(root, "b.txt", TEN + b"extra\n")
+    at_end = "--- a/b.txt\n+++ b/b.txt\n@@ -9,2 +9,3 @@\n line 9\n line 10\n+line 11\n"
+    with pytest.raises(PatchFailed):  # "line 10" is no longer the last line
+        apply_patch(root, at_end, offsets=True)
+    put(root, "c.txt", b"new\n" + TEN)
+    apply_patch(root, at_end.replace("b.txt", "c.txt"), offsets=True)
+    assert (root / "c.txt").read_bytes() == b"new\n" + TEN + b"line 11\n"
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_offsets_agree_with_git_apply(tmp_path: Path) -> None:
+    """Every change of a 15-line file, in a copy shifted down (lines added above) and/or
+    grown (lines added below): applied with offsets, or refused, exactly as git does."""
+    before = "".join(f"line {n}\n" for n in range(1, 16))
+    outcomes = set()
+    for line in range(1, 16):
+        for kind in ("replace", "delete", "append"):
+            old = f"line {line}\n"
+            new = {"replace": f"LINE {line}\nextra\n", "delete": "", "append": old + "more\n"}
+            patch = make_patch([("f.txt", "f.txt", before, before.replace(old, new[kind]))])
+            (fp,) = parse_patch(patch)
+            (tmp_path / "p.diff").write_text(patch)
+            for shift, tail in itertools.product((0, 1, 3), (0, 2)):
+                target = "".join(f"pre {n}\n" for n in range(shift)) + before
+                target += "".join(f"post {n}\n" for n in range(tail))
+                try:
+                    ours: str | None = apply_hunks(target, fp.hunks, offsets=True, path="f.txt")
+                except PatchFailed:
+                    ours = None
+                (tmp_path / "f.txt").write_text(target)
+                done = subprocess.run(
+                    ["git", "apply", "p.diff"], cwd=tmp_path, capture_output=True, check=False
+                )
+                theirs = (tmp_path / "f.txt").read_text() if done.returncode == 0 else None
+                assert ours == theirs, (line, kind, shift, tail, done.stderr)
+                outcomes.add((ours is None, shift > 0))
+    assert outcomes == {(False, False), (False, True), (True, True), (True, False)}
 
 
 def test_fuzz_ignores_edge_context(root: Path) -> None:

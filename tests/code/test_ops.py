@@ -15,6 +15,7 @@ from ymera.code.errors import (
     EditConflict,
     EmptyOldString,
     FileNotFound,
+    InvalidText,
     NoOp,
     NotAFile,
     OldStringNotFound,
@@ -323,3 +324,65 @@ def test_insert_expected_hash(root: Path) -> None:
     put(root, "f.txt", b"a\n")
     with pytest.raises(EditConflict):
         ops.insert(root, "f.txt", 0, "x", expected_hash="nope")
+
+
+# --- paths below a file, lone surrogates ----------------------------------------------------
+
+
+def test_a_path_below_a_file_names_no_file(root: Path) -> None:
+    """``a.txt/x`` (a parent is a file) is 404 ``not_found``, not an unexpected error."""
+    put(root, "a.txt", b"x\n")
+    for call in (
+        lambda: ops.view(root, "a.txt/x"),
+        lambda: ops.view(root, "a.txt/x", [1, 1]),
+        lambda: ops.str_replace(root, "a.txt/x", "x", "y"),
+        lambda: ops.insert(root, "a.txt/x", 0, "y"),
+    ):
+        with pytest.raises(FileNotFound) as info:
+            call()
+        assert (info.value.code, info.value.status_code) == ("not_found", 404)
+        assert info.value.details == {"path": "a.txt/x"}
+    assert os.listdir(root) == ["a.txt"]
+    assert (root / "a.txt").read_bytes() == b"x\n"
+
+
+# Outside U+DC80-U+DCFF (utf-8 refused it with a bare UnicodeEncodeError), inside it
+# (surrogateescape wrote invalid UTF-8), a high surrogate, and a "pair" of two.
+SURROGATES = ["\ud800", "\udc80", "\udcff", "\udbff", "\ud83d\ude00"]
+
+
+@pytest.mark.parametrize("bad", SURROGATES)
+def test_create_refuses_lone_surrogates(root: Path, bad: str) -> None:
+    with pytest.raises(InvalidText) as info:
+        ops.create(root, "a.txt", f"ok {bad} ok")
+    assert (info.value.code, info.value.status_code) == ("invalid_text", 422)
+    assert info.value.details == {"field": "file_text", "offset": 3}
+    assert os.listdir(root) == []
+
+
+@pytest.mark.parametrize("bad", SURROGATES)
+def test_str_replace_and_insert_refuse_lone_surrogates(root: Path, bad: str) -> None:
+    put(root, "a.txt", b"x\n")
+    calls = {
+        "new_str": lambda: ops.str_replace(root, "a.txt", "x", bad),
+        "old_str": lambda: ops.str_replace(root, "a.txt", bad, "x"),
+        "insert_text": lambda: ops.insert(root, "a.txt", 1, bad),
+    }
+    for field, call in calls.items():
+        with pytest.raises(InvalidText) as info:
+            call()
+        assert info.value.code == "invalid_text"
+        assert info.value.details["field"] == field
+    # Checked before the file is read: a missing file is still refused for the text.
+    with pytest.raises(InvalidText):
+        ops.str_replace(root, "missing.txt", "x", bad)
+    assert os.listdir(root) == ["a.txt"]
+    assert (root / "a.txt").read_bytes() == b"x\n"
+
+
+def test_utf16_file_refuses_lone_surrogates(root: Path) -> None:
+    data = b"\xff\xfe" + "x\n".encode("utf-16-le")
+    put(root, "u16.txt", data)
+    with pytest.raises(InvalidText):
+        ops.str_replace(root, "u16.txt", "x", "\udc80")
+    assert (root / "u16.txt").read_bytes() == data

@@ -17,6 +17,7 @@ from ymera.code.errors import (
     AlreadyExists,
     EditorError,
     FileNotFound,
+    InvalidText,
     NotAFile,
     OutsideWorkspace,
 )
@@ -134,6 +135,57 @@ def test_create_matches_ops(tmp_path: Path) -> None:
         None,
         lambda root: ops.create(root, "f.txt", "x" * (MAX + 1), max_bytes=MAX),
         lambda plan: plan.create("f.txt", "x" * (MAX + 1)),
+    )
+
+
+@pytest.mark.parametrize("bad", [chr(0xD800), chr(0xDC80)])
+def test_lone_surrogates_refused_alike(tmp_path: Path, bad: str) -> None:
+    for content, disk_op, plan_op in [
+        (
+            None,
+            lambda root: ops.create(root, "f.txt", bad, max_bytes=MAX),
+            lambda plan: plan.create("f.txt", bad),
+        ),
+        (
+            b"x\n",
+            lambda root: ops.create(root, "f.txt", bad, max_bytes=MAX),
+            lambda plan: plan.create("f.txt", bad),
+        ),
+        (
+            b"x\n",
+            lambda root: ops.str_replace(root, "f.txt", "x", bad, max_bytes=MAX),
+            lambda plan: plan.str_replace("f.txt", "x", bad),
+        ),
+        (
+            b"x\n",
+            lambda root: ops.str_replace(root, "f.txt", bad, "x", max_bytes=MAX),
+            lambda plan: plan.str_replace("f.txt", bad, "x"),
+        ),
+        (
+            None,
+            lambda root: ops.insert(root, "f.txt", 0, bad, max_bytes=MAX),
+            lambda plan: plan.insert("f.txt", 0, bad),
+        ),
+    ]:
+        compare(tmp_path, content, disk_op, plan_op)
+    plan = planner(tmp_path)
+    (tmp_path / "w.txt").write_bytes(b"w\n")
+    with pytest.raises(InvalidText):
+        plan.write("w.txt", bad)
+
+
+def test_path_below_a_file_is_not_found_alike(tmp_path: Path) -> None:
+    compare(
+        tmp_path,
+        b"x\n",
+        lambda root: ops.str_replace(root, "f.txt/below", "x", "y", max_bytes=MAX),
+        lambda plan: plan.str_replace("f.txt/below", "x", "y"),
+    )
+    compare(
+        tmp_path,
+        b"x\n",
+        lambda root: ops.insert(root, "f.txt/below", 0, "y", max_bytes=MAX),
+        lambda plan: plan.insert("f.txt/below", 0, "y"),
     )
 
 

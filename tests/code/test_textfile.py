@@ -8,12 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from ymera.code.errors import BinaryFile, FileNotFound, NotAFile, TooLarge, Unencodable
+from ymera.code.errors import (
+    BinaryFile,
+    FileNotFound,
+    InvalidText,
+    NotAFile,
+    TooLarge,
+    Unencodable,
+)
 from ymera.code.textfile import (
     atomic_create,
     atomic_write,
     decode_bytes,
     dominant_newline,
+    encode_text,
     read_text_file,
     sha256_hex,
     split_lines,
@@ -82,12 +90,27 @@ def test_read_errors(tmp_path: Path) -> None:
         read_text_file(tmp_path / "missing")
     with pytest.raises(NotAFile):
         read_text_file(tmp_path)
+    (tmp_path / "a.txt").write_bytes(b"x")
+    with pytest.raises(FileNotFound) as below_a_file:  # the parent is a file
+        read_text_file(tmp_path / "a.txt" / "x", name="a.txt/x")
+    assert (below_a_file.value.status_code, below_a_file.value.details) == (
+        404,
+        {"path": "a.txt/x"},
+    )
 
 
 def test_latin1_file_rejects_unencodable_text() -> None:
     tf = decode_bytes(b"caf\xe9\n")
     with pytest.raises(Unencodable):
         tf.encode("\u2603 snowman\n")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "latin-1"])
+def test_lone_surrogates_are_invalid_text_in_any_encoding(encoding: str) -> None:
+    with pytest.raises(InvalidText) as info:
+        encode_text("ab\udc80", encoding)
+    assert (info.value.code, info.value.status_code) == ("invalid_text", 422)
+    assert info.value.details == {"offset": 2}
 
 
 def test_line_helpers() -> None:

@@ -79,8 +79,10 @@ def test_public_names_are_pinned() -> None:
         "Handler",
         "TaskContext",
         "TaskFailed",
+        "TaskWorkspace",
         "Worker",
         "WorkerStopped",
+        "WorkspaceError",
     }
 
 

@@ -85,7 +85,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),
 }
 
-# What an agent key may do: connect as its agent and work on its own tasks.
+# What an agent key may do: connect as its agent and work on its own tasks (the
+# workspace permissions only on the workspace of a task it holds: ymera.code.access).
 AGENT_KEY_PERMISSIONS: frozenset[Permission] = frozenset(
     {
         P.AGENTS_CONNECT,
@@ -97,6 +98,8 @@ AGENT_KEY_PERMISSIONS: frozenset[Permission] = frozenset(
         P.CHAT_WRITE,
         P.KNOWLEDGE_READ,
         P.KNOWLEDGE_WRITE,
+        P.WORKSPACES_READ,
+        P.WORKSPACES_WRITE,
     }
 )
 

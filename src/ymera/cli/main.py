@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ymera import __version__
-from ymera.cli import agents, config, db, keys, serve, tasks, users, worker
+from ymera.cli import agents, config, db, keys, serve, tasks, users, worker, workspaces
 
 app = typer.Typer(
     help="YMERA: control plane for fleets of AI agents.",
@@ -20,6 +20,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(worker.app, name="worker")
 app.add_typer(agents.app, name="agents")
 app.add_typer(tasks.app, name="tasks")
+app.add_typer(workspaces.app, name="workspaces")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from ymera.client.errors import error_from_response
 DEFAULT_TIMEOUT = 30.0
 # A task in one of these states will not change again (unless retried by hand).
 FINAL_TASK_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"})
+WORKSPACES = "/api/v1/workspaces"
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -40,3 +41,18 @@ def handle(response: httpx.Response) -> Any:
     if response.is_success:
         return body
     raise error_from_response(response.status_code, body, response.text)
+
+
+def handle_text(response: httpx.Response) -> str:
+    """Return a text body (a diff), or raise the typed error the problem+json describes."""
+    if response.is_success:
+        return response.text
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    raise error_from_response(response.status_code, body, response.text)
+
+
+def review_body(comment: str | None) -> dict[str, Any]:
+    return {"comment": comment} if comment else {}

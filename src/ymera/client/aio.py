@@ -12,10 +12,13 @@ import httpx
 from ymera.client._base import (
     DEFAULT_TIMEOUT,
     FINAL_TASK_STATUSES,
+    WORKSPACES,
     auth_headers,
     clean_params,
     handle,
+    handle_text,
     idempotency_headers,
+    review_body,
     task_body,
 )
 
@@ -230,3 +233,86 @@ class AsyncClient:
 
     async def list_events(self, **params: Any) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/v1/events", params=params))
+
+    # workspaces (code editor: docs/code.md)
+    async def create_workspace(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Create an empty workspace (``init_git=True``: a git repository), or a clone of
+        a local repository (``source="git", git_path=...``)."""
+        return dict(await self.request("POST", WORKSPACES, json={"name": name, **fields}))
+
+    async def get_workspace(self, workspace_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"{WORKSPACES}/{workspace_id}"))
+
+    async def list_workspaces(self, **params: Any) -> dict[str, Any]:
+        return dict(await self.request("GET", WORKSPACES, params=params))
+
+    async def workspace_tree(self, workspace_id: str, path: str | None = None) -> dict[str, Any]:
+        """Every file (size, sha256), directory and symlink below ``path``."""
+        params = {"path": path}
+        return dict(await self.request("GET", f"{WORKSPACES}/{workspace_id}/tree", params=params))
+
+    async def view_file(
+        self, workspace_id: str, path: str, *, start: int | None = None, end: int | None = None
+    ) -> dict[str, Any]:
+        """A file's numbered lines (``start``..``end``, 1-based) and its sha256."""
+        params = {"path": path, "start": start, "end": end}
+        return dict(await self.request("GET", f"{WORKSPACES}/{workspace_id}/view", params=params))
+
+    async def editor_command(
+        self, workspace_id: str, command: str, **fields: Any
+    ) -> dict[str, Any]:
+        """One text-editor command: ``view``, ``create``, ``str_replace``, ``insert``,
+        ``undo``, with its fields (``path``, ``old_str``, ``propose``, ...)."""
+        body = {"command": command, **fields}
+        return dict(await self.request("POST", f"{WORKSPACES}/{workspace_id}/editor", json=body))
+
+    async def apply_patch(self, workspace_id: str, patch: str, **fields: Any) -> dict[str, Any]:
+        """Apply a unified diff, all files or none (``dry_run``, ``propose``, ``fuzz``)."""
+        body = {"patch": patch, **fields}
+        return dict(await self.request("POST", f"{WORKSPACES}/{workspace_id}/patches", json=body))
+
+    async def list_edits(self, workspace_id: str, **params: Any) -> dict[str, Any]:
+        """Edits, newest first (``status``, ``session_id``, ``cursor``, ``limit``)."""
+        return dict(await self.request("GET", f"{WORKSPACES}/{workspace_id}/edits", params=params))
+
+    async def get_edit(self, workspace_id: str, edit_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"{WORKSPACES}/{workspace_id}/edits/{edit_id}"))
+
+    async def approve_edit(
+        self, workspace_id: str, edit_id: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        path = f"{WORKSPACES}/{workspace_id}/edits/{edit_id}/approve"
+        return dict(await self.request("POST", path, json=review_body(comment)))
+
+    async def reject_edit(
+        self, workspace_id: str, edit_id: str, comment: str | None = None
+    ) -> dict[str, Any]:
+        path = f"{WORKSPACES}/{workspace_id}/edits/{edit_id}/reject"
+        return dict(await self.request("POST", path, json=review_body(comment)))
+
+    async def apply_edit(
+        self, workspace_id: str, edit_id: str, *, allow_rebase: bool = False, fuzz: int = 0
+    ) -> dict[str, Any]:
+        """Write an APPROVED edit (``allow_rebase``: even if its files changed since,
+        when its diff still applies)."""
+        path = f"{WORKSPACES}/{workspace_id}/edits/{edit_id}/apply"
+        body = {"allow_rebase": allow_rebase, "fuzz": fuzz}
+        return dict(await self.request("POST", path, json=body))
+
+    async def revert_edit(
+        self, workspace_id: str, edit_id: str, title: str | None = None
+    ) -> dict[str, Any]:
+        """Revert an APPLIED edit; returns the revert (an edit of its own)."""
+        path = f"{WORKSPACES}/{workspace_id}/edits/{edit_id}/revert"
+        return dict(await self.request("POST", path, json={"title": title} if title else {}))
+
+    async def list_edit_sessions(self, workspace_id: str, **params: Any) -> dict[str, Any]:
+        """Edit sessions, newest first (``task_id``: the session of that task)."""
+        return dict(
+            await self.request("GET", f"{WORKSPACES}/{workspace_id}/sessions", params=params)
+        )
+
+    async def session_diff(self, workspace_id: str, session_id: str) -> str:
+        """What a session's applied edits changed, as one unified diff."""
+        path = f"{WORKSPACES}/{workspace_id}/sessions/{session_id}/diff"
+        return handle_text(await self._http.get(path, headers=auth_headers(self._token)))

@@ -6,9 +6,11 @@ before each ``\\n`` and applies byte for byte; a line marked ``\\ No newline at 
 of file`` has no ``\\n`` at all.
 
 Applying is strict: with ``fuzz=0`` each hunk's context and removed lines must
-be at the position its header states (hunks before it having been applied). With
-``fuzz=N`` a hunk may also be found at an offset, and up to N context lines at
-each of its edges may be ignored (as ``patch --fuzz``). All new contents are
+be at the position its header states (hunks before it having been applied; their
+offset carries over). Only when asked does a hunk move: ``offsets=True`` lets it
+match, context and all, at the nearest other position where it does (as ``git
+apply`` does); ``fuzz=N`` also lets it move, and ignores up to N context lines at
+each of its edges (as ``patch --fuzz``). All new contents are
 computed in memory first and written with one :class:`BulkWriter` write.
 Parsing lives in :mod:`ymera.code.patchparse`; its names are re-exported here.
 """
@@ -63,14 +65,23 @@ def split_nl(text: str) -> list[str]:
     return out
 
 
-def apply_hunks(text: str, hunks: Sequence[Hunk], *, fuzz: int = 0, path: str = "") -> str:
-    """``text`` with ``hunks`` applied; :class:`PatchFailed` naming the failing hunk."""
+def apply_hunks(
+    text: str, hunks: Sequence[Hunk], *, fuzz: int = 0, offsets: bool = False, path: str = ""
+) -> str:
+    """``text`` with ``hunks`` applied; :class:`PatchFailed` naming the failing hunk.
+
+    Strict by default: each hunk exactly where its header says (shifted by the
+    offset of the hunks before it). ``offsets``: a hunk that is not there may match,
+    every line of it, at the nearest position that does (the later on a tie), below
+    the previous hunk, except where git apply anchors it (see :func:`_positions`).
+    ``fuzz=N``: a hunk may move and drop up to N context lines at each edge.
+    """
     lines = split_nl(text)
     out: list[str] = []
     cursor = drift = 0
     for hunk in hunks:
         stated = hunk.position + drift
-        found = _locate(lines, hunk, stated, cursor, fuzz)
+        found = _locate(lines, hunk, stated, cursor, fuzz, offsets=offsets)
         if found is None:
             raise _failed(path, hunk, lines, max(stated, 0))
         at, head, tail = found
@@ -90,12 +101,17 @@ def apply_hunks(text: str, hunks: Sequence[Hunk], *, fuzz: int = 0, path: str = 
 
 
 def _locate(
-    lines: list[str], hunk: Hunk, stated: int, lo: int, fuzz: int
+    lines: list[str], hunk: Hunk, stated: int, lo: int, fuzz: int, *, offsets: bool
 ) -> tuple[int, int, int] | None:
+    """Where ``hunk`` applies: (index, context lines dropped at its head, at its tail)."""
     old = hunk.old_lines
-    tags = [tag for tag, _ in hunk.lines if tag != "+"]
-    lead = next((k for k, tag in enumerate(tags) if tag != " "), len(tags))
-    trail = next((k for k, tag in enumerate(reversed(tags)) if tag != " "), len(tags))
+    if fuzz == 0:
+        hi = len(lines) - len(old)
+        for at in _positions(hunk, stated, lo, hi, offsets=offsets):
+            if lines[at : at + len(old)] == old:
+                return at, 0, 0
+        return None
+    lead, trail = _context(hunk, with_added=False)
     tried: set[tuple[int, int]] = set()
     for trim in range(fuzz + 1):
         head = min(trim, lead)
@@ -104,19 +120,47 @@ def _locate(
             continue
         tried.add((head, tail))
         core = old[head : len(old) - tail]
-        for at in _candidates(stated + head, lo, len(lines) - len(core), search=fuzz > 0):
+        for at in _candidates(stated + head, lo, len(lines) - len(core)):
             if lines[at : at + len(core)] == core:
                 return at, head, tail
     return None
 
 
-def _candidates(want: int, lo: int, hi: int, *, search: bool) -> Iterator[int]:
+def _context(hunk: Hunk, *, with_added: bool) -> tuple[int, int]:
+    """How many context lines lead and trail the hunk's changes (its removed lines
+    only, unless ``with_added``)."""
+    tags = [tag for tag, _ in hunk.lines if with_added or tag != "+"]
+    lead = next((k for k, tag in enumerate(tags) if tag != " "), len(tags))
+    trail = next((k for k, tag in enumerate(reversed(tags)) if tag != " "), len(tags))
+    return lead, trail
+
+
+def _positions(hunk: Hunk, stated: int, lo: int, hi: int, *, offsets: bool) -> Iterator[int]:
+    """Where a hunk may match with every line: where it says; with ``offsets`` also
+    elsewhere, nearest first, unless git apply's anchors hold it: a hunk with no
+    context at all stays put, one starting at line 1 matches only at the top, and
+    one with context before its change but none after only at the end."""
+    lead, trail = _context(hunk, with_added=True)
+    if not offsets or not (lead or trail):
+        anchored = stated
+    elif hunk.old_start <= 1:
+        anchored = 0
+    elif trail == 0:
+        anchored = hi
+    else:
+        yield from _candidates(stated, lo, hi)
+        return
+    if lo <= anchored <= hi:
+        yield anchored
+
+
+def _candidates(want: int, lo: int, hi: int) -> Iterator[int]:
+    """``want``, then every position in ``lo..hi`` by distance from it, the later
+    first on a tie (as git apply and patch try them)."""
     if lo <= want <= hi:
         yield want
-    if not search:
-        return
     for delta in range(1, max(want - lo, hi - want) + 1):
-        for at in (want - delta, want + delta):
+        for at in (want + delta, want - delta):
             if lo <= at <= hi:
                 yield at
 
@@ -183,10 +227,14 @@ def apply_patch(
     *,
     dry_run: bool = False,
     fuzz: int = 0,
+    offsets: bool = False,
     journal_dir: Path | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ApplyReport:
     """Apply every hunk of every file of ``patch_text`` under ``root``, or nothing.
+
+    Strict unless asked: ``offsets`` lets hunks match exactly at a shifted position,
+    ``fuzz`` also lets them drop context (see :func:`apply_hunks`).
 
     ``journal_dir`` (for :class:`BulkWriter`) defaults to ``root/.ymera-journal``
     (hidden from views), removed again once empty. A service should pass its own
@@ -218,7 +266,7 @@ def apply_patch(
             raise refuse(fp, "the patch creates it but it already exists")
         if not fp.is_new and src.text is None:
             raise refuse(fp, "the file does not exist")
-        result = apply_hunks(src.text or "", fp.hunks, fuzz=fuzz, path=fp.path)
+        result = apply_hunks(src.text or "", fp.hunks, fuzz=fuzz, offsets=offsets, path=fp.path)
         counts = sum(h.added for h in fp.hunks), sum(h.removed for h in fp.hunks)
         if fp.is_deleted:
             if result:

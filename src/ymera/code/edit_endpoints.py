@@ -12,7 +12,7 @@ from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
 from ymera.code import edit_service, review, sessions
 from ymera.code.edits import summaries
-from ymera.code.endpoints import DIFF_RESPONSES, DiffResponse, Store
+from ymera.code.endpoints import DIFF_RESPONSES, DiffResponse, ReadCaller, Store, WriteCaller
 from ymera.code.schemas import (
     ApplyIn,
     BulkIn,
@@ -37,8 +37,6 @@ from ymera.state import DbSession, State
 
 router = APIRouter(prefix="/api/v1/workspaces/{workspace_id}", tags=["edits"])
 
-Read = Annotated[Principal, Depends(require(Permission.WORKSPACES_READ))]
-Write = Annotated[Principal, Depends(require(Permission.WORKSPACES_WRITE))]
 Review = Annotated[Principal, Depends(require(Permission.EDITS_REVIEW))]
 
 
@@ -49,7 +47,7 @@ async def run_editor_command(
     session: DbSession,
     state: State,
     store: Store,
-    principal: Write,
+    caller: WriteCaller,
 ) -> EditorOut:
     """The text-editor tool: `view`, `create`, `str_replace`, `insert`, `undo`.
 
@@ -59,14 +57,16 @@ async def run_editor_command(
     `empty_old_string`, `out_of_range` (422), `exists` (409), `outside_workspace` and
     `protected_path` (400), `binary` (415), `too_large` (413), `conflict` (409, with
     `details.current_hash`), `nothing_to_undo` (409). Encoding, line endings (CRLF
-    too), final newline and tabs are kept."""
+    too), final newline and tabs are kept. An agent's edits join its task's session,
+    and are proposed when the task's `workspace_mode` is `propose`."""
     result = await edit_service.editor(
         session,
         store=store,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         command=body,
         now=state.clock.now(),
+        grant=caller.grant,
     )
     return EditorOut(
         command=result.command,
@@ -86,7 +86,7 @@ async def apply_patch(
     session: DbSession,
     state: State,
     store: Store,
-    principal: Write,
+    caller: WriteCaller,
 ) -> PatchOut:
     """Apply a unified diff to the workspace, every file or none: strictly (each hunk
     where its header says) unless `fuzz` is given. `dry_run` checks and reports only;
@@ -95,10 +95,11 @@ async def apply_patch(
     result = await edit_service.patch(
         session,
         store=store,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         data=body,
         now=state.clock.now(),
+        grant=caller.grant,
     )
     report = result.report
     return PatchOut(
@@ -117,7 +118,7 @@ async def bulk_edit(
     session: DbSession,
     state: State,
     store: Store,
-    principal: Write,
+    caller: WriteCaller,
 ) -> BulkOut:
     """Many operations (`create`, `write`, `str_replace`, `insert`, `delete`) over many
     files, all or nothing: every operation is checked in memory first (a failure names
@@ -126,10 +127,11 @@ async def bulk_edit(
     result = await edit_service.bulk(
         session,
         store=store,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         data=body,
         now=state.clock.now(),
+        grant=caller.grant,
     )
     return BulkOut(
         dry_run=result.dry_run,
@@ -145,7 +147,7 @@ async def bulk_edit(
 async def list_edits(
     workspace_id: str,
     session: DbSession,
-    _: Read,
+    _: ReadCaller,
     status: Annotated[list[EditStatus] | None, Query(description="Repeatable.")] = None,
     session_id: Annotated[str | None, Query(max_length=36)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -166,7 +168,7 @@ async def list_edits(
 
 
 @router.get("/edits/{edit_id}", response_model=EditOut)
-async def get_edit(workspace_id: str, edit_id: str, session: DbSession, _: Read) -> EditOut:
+async def get_edit(workspace_id: str, edit_id: str, session: DbSession, _: ReadCaller) -> EditOut:
     """One edit with its diff and its analysis (the problems it introduced and fixed)."""
     edit = await edit_service.get_edit(session, workspace_id=workspace_id, edit_id=edit_id)
     return edit_out(edit)
@@ -174,7 +176,7 @@ async def get_edit(workspace_id: str, edit_id: str, session: DbSession, _: Read)
 
 @router.get("/edits/{edit_id}/diff", response_class=DiffResponse, responses=DIFF_RESPONSES)
 async def get_edit_diff(
-    workspace_id: str, edit_id: str, session: DbSession, _: Read
+    workspace_id: str, edit_id: str, session: DbSession, _: ReadCaller
 ) -> DiffResponse:
     """An edit as a unified diff that `git apply` accepts."""
     edit = await edit_service.get_edit(session, workspace_id=workspace_id, edit_id=edit_id)
@@ -234,7 +236,7 @@ async def apply_edit(
     session: DbSession,
     state: State,
     store: Store,
-    principal: Write,
+    caller: WriteCaller,
     body: ApplyIn | None = None,
 ) -> EditOut:
     """Write an APPROVED edit, all files or none. If a file changed since the edit was
@@ -244,7 +246,7 @@ async def apply_edit(
     edit = await review.apply_edit(
         session,
         store=store,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         edit_id=edit_id,
         allow_rebase=options.allow_rebase,
@@ -261,7 +263,7 @@ async def revert_edit(
     session: DbSession,
     state: State,
     store: Store,
-    principal: Write,
+    caller: WriteCaller,
     body: RevertIn | None = None,
 ) -> EditOut:
     """Revert an APPLIED edit by writing its files back (409 `conflict` if any changed
@@ -269,11 +271,12 @@ async def revert_edit(
     revert = await review.revert_edit(
         session,
         store=store,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         edit_id=edit_id,
         title=body.title if body else "",
         now=state.clock.now(),
+        grant=caller.grant,
     )
     return edit_out(revert)
 
@@ -283,12 +286,13 @@ async def revert_edit(
 
 @router.post("/sessions", response_model=SessionOut, status_code=201, tags=["edit sessions"])
 async def create_session(
-    workspace_id: str, body: SessionCreate, session: DbSession, state: State, principal: Write
+    workspace_id: str, body: SessionCreate, session: DbSession, state: State, caller: WriteCaller
 ) -> SessionOut:
-    """Open an edit session: edits made with its `session_id` are grouped under it."""
+    """Open an edit session: edits made with its `session_id` are grouped under it.
+    (An agent's edits go to its task's session, opened with its first edit.)"""
     es = await sessions.create_session(
         session,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         title=body.title,
         description=body.description,
@@ -301,13 +305,16 @@ async def create_session(
 async def list_sessions(
     workspace_id: str,
     session: DbSession,
-    _: Read,
+    _: ReadCaller,
+    task_id: Annotated[
+        str | None, Query(max_length=36, description="Only the session of this task.")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[SessionOut]:
     """A workspace's edit sessions, newest first."""
     page = await sessions.list_sessions(
-        session, workspace_id=workspace_id, cursor=cursor, limit=limit
+        session, workspace_id=workspace_id, task_id=task_id, cursor=cursor, limit=limit
     )
     return Page[SessionOut](
         items=[session_out(es) for es in page.items], next_cursor=page.next_cursor
@@ -316,7 +323,7 @@ async def list_sessions(
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["edit sessions"])
 async def get_session(
-    workspace_id: str, session_id: str, session: DbSession, _: Read
+    workspace_id: str, session_id: str, session: DbSession, _: ReadCaller
 ) -> SessionOut:
     """One edit session."""
     es = await sessions.get_session(session, workspace_id=workspace_id, session_id=session_id)
@@ -325,12 +332,12 @@ async def get_session(
 
 @router.post("/sessions/{session_id}/close", response_model=SessionOut, tags=["edit sessions"])
 async def close_session(
-    workspace_id: str, session_id: str, session: DbSession, state: State, principal: Write
+    workspace_id: str, session_id: str, session: DbSession, state: State, caller: WriteCaller
 ) -> SessionOut:
     """Close a session: no edit may join it any more (409 `session_closed`)."""
     es = await sessions.close_session(
         session,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         session_id=session_id,
         now=state.clock.now(),
@@ -345,7 +352,7 @@ async def close_session(
     tags=["edit sessions"],
 )
 async def get_session_diff(
-    workspace_id: str, session_id: str, session: DbSession, _: Read
+    workspace_id: str, session_id: str, session: DbSession, _: ReadCaller
 ) -> DiffResponse:
     """What the session's applied edits changed, as one unified diff (`git apply`
     accepts it): each file from before the first of them to after the last."""

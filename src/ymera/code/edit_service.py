@@ -14,17 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.auth.principal import Principal
-from ymera.code import diffs, ops, repository
+from ymera.code import diffs, ops, repository, sessions
+from ymera.code.access import TaskGrant
 from ymera.code.bulk import BulkWriter
 from ymera.code.edits import (
     EditNotFound,
     FileChange,
     check_open_session,
     content_hash,
+    edit_event,
     mark_reverted,
     record_edit,
     writes,
@@ -50,12 +53,13 @@ from ymera.code.schemas import (
     ViewCommand,
 )
 from ymera.code.service import Actor, actor_of, get_for_write, get_workspace, view_in
-from ymera.code.status import EditStatus
+from ymera.code.status import EditStatus, check_transition
 from ymera.code.storage import WorkspaceStore, file_hash, guard, reachable
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.code import Edit, Workspace
 
 S = EditStatus
+M = TypeVar("M", bound=EditMeta | UndoCommand)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,29 @@ def _check_hashes(root: Path, expected: dict[str, str] | None) -> None:
             )
 
 
+async def _for_task(
+    session: AsyncSession,
+    ws: Workspace,
+    grant: TaskGrant | None,
+    actor: Actor,
+    meta: M,
+    now: datetime,
+) -> M:
+    """``meta`` as the change records it: for an agent acting for a task, in the
+    task's session, and proposed when the task's mode is "propose"."""
+    if grant is None:
+        await check_open_session(session, ws, meta.session_id)
+        return meta
+    session_id = await sessions.task_session(
+        session, ws=ws, grant=grant, actor=actor, requested=meta.session_id, now=now
+    )
+    if isinstance(meta, EditMeta):
+        return meta.model_copy(
+            update={"session_id": session_id, "propose": meta.propose or grant.propose}
+        )
+    return meta.model_copy(update={"session_id": session_id})
+
+
 # --- the text-editor operations ------------------------------------------------------------
 
 
@@ -110,8 +137,12 @@ async def editor(
     workspace_id: str,
     command: EditorCommand,
     now: datetime,
+    grant: TaskGrant | None = None,
 ) -> EditorResult:
-    """Run one text-editor command (view, create, str_replace, insert, undo)."""
+    """Run one text-editor command (view, create, str_replace, insert, undo).
+
+    ``grant``: the task an agent acts for (its edits join the task's session, and
+    are proposed in a "propose" task, where ``undo`` withdraws its last proposal)."""
     if isinstance(command, ViewCommand):
         ws = await get_workspace(session, workspace_id=workspace_id)
         result = await view_in(store, ws, command.path, command.view_range)
@@ -125,8 +156,12 @@ async def editor(
         )
     ws = await get_for_write(session, workspace_id=workspace_id)
     actor = await actor_of(session, principal)
-    await check_open_session(session, ws, command.session_id)
+    command = await _for_task(session, ws, grant, actor, command, now)
     if isinstance(command, UndoCommand):
+        if grant is not None and grant.propose:
+            return await _withdraw(
+                session, store=store, ws=ws, actor=actor, command=command, now=now
+            )
         return await _undo(session, store=store, ws=ws, actor=actor, command=command, now=now)
     root = store.existing_root(ws.id)
     max_bytes = store.settings.max_file_bytes
@@ -272,6 +307,44 @@ async def _undo(
     )
 
 
+async def _withdraw(
+    session: AsyncSession,
+    *,
+    store: WorkspaceStore,
+    ws: Workspace,
+    actor: Actor,
+    command: UndoCommand,
+    now: datetime,
+) -> EditorResult:
+    """Undo for an agent whose changes are proposals: its latest editor operation on
+    the file still PROPOSED in its task's session is withdrawn (REJECTED)."""
+    root = store.existing_root(ws.id)
+    target, key = await asyncio.to_thread(guard, root, command.path)
+    assert command.session_id is not None
+    edit = await repository.last_proposal(
+        session, ws.id, session_id=command.session_id, author_id=actor.id, path=key
+    )
+    if edit is None:
+        raise NothingToUndo(
+            f"No proposed edit of {command.path} to withdraw", details={"path": command.path}
+        )
+    check_transition(S(edit.status), S.REJECTED)
+    comment = "withdrawn by its author (undo)"
+    edit.status = S.REJECTED.value
+    edit.reviewed_at = now
+    edit.reviewed_by = actor.principal_id
+    edit.review_comment = comment
+    edit.updated_at = now
+    edit_event(session, edit, "rejected", actor.principal_id, comment=comment)
+    return EditorResult(
+        "undo",
+        command.path,
+        f"Withdrew proposed edit #{edit.number}; nothing was written.",
+        await asyncio.to_thread(file_hash, target),
+        edit=edit,
+    )
+
+
 # --- patches and bulk edits ---------------------------------------------------------------
 
 
@@ -283,12 +356,13 @@ async def patch(
     workspace_id: str,
     data: PatchIn,
     now: datetime,
+    grant: TaskGrant | None = None,
 ) -> PatchResult:
     """Apply a unified diff strictly and all-or-nothing (or check it: ``dry_run``;
-    or record it for review: ``propose``)."""
+    or record it for review: ``propose``, always in a "propose" task's ``grant``)."""
     ws = await get_for_write(session, workspace_id=workspace_id)
     actor = await actor_of(session, principal)
-    await check_open_session(session, ws, data.session_id)
+    data = await _for_task(session, ws, None if data.dry_run else grant, actor, data, now)
     root = store.existing_root(ws.id)
     write = not (data.dry_run or data.propose)
 
@@ -350,12 +424,14 @@ async def bulk(
     workspace_id: str,
     data: BulkIn,
     now: datetime,
+    grant: TaskGrant | None = None,
 ) -> BulkResult:
     """Many operations over many files: all checked in memory first, then written in
-    one journaled all-or-nothing write (or only checked, or only proposed)."""
+    one journaled all-or-nothing write (or only checked, or only proposed: always in
+    a "propose" task's ``grant``)."""
     ws = await get_for_write(session, workspace_id=workspace_id)
     actor = await actor_of(session, principal)
-    await check_open_session(session, ws, data.session_id)
+    data = await _for_task(session, ws, None if data.dry_run else grant, actor, data, now)
     root = store.existing_root(ws.id)
     write = not (data.dry_run or data.propose)
 

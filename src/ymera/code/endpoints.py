@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
 from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.code import service
+from ymera.code import access, service
+from ymera.code.access import TASK_HEADER, TaskGrant
 from ymera.code.schemas import (
     MAX_PATH,
     AnalysisOut,
@@ -35,6 +36,52 @@ router = APIRouter(prefix="/api/v1/workspaces", tags=["workspaces"])
 
 Read = Annotated[Principal, Depends(require(Permission.WORKSPACES_READ))]
 Write = Annotated[Principal, Depends(require(Permission.WORKSPACES_WRITE))]
+TaskHeader = Annotated[
+    str | None,
+    Header(
+        alias=TASK_HEADER,
+        max_length=36,
+        description="For agents: the task they act for, which must carry this workspace "
+        "(default: the one assigned last). Ignored for users.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls a workspace's route, and, for an agent, the task it acts for."""
+
+    principal: Principal
+    grant: TaskGrant | None
+
+
+async def _caller(
+    session: DbSession, principal: Principal, workspace_id: str, task: str | None
+) -> Caller:
+    grant = await access.grant_for(
+        session, principal=principal, workspace_id=workspace_id, task_id=task
+    )
+    return Caller(principal, grant)
+
+
+async def _reader(
+    workspace_id: str, session: DbSession, principal: Read, task: TaskHeader = None
+) -> Caller:
+    """workspaces:read, and for an agent a task it holds on this workspace (403
+    ``workspace_not_assigned`` otherwise)."""
+    return await _caller(session, principal, workspace_id, task)
+
+
+async def _writer(
+    workspace_id: str, session: DbSession, principal: Write, task: TaskHeader = None
+) -> Caller:
+    """workspaces:write, and for an agent a task it holds on this workspace (403
+    ``workspace_not_assigned`` otherwise)."""
+    return await _caller(session, principal, workspace_id, task)
+
+
+ReadCaller = Annotated[Caller, Depends(_reader)]
+WriteCaller = Annotated[Caller, Depends(_writer)]
 
 # The archive route accepts bodies up to this; the real limit is the setting
 # YMERA_CODE__MAX_UPLOAD_BYTES, enforced while the body streams in.
@@ -149,37 +196,38 @@ async def create_workspace_from_archive(
 @router.get("", response_model=Page[WorkspaceOut])
 async def list_workspaces(
     session: DbSession,
-    _: Read,
+    principal: Read,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[WorkspaceOut]:
-    """List workspaces, newest first, with cursor pagination."""
-    page = await service.list_workspaces(session, cursor=cursor, limit=limit)
+    """List workspaces, newest first, with cursor pagination (an agent: those of the
+    tasks it holds)."""
+    page = await service.list_workspaces(session, principal=principal, cursor=cursor, limit=limit)
     return Page[WorkspaceOut](
         items=[workspace_out(ws) for ws in page.items], next_cursor=page.next_cursor
     )
 
 
 @router.get("/{workspace_id}", response_model=WorkspaceOut)
-async def get_workspace(workspace_id: str, session: DbSession, _: Read) -> WorkspaceOut:
+async def get_workspace(workspace_id: str, session: DbSession, _: ReadCaller) -> WorkspaceOut:
     """Get one workspace."""
     return workspace_out(await service.get_workspace(session, workspace_id=workspace_id))
 
 
 @router.delete("/{workspace_id}", status_code=204)
 async def delete_workspace(
-    workspace_id: str, session: DbSession, store: Store, principal: Write
+    workspace_id: str, session: DbSession, store: Store, caller: WriteCaller
 ) -> Response:
     """Delete a workspace with its files, edits and sessions (its owner or an admin)."""
     await service.delete_workspace(
-        session, store=store, principal=principal, workspace_id=workspace_id
+        session, store=store, principal=caller.principal, workspace_id=workspace_id
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{workspace_id}/tree", response_model=TreeOut)
 async def get_tree(
-    workspace_id: str, session: DbSession, store: Store, _: Read, path: PathQuery = ""
+    workspace_id: str, session: DbSession, store: Store, _: ReadCaller, path: PathQuery = ""
 ) -> TreeOut:
     """Every file, directory and symlink below `path` (the root by default), files with
     their size and sha256; `.git` is left out, symlinks are listed but not followed.
@@ -198,7 +246,7 @@ async def view_file(
     workspace_id: str,
     session: DbSession,
     store: Store,
-    _: Read,
+    _: ReadCaller,
     path: PathQuery = "",
     start: Annotated[int | None, Query(ge=1, le=100_000_000)] = None,
     end: Annotated[int | None, Query(ge=-1, le=100_000_000)] = None,
@@ -224,7 +272,7 @@ async def analyze_workspace(
     workspace_id: str,
     session: DbSession,
     store: Store,
-    _: Read,
+    _: ReadCaller,
     path: Annotated[
         list[str] | None,
         Query(max_length=MAX_PATH, description="Repeatable; default: every known file."),
@@ -244,7 +292,9 @@ async def analyze_workspace(
 
 
 @router.get("/{workspace_id}/git/status", response_model=GitStatusOut, tags=["git"])
-async def git_status(workspace_id: str, session: DbSession, store: Store, _: Read) -> GitStatusOut:
+async def git_status(
+    workspace_id: str, session: DbSession, store: Store, _: ReadCaller
+) -> GitStatusOut:
     """A git workspace's branch, HEAD and changed files (409 `not_a_git_workspace`)."""
     result = await service.git_status(session, store=store, workspace_id=workspace_id)
     return GitStatusOut(
@@ -261,7 +311,9 @@ async def git_status(workspace_id: str, session: DbSession, store: Store, _: Rea
     responses=DIFF_RESPONSES,
     tags=["git"],
 )
-async def git_diff(workspace_id: str, session: DbSession, store: Store, _: Read) -> DiffResponse:
+async def git_diff(
+    workspace_id: str, session: DbSession, store: Store, _: ReadCaller
+) -> DiffResponse:
     """Every uncommitted change of a git workspace, untracked files included, as one
     patch (`git apply` accepts it)."""
     text = await service.git_diff(session, store=store, workspace_id=workspace_id)
@@ -270,7 +322,7 @@ async def git_diff(workspace_id: str, session: DbSession, store: Store, _: Read)
 
 @router.post("/{workspace_id}/git/commit", response_model=CommitOut, tags=["git"])
 async def git_commit(
-    workspace_id: str, body: CommitIn, session: DbSession, store: Store, principal: Write
+    workspace_id: str, body: CommitIn, session: DbSession, store: Store, caller: WriteCaller
 ) -> CommitOut:
     """Commit the workspace's changes, or only the files of `edit_ids` (APPLIED edits),
     with `message` and an author (default: the caller). Hooks never run. The committed
@@ -278,12 +330,13 @@ async def git_commit(
     result = await service.commit(
         session,
         store=store,
-        principal=principal,
+        principal=caller.principal,
         workspace_id=workspace_id,
         message=body.message,
         author_name=body.author_name,
         author_email=body.author_email,
         edit_ids=body.edit_ids,
+        grant=caller.grant,
     )
     return CommitOut(
         sha=result.sha,

@@ -32,6 +32,7 @@ class EditorCode(StrEnum):
     INVALID_PATCH = "invalid_patch"
     INVALID_CHANGE = "invalid_change"
     NOTHING_TO_UNDO = "nothing_to_undo"
+    INVALID_TEXT = "invalid_text"
 
 
 class EditorError(YmeraError):
@@ -127,6 +128,13 @@ class Unencodable(EditorError):
 
     status_code = 422
     code = EditorCode.UNENCODABLE
+
+
+class InvalidText(EditorError):
+    """The text holds a lone surrogate code point (U+D800-U+DFFF): no encoding writes it."""
+
+    status_code = 422
+    code = EditorCode.INVALID_TEXT
 
 
 class EditConflict(EditorError):

@@ -6,15 +6,10 @@ changes exactly what it says and keeps encoding, line endings, final newline and
 tabs. Every path is confined to the workspace by :func:`resolve_inside`; every
 write is atomic.
 
-Line endings:
-
-- Lines are numbered over every line break (CRLF, LF, CR).
-- ``str_replace`` matches the exact text. One convenience: when the file uses
-  CRLF throughout and the caller's ``old`` holds no ``\\r``, each bare ``\\n`` of
-  ``old`` and ``new`` is taken to mean CRLF (agents usually send LF-only text).
-  In a file with mixed endings nothing is translated.
-- ``insert`` writes the inserted text with the file's (dominant) line ending; its
-  text forms whole lines (a single trailing newline does not add a blank line).
+The rules (exact matching, the CRLF convenience of ``str_replace``, whole-line
+inserts, refused input) live in :mod:`ymera.code.edit_rules`, shared with the
+in-memory :mod:`ymera.code.planner`; this module reads the file, applies the rule
+and writes the result.
 
 Each mutating operation returns an :class:`EditResult` (hashes, texts and bytes
 before and after, and a git-style diff) so callers can keep undo history
@@ -24,45 +19,27 @@ before and after, and a git-style diff) so callers can keep undo history
 from __future__ import annotations
 
 import os
-import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ymera.code import edit_rules as rules
 from ymera.code.diffs import make_patch
-from ymera.code.errors import (
-    AlreadyExists,
-    Ambiguous,
-    EditConflict,
-    EditorError,
-    EmptyOldString,
-    NoOp,
-    NotAFile,
-    NothingToUndo,
-    OldStringNotFound,
-    OutOfRange,
-    TooLarge,
-)
+from ymera.code.errors import AlreadyExists, EditorError, NotAFile, NothingToUndo, OutOfRange
 from ymera.code.paths import relative_key, resolve_inside
 from ymera.code.textfile import (
     DEFAULT_MAX_BYTES,
     TextFile,
     atomic_create,
     atomic_write,
-    count_line_breaks,
     decode_bytes,
-    dominant_newline,
     read_text_file,
     sha256_hex,
     split_lines,
     strip_ending,
-    to_newline,
-    uniform_newline,
 )
-
-_BARE_LF = re.compile(r"(?<!\r)\n")
 
 
 @dataclass(frozen=True)
@@ -149,11 +126,11 @@ def _listing(directory: Path, depth: int = 2, prefix: str = "") -> list[str]:
 
 def create(root: Path, path: str, text: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> EditResult:
     """Create a new UTF-8 file (parents too); never overwrites (:class:`AlreadyExists`)."""
+    rules.check_text(text, field="file_text")
     target = resolve_inside(root, path)
     if os.path.lexists(target):
         raise AlreadyExists(f"{path} already exists", details={"path": path})
-    data = text.encode("utf-8", "surrogateescape")
-    _check_size(path, data, max_bytes)
+    data = rules.new_file(text, path=path, max_bytes=max_bytes).data
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
@@ -173,42 +150,10 @@ def str_replace(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> EditResult:
     """Replace the one occurrence of ``old`` with ``new``."""
-    if not old.strip():
-        raise EmptyOldString("old_str must hold at least one non-whitespace character")
-    if old == new:
-        raise NoOp("old_str and new_str are the same; nothing would change")
+    rules.check_replace(old, new)
     target, tf = _read(root, path, expected_hash, max_bytes)
-    text = tf.text
-    if uniform_newline(text) == "\r\n" and "\r" not in old:
-        old, new = old.replace("\n", "\r\n"), _BARE_LF.sub("\r\n", new)
-        if old == new:
-            raise NoOp("old_str and new_str are the same; nothing would change")
-    found = _occurrences(text, old)
-    if not found:
-        raise OldStringNotFound(
-            f"old_str does not occur in {path} (it must match exactly, whitespace included)",
-            details={"path": path},
-        )
-    if len(found) > 1:
-        lines = [count_line_breaks(text[:at]) + 1 for at in found]
-        raise Ambiguous(
-            f"old_str occurs {len(found)} times in {path} (lines "
-            f"{', '.join(map(str, lines))}); include more context to make it unique",
-            lines=lines,
-            path=path,
-        )
-    at = found[0]
-    return _write(target, path, tf, text[:at] + new + text[at + len(old) :], max_bytes)
-
-
-def _occurrences(text: str, needle: str) -> list[int]:
-    """Every start of ``needle`` in ``text``, overlapping ones included."""
-    found: list[int] = []
-    at = text.find(needle)
-    while at != -1:
-        found.append(at)
-        at = text.find(needle, at + 1)
-    return found
+    after = rules.str_replace(tf, old, new, path=path, max_bytes=max_bytes)
+    return _write(target, path, tf, after)
 
 
 def insert(
@@ -221,23 +166,10 @@ def insert(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> EditResult:
     """Insert ``text`` as whole lines after line ``insert_line`` (0 = at the top)."""
+    rules.check_text(text, field="insert_text")
     target, tf = _read(root, path, expected_hash, max_bytes)
-    lines = split_lines(tf.text)
-    if not 0 <= insert_line <= len(lines):
-        raise OutOfRange(
-            f"insert_line {insert_line} must be between 0 and {len(lines)}",
-            details={"insert_line": insert_line, "total_lines": len(lines)},
-        )
-    newline = dominant_newline(tf.text)
-    block = to_newline(text, newline)
-    if not block.endswith(newline):
-        block += newline
-    if lines and insert_line == len(lines) and lines[-1] == strip_ending(lines[-1]):
-        # After a last line without newline: keep the file without a final newline.
-        after = tf.text + newline + block[: -len(newline)]
-    else:
-        after = "".join(lines[:insert_line]) + block + "".join(lines[insert_line:])
-    return _write(target, path, tf, after, max_bytes)
+    after = rules.insert(tf, insert_line, text, path=path, max_bytes=max_bytes)
+    return _write(target, path, tf, after)
 
 
 def _read(
@@ -245,28 +177,13 @@ def _read(
 ) -> tuple[Path, TextFile]:
     target = resolve_inside(root, path)
     tf = read_text_file(target, max_bytes=max_bytes, name=path)
-    if expected_hash is not None and expected_hash != tf.sha256:
-        raise EditConflict(
-            f"{path} changed since it was read; view it again",
-            current_hash=tf.sha256,
-            path=path,
-        )
+    rules.check_expected_hash(tf, expected_hash, path=path)
     return target, tf
 
 
-def _check_size(path: str, data: bytes, max_bytes: int) -> None:
-    if len(data) > max_bytes:
-        raise TooLarge(
-            f"{path} would be {len(data)} bytes; the limit is {max_bytes}",
-            details={"path": path, "size": len(data), "limit": max_bytes},
-        )
-
-
-def _write(target: Path, path: str, tf: TextFile, after: str, max_bytes: int) -> EditResult:
-    data = tf.encode(after)
-    _check_size(path, data, max_bytes)
-    atomic_write(target, data)
-    return _result(path, tf.data, data)
+def _write(target: Path, path: str, before: TextFile, after: TextFile) -> EditResult:
+    atomic_write(target, after.data)
+    return _result(path, before.data, after.data)
 
 
 def _text(data: bytes | None) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,14 +16,34 @@ async def get_workspace(
 ) -> Workspace | None:
     stmt = select(Workspace).where(Workspace.id == workspace_id)
     if for_update:
-        stmt = stmt.with_for_update()
+        # FOR NO KEY UPDATE on PostgreSQL: writers to a workspace take turns, while
+        # inserting a task that references it (a KEY SHARE lock) never waits for one.
+        stmt = stmt.with_for_update(key_share=True)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def existing_workspace_ids(session: AsyncSession, ids: Collection[str]) -> set[str]:
+    """Which of ``ids`` are workspaces; each found one is locked FOR KEY SHARE (on
+    PostgreSQL) until commit, so it cannot be deleted before rows referring to it
+    are inserted."""
+    stmt = (
+        select(Workspace.id)
+        .where(Workspace.id.in_(list(ids)))
+        .with_for_update(read=True, key_share=True)
+    )
+    return set((await session.execute(stmt)).scalars().all())
+
+
 async def list_workspaces(
-    session: AsyncSession, *, before_id: str | None, limit: int
+    session: AsyncSession,
+    *,
+    before_id: str | None,
+    limit: int,
+    only: Collection[str] | None = None,
 ) -> Sequence[Workspace]:
     stmt = select(Workspace)
+    if only is not None:
+        stmt = stmt.where(Workspace.id.in_(list(only)))
     if before_id is not None:
         stmt = stmt.where(Workspace.id < before_id)
     stmt = stmt.order_by(Workspace.id.desc()).limit(limit)
@@ -46,10 +66,26 @@ async def get_session(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def get_task_session(
+    session: AsyncSession, workspace_id: str, task_id: str
+) -> EditSession | None:
+    stmt = select(EditSession).where(
+        EditSession.task_id == task_id, EditSession.workspace_id == workspace_id
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def list_sessions(
-    session: AsyncSession, workspace_id: str, *, before_id: str | None, limit: int
+    session: AsyncSession,
+    workspace_id: str,
+    *,
+    before_id: str | None,
+    limit: int,
+    task_id: str | None = None,
 ) -> Sequence[EditSession]:
     stmt = select(EditSession).where(EditSession.workspace_id == workspace_id)
+    if task_id is not None:
+        stmt = stmt.where(EditSession.task_id == task_id)
     if before_id is not None:
         stmt = stmt.where(EditSession.id < before_id)
     stmt = stmt.order_by(EditSession.id.desc()).limit(limit)
@@ -133,6 +169,33 @@ async def last_undoable(session: AsyncSession, workspace_id: str, path: str) -> 
         )
         .order_by(Edit.applied_seq.desc())
         .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def last_proposal(
+    session: AsyncSession,
+    workspace_id: str,
+    *,
+    session_id: str,
+    author_id: str,
+    path: str,
+) -> Edit | None:
+    """An author's most recent editor operation on ``path`` still PROPOSED in a session."""
+    stmt = (
+        select(Edit)
+        .join(EditFile, EditFile.edit_id == Edit.id)
+        .where(
+            Edit.workspace_id == workspace_id,
+            Edit.session_id == session_id,
+            Edit.status == "PROPOSED",
+            Edit.source == "operation",
+            Edit.author_id == author_id,
+            EditFile.path == path,
+        )
+        .order_by(Edit.number.desc())
+        .limit(1)
+        .with_for_update(of=Edit)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 

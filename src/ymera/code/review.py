@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
 from ymera.code import diffs, repository
+from ymera.code.access import TaskGrant, refuse_direct_write
 from ymera.code.bulk import BulkWriter
 from ymera.code.edits import (
     FileChange,
@@ -197,9 +198,12 @@ async def revert_edit(
     edit_id: str,
     title: str,
     now: datetime,
+    grant: TaskGrant | None = None,
 ) -> Edit:
     """Undo an APPLIED edit's changes (409 ``conflict`` if its files changed since);
-    the edit becomes REVERTED and the revert is recorded as an edit of its own."""
+    the edit becomes REVERTED and the revert is recorded as an edit of its own. An
+    agent in a "propose" task may not (its changes go through review)."""
+    refuse_direct_write(grant, "revert edits")
     ws = await get_for_write(session, workspace_id=workspace_id)
     edit = await edit_for_write(session, ws, edit_id)
     check_transition(S(edit.status), S.REVERTED)

@@ -496,6 +496,9 @@ class SessionOut(BaseModel):
     description: str
     status: Literal["OPEN", "CLOSED"]
     created_by: Principal
+    task_id: str | None = Field(
+        default=None, description="The task whose agent's edits this session groups."
+    )
     closed_at: datetime | None
     created_at: datetime
 
@@ -625,6 +628,7 @@ def session_out(es: EditSession) -> SessionOut:
         description=es.description,
         status=es.status,
         created_by=Principal(type=es.created_by_type, id=es.created_by_id),
+        task_id=es.task_id,
         closed_at=es.closed_at,
         created_at=es.created_at,
     )

@@ -12,7 +12,7 @@ import contextlib
 import secrets
 import shutil
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,12 @@ from ymera.agents import service as agents_service
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
 from ymera.code import analysis, git, ops, repository
+from ymera.code.access import (
+    TaskGrant,
+    assigned_workspace_ids,
+    refuse_agent,
+    refuse_direct_write,
+)
 from ymera.code.archive import ArchiveLimits, ExtractResult, extract_archive
 from ymera.code.schemas import EmptyWorkspaceCreate, GitWorkspaceCreate
 from ymera.code.status import EditStatus
@@ -103,6 +109,12 @@ async def get_for_write(session: AsyncSession, *, workspace_id: str) -> Workspac
     return ws
 
 
+async def existing_workspace_ids(session: AsyncSession, *, ids: Collection[str]) -> set[str]:
+    """Which of ``ids`` are workspaces (for tasks that carry one); they stay until
+    the caller's transaction ends."""
+    return await repository.existing_workspace_ids(session, ids)
+
+
 # --- create, list, delete --------------------------------------------------------------------
 
 
@@ -173,6 +185,7 @@ async def create_workspace(
     now: datetime,
 ) -> Workspace:
     """An empty workspace (optionally ``git init``), or a clone of a local repository."""
+    refuse_agent(principal, "create workspaces")
     settings = store.settings
     source = ref = None
     if isinstance(data, GitWorkspaceCreate):
@@ -227,6 +240,7 @@ async def create_from_archive(
     any parsing); the archive is unpacked all-or-nothing. A ``.git`` directory in
     the archive is dropped: its configuration could run commands.
     """
+    refuse_agent(principal, "create workspaces")
     settings = store.settings
     limit = settings.max_upload_bytes
     if declared_size is not None and declared_size > limit:
@@ -296,11 +310,17 @@ async def _receive(body: AsyncIterator[bytes], dest: Path, limit: int) -> None:
 
 
 async def list_workspaces(
-    session: AsyncSession, *, cursor: str | None, limit: int
+    session: AsyncSession, *, principal: Principal, cursor: str | None, limit: int
 ) -> Slice[Workspace]:
+    """Newest first; an agent sees only the workspaces of the tasks it holds."""
+    only = None
+    if principal.kind == "agent":
+        only = await assigned_workspace_ids(session, principal=principal)
     after = decode_cursor(cursor)
     before_id = str(after["id"]) if after and "id" in after else None
-    rows = list(await repository.list_workspaces(session, before_id=before_id, limit=limit + 1))
+    rows = list(
+        await repository.list_workspaces(session, before_id=before_id, limit=limit + 1, only=only)
+    )
     next_cursor = encode_cursor({"id": rows[limit - 1].id}) if len(rows) > limit else None
     return Slice(rows[:limit], next_cursor)
 
@@ -309,6 +329,7 @@ async def delete_workspace(
     session: AsyncSession, *, store: WorkspaceStore, principal: Principal, workspace_id: str
 ) -> None:
     """Delete a workspace, its edits and its files (its owner, or an admin)."""
+    refuse_agent(principal, "delete workspaces")
     ws = await get_for_write(session, workspace_id=workspace_id)
     if ws.owner_id != principal.user_id and not principal.can(Permission.SYSTEM_ADMIN):
         raise Forbidden("Only the workspace's owner or an admin may delete it", code="not_owner")
@@ -424,9 +445,12 @@ async def commit(
     author_name: str | None,
     author_email: str | None,
     edit_ids: list[str] | None,
+    grant: TaskGrant | None = None,
 ) -> CommitResult:
     """Commit the workspace's changes (or only the files of ``edit_ids``, which must
-    be APPLIED) with ``message`` and an author (default: the caller). Hooks never run."""
+    be APPLIED) with ``message`` and an author (default: the caller). Hooks never run.
+    An agent in a "propose" task may not."""
+    refuse_direct_write(grant, "commit")
     ws = await get_for_write(session, workspace_id=workspace_id)
     root = _git_root(store, ws)
     actor = await actor_of(session, principal)

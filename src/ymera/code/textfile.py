@@ -26,7 +26,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ymera.code.errors import BinaryFile, FileNotFound, NotAFile, TooLarge, Unencodable
+from ymera.code.errors import (
+    BinaryFile,
+    FileNotFound,
+    InvalidText,
+    NotAFile,
+    TooLarge,
+    Unencodable,
+)
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 SNIFF_BYTES = 8 * 1024
@@ -112,10 +119,18 @@ def _binary(path: str, why: str) -> BinaryFile:
 
 
 def encode_text(text: str, encoding: str = "utf-8", bom: bytes = b"") -> bytes:
+    """``bom`` and ``text`` in ``encoding``: :class:`InvalidText` for a lone surrogate
+    (no encoding writes one), :class:`Unencodable` for a character ``encoding`` lacks."""
     try:
         return bom + text.encode(encoding)
     except UnicodeEncodeError as exc:
         bad = text[exc.start : exc.end]
+        if all("\ud800" <= ch <= "\udfff" for ch in bad):
+            raise InvalidText(
+                f"The text holds the lone surrogate U+{ord(bad[0]):04X} at offset {exc.start}, "
+                "which no encoding can write",
+                details={"offset": exc.start},
+            ) from exc
         raise Unencodable(
             f"The text holds {bad!r}, which {encoding} cannot encode",
             details={"encoding": encoding, "character": bad},
@@ -127,7 +142,8 @@ def read_text_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, name: str 
     shown = name or path.name
     try:
         st = path.stat()
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        # NotADirectoryError: a parent is a file ("a.txt/x"), so no such file either.
         raise FileNotFound(f"No such file: {shown}", details={"path": shown}) from exc
     if stat.S_ISDIR(st.st_mode):
         raise NotAFile(f"{shown} is a directory", details={"path": shown})
@@ -209,8 +225,10 @@ def temp_name(target: Path, tag: str = "") -> Path:
     return target.with_name(f".{target.name}.{tag or secrets.token_hex(6)}.tmp")
 
 
-def write_new_file(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Create ``path`` (which must not exist) with ``data`` and fsync it.
+def write_new_file(path: Path, data: bytes, *, mode: int | None = None, sync: bool = True) -> None:
+    """Create ``path`` (which must not exist) with ``data`` and fsync it (unless
+    ``sync`` is False: the caller makes it durable, e.g. with one ``os.sync()``
+    for many files).
 
     Without ``mode`` the process umask applies, as for any new file.
     """
@@ -221,7 +239,8 @@ def write_new_file(path: Path, data: bytes, *, mode: int | None = None) -> None:
             out.flush()
         if mode is not None:
             os.fchmod(fd, mode)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -60,6 +60,10 @@ class EditSession(IdMixin, TimestampMixin, Base):
     created_by_type: Mapped[str] = mapped_column(String(10))  # user | agent
     created_by_id: Mapped[str] = mapped_column(String(36))
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The task whose agent's edits this session groups (one session per task). No
+    # foreign key: tasks are never deleted, and a key would lock the task's row
+    # for as long as the edit's transaction runs (analysis included).
+    task_id: Mapped[str | None] = mapped_column(String(36), default=None, unique=True, index=True)
 
 
 class Edit(IdMixin, TimestampMixin, Base):

@@ -68,6 +68,12 @@ class Task(Base):
     idempotency_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str] = mapped_column(String(80))
     workflow_step_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
+    # A code task: the workspace its agent may edit, and whether the agent's edits
+    # are written at once ("apply") or proposed for review ("propose").
+    workspace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="SET NULL"), default=None, index=True
+    )
+    workspace_mode: Mapped[str | None] = mapped_column(String(10), default=None)
 
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)

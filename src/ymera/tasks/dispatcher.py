@@ -48,6 +48,8 @@ def assign_frame(assignment: service.Assignment) -> dict[str, Any]:
         "deadline": task.deadline.isoformat() if task.deadline else None,
         "timeout": task.timeout_seconds,
         "priority": task.priority,
+        "workspace_id": task.workspace_id,
+        "workspace_mode": task.workspace_mode,
     }
 
 

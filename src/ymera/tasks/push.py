@@ -271,6 +271,8 @@ class Pusher:
             "file_ids": task.file_ids,
             "deadline": task.deadline.isoformat() if task.deadline else None,
             "timeout": task.timeout_seconds,
+            "workspace_id": task.workspace_id,
+            "workspace_mode": task.workspace_mode,
             "callback_url": f"/api/v1/tasks/{task.id}/callback",
             "callback_token": callback_token(self.state, ref),
         }

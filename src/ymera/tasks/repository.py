@@ -261,6 +261,8 @@ _CLAIM_COLUMNS = (
     _T.c.timeout_seconds,
     _T.c.attempt,
     _T.c.workflow_step_id,
+    _T.c.workspace_id,
+    _T.c.workspace_mode,
 )
 
 
@@ -320,3 +322,35 @@ async def active_for_agent(session: AsyncSession, agent_id: str) -> Sequence[Tas
         .with_for_update()
     )
     return (await session.execute(stmt)).scalars().all()
+
+
+_HELD = ("ASSIGNED", "RUNNING")
+
+
+async def held_with_workspace(
+    session: AsyncSession, *, agent_id: str, workspace_id: str, task_id: str | None
+) -> Any:
+    """(id, type, workspace_mode) of the task the agent holds on the workspace
+    (``task_id``, or the one assigned last), or None."""
+    stmt = select(_T.c.id, _T.c.type, _T.c.workspace_mode).where(
+        _T.c.agent_id == agent_id,
+        _T.c.status.in_(_HELD),
+        _T.c.workspace_id == workspace_id,
+    )
+    if task_id is not None:
+        stmt = stmt.where(_T.c.id == task_id)
+    stmt = stmt.order_by(_T.c.assigned_at.desc(), _T.c.id.desc()).limit(1)
+    return (await session.execute(stmt)).first()
+
+
+async def held_workspace_ids(session: AsyncSession, *, agent_id: str) -> list[str]:
+    stmt = (
+        select(_T.c.workspace_id)
+        .where(
+            _T.c.agent_id == agent_id,
+            _T.c.status.in_(_HELD),
+            _T.c.workspace_id.is_not(None),
+        )
+        .distinct()
+    )
+    return [str(w) for w in (await session.execute(stmt)).scalars().all()]

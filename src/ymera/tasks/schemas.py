@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ymera.tasks.status import TaskStatus
 
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
+WorkspaceMode = Literal["apply", "propose"]
 
 
 class RetryPolicy(BaseModel):
@@ -33,6 +34,18 @@ class TaskCreate(BaseModel):
     preferred_agents: list[str] = Field(default_factory=list, max_length=50)
     excluded_agents: list[str] = Field(default_factory=list, max_length=50)
     workflow_step_id: str | None = Field(default=None, max_length=36)
+    workspace_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=36,
+        description="A workspace the agent may edit while it holds the task (a code task; "
+        "the submitter needs workspaces:read). Unknown: 422 `unknown_workspace`.",
+    )
+    workspace_mode: WorkspaceMode = Field(
+        default="propose",
+        description="With a workspace: `propose` records the agent's edits as PROPOSED, for "
+        "a person to approve and apply; `apply` writes them at once (recorded, revertible).",
+    )
 
     @field_validator("deadline")
     @classmethod
@@ -70,6 +83,8 @@ class TaskOut(BaseModel):
     progress_message: str | None
     feedback_score: float | None
     workflow_step_id: str | None
+    workspace_id: str | None
+    workspace_mode: WorkspaceMode | None = Field(description="Null for a task without a workspace.")
     idempotency_key: str | None
     created_by: str
     created_at: datetime

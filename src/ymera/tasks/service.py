@@ -25,7 +25,8 @@ from ymera.agents import metrics as agent_metrics
 from ymera.agents import service as agents_service
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.errors import Conflict, NotFound, Unprocessable
+from ymera.code import service as code_service
+from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
@@ -57,6 +58,14 @@ class IdempotencyConflict(Conflict):
     code = "idempotency_key_reused"
 
 
+class UnknownWorkspace(Unprocessable):
+    code = "unknown_workspace"
+
+
+class WorkspaceNotReadable(Forbidden):
+    code = "missing_permission"
+
+
 class StaleLease(Conflict):
     """A report from an attempt that is no longer current; harmless, refused."""
 
@@ -84,6 +93,17 @@ class ClaimedTask:
     attempt: int
     lease_token: str
     workflow_step_id: str | None = None
+    workspace_id: str | None = None
+    workspace_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldWorkspaceTask:
+    """A task an agent holds that carries a workspace."""
+
+    id: str
+    type: str
+    workspace_mode: str
 
 
 @dataclass(frozen=True)
@@ -223,6 +243,7 @@ async def submit(
             return list(live), False
         if existing:  # expired: free the key for this request
             await repository.clear_idempotency(session, [t.id for t in existing])
+    await _check_workspaces(session, principal, specs)
     rows: list[dict[str, Any]] = []
     for spec in specs:
         if len(json.dumps(spec.input, default=str)) > MAX_INPUT_BYTES:
@@ -257,6 +278,8 @@ async def submit(
                 ),
                 "created_by": principal.user_id,
                 "workflow_step_id": spec.workflow_step_id,
+                "workspace_id": spec.workspace_id,
+                "workspace_mode": spec.workspace_mode if spec.workspace_id is not None else None,
                 "created_at": now,
                 "updated_at": now,
                 **_UNSET_AT_SUBMIT,
@@ -288,6 +311,29 @@ async def submit(
         )
     # The rows are what was inserted: no need to read them back.
     return records, True
+
+
+async def _check_workspaces(
+    session: AsyncSession, principal: Principal, specs: Sequence[TaskCreate]
+) -> None:
+    """Every workspace the specs carry exists and the submitter may read it (one
+    query per submission, only when some spec carries one). Raised before anything
+    is written, so a group commit refuses this submission alone."""
+    wanted = {spec.workspace_id for spec in specs if spec.workspace_id is not None}
+    if not wanted:
+        return
+    if not principal.can(Permission.WORKSPACES_READ):
+        raise WorkspaceNotReadable(
+            "A task with a workspace_id needs the workspaces:read permission",
+            permission=Permission.WORKSPACES_READ.value,
+        )
+    missing = sorted(wanted - await code_service.existing_workspace_ids(session, ids=wanted))
+    if missing:
+        raise UnknownWorkspace(
+            f"workspace_id {missing[0]!r} names no workspace; create one first "
+            "(POST /api/v1/workspaces)",
+            workspace_ids=missing[:10],
+        )
 
 
 async def get_task(session: AsyncSession, *, principal: Principal, task_id: str) -> Task:
@@ -526,6 +572,8 @@ async def claim(
             attempt=row.attempt + 1,
             lease_token=secrets.token_hex(8),
             workflow_step_id=row.workflow_step_id,
+            workspace_id=row.workspace_id,
+            workspace_mode=row.workspace_mode if row.workspace_id else None,
         )
         updates.append(
             {
@@ -773,6 +821,27 @@ async def fail_past_deadline(
         if agent_id:
             await agents_service.release_capacity(session, agent_id=agent_id, count=1)
     return tasks
+
+
+# --- code tasks --------------------------------------------------------------------------
+
+
+async def held_workspace_task(
+    session: AsyncSession, *, agent_id: str, workspace_id: str, task_id: str | None
+) -> HeldWorkspaceTask | None:
+    """The task (``task_id``, or the one assigned last) that ``agent_id`` holds now
+    (ASSIGNED or RUNNING) and that carries ``workspace_id``; None if there is none."""
+    row = await repository.held_with_workspace(
+        session, agent_id=agent_id, workspace_id=workspace_id, task_id=task_id
+    )
+    if row is None:
+        return None
+    return HeldWorkspaceTask(row.id, row.type, row.workspace_mode or "propose")
+
+
+async def held_workspace_ids(session: AsyncSession, *, agent_id: str) -> list[str]:
+    """The workspaces of the tasks ``agent_id`` holds now."""
+    return await repository.held_workspace_ids(session, agent_id=agent_id)
 
 
 def is_terminal(task: Task) -> bool:

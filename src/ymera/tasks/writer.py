@@ -8,8 +8,9 @@ commit instead of hundreds, and each caller is answered only once its write is
 committed. The tasks a batch's reports touch are locked and loaded with one
 query; new tasks are inserted with one multi-row INSERT; agents' load moves
 once per agent. When idle an item is applied at once (a batch of one). An item
-refused by its fence (a stale attempt) fails alone; if the whole transaction
-fails, the batch is replayed one item per transaction.
+refused by its fence (a stale attempt), or a submission naming an unknown
+workspace, fails alone; if the whole transaction fails, the batch is replayed
+one item per transaction.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from ymera.agents import service as agents_service
 from ymera.errors import YmeraError
 from ymera.state import AppState
 from ymera.tasks import repository
-from ymera.tasks.service import StaleLease, TaskNotFound
+from ymera.tasks.service import StaleLease, TaskNotFound, UnknownWorkspace, WorkspaceNotReadable
+
+# Refusals raised before their item wrote anything: they fail that item alone.
+_REFUSALS = (StaleLease, TaskNotFound, UnknownWorkspace, WorkspaceNotReadable)
 
 log = structlog.get_logger("ymera.reports")
 
@@ -107,7 +111,7 @@ class TaskWriter:
                 for item in ordered:
                     try:
                         outcomes.append((item, await item.op(session), None))
-                    except (StaleLease, TaskNotFound) as exc:
+                    except _REFUSALS as exc:
                         outcomes.append((item, None, exc))
                 await repository.save_rows(session)
                 if claim and dispatcher is not None and any(i.creates_work for i in batch):

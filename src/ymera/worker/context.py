@@ -11,11 +11,19 @@ from typing import Any
 
 import httpx
 
+from ymera.worker.workspace import TaskWorkspace
+
 
 @dataclass
 class TaskContext:
     """The running task. Methods are plain calls (no ``await``), safe from async
-    handlers and from sync handlers running in a thread."""
+    handlers and from sync handlers running in a thread; ``download`` and the
+    methods of ``workspace`` are coroutines.
+
+    ``workspace``: for a code task (one submitted with a ``workspace_id``), the
+    workspace its handler edits (:class:`~ymera.worker.TaskWorkspace`); None
+    otherwise.
+    """
 
     task_id: str
     attempt: int
@@ -31,6 +39,20 @@ class TaskContext:
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
     _http: tuple[str, str] = field(default=("", ""), repr=False)
     _chunks: int = field(default=0, repr=False)
+    workspace_id: str | None = None
+    workspace_mode: str | None = None
+    workspace: TaskWorkspace | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.workspace_id:
+            base, key = self._http
+            self.workspace = TaskWorkspace(
+                url=base,
+                api_key=key,
+                task_id=self.task_id,
+                workspace_id=self.workspace_id,
+                mode=self.workspace_mode or "propose",
+            )
 
     @property
     def ids(self) -> dict[str, Any]:

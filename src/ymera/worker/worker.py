@@ -335,6 +335,8 @@ class Worker:
             _emit=self._emit,
             _loop=loop,
             _http=(self.url, self.api_key),
+            workspace_id=frame.get("workspace_id"),
+            workspace_mode=frame.get("workspace_mode"),
         )
         handler = self.handlers.get(ctx.task_type)
         if handler is None or self._draining:
@@ -394,3 +396,6 @@ class Worker:
             )
         finally:
             self._running.pop(ctx.task_id, None)
+            if ctx.workspace is not None:
+                with contextlib.suppress(Exception):
+                    await ctx.workspace.aclose()
