@@ -246,6 +246,12 @@ class CodeSettings(BaseModel):
         gt=1,
         description="Highest ratio of unpacked bytes to archive bytes (zip bombs), past 1 MiB.",
     )
+    undo_depth: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="How many of a file's latest editor operations `undo` can take back.",
+    )
     max_tree_entries: int = Field(
         default=20_000, ge=1, description="Most entries one file-tree listing returns."
     )

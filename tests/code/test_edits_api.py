@@ -218,6 +218,36 @@ async def test_undo_restores_step_by_step_and_survives_a_restart(harness: AppHar
     assert body["details"]["current_hash"] == sha(b"changed elsewhere\n")
 
 
+async def test_undo_reaches_back_only_as_deep_as_its_history(harness: AppHarness) -> None:
+    """`YMERA_CODE__UNDO_DEPTH` edits of a file can be taken back, no more."""
+    ws_id, root = await workspace_with(harness, {"f.txt": b"v0\n"})
+    for i in range(3):
+        await ok_editor(
+            harness,
+            ws_id,
+            command="str_replace",
+            path="f.txt",
+            old_str=f"v{i}",
+            new_str=f"v{i + 1}",
+        )
+    headers = await harness.headers(Role.DEVELOPER)
+    async with another_app(harness, undo_depth=2) as client:
+
+        async def undo() -> Any:
+            return await client.post(
+                f"/api/v1/workspaces/{ws_id}/editor",
+                json={"command": "undo", "path": "f.txt"},
+                headers=headers,
+            )
+
+        assert (await undo()).status_code == 200
+        assert (await undo()).status_code == 200
+        assert (root / "f.txt").read_bytes() == b"v1\n"
+        body = problem(await undo(), 409, "nothing_to_undo")
+        assert body["details"]["depth"] == 2
+    assert (root / "f.txt").read_bytes() == b"v1\n"
+
+
 PATCH = """\
 diff --git a/a.txt b/a.txt
 --- a/a.txt

@@ -259,9 +259,14 @@ async def _undo(
     still applied; that edit becomes REVERTED and the undo is an edit of its own."""
     root = store.existing_root(ws.id)
     _, key = await asyncio.to_thread(guard, root, command.path)
-    last = await repository.last_undoable(session, ws.id, key)
+    depth = store.settings.undo_depth
+    last = await repository.last_undoable(session, ws.id, key, depth=depth)
     if last is None:
-        raise NothingToUndo(f"No edit of {command.path} to undo", details={"path": command.path})
+        raise NothingToUndo(
+            f"No edit of {command.path} to undo (the history keeps its last {depth} "
+            "editor operations)",
+            details={"path": command.path, "depth": depth},
+        )
     (ef,) = [f for f in await repository.edit_files(session, [last.id]) if f.path == key]
 
     def run() -> FileChange:

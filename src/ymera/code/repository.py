@@ -156,21 +156,29 @@ async def set_commit(session: AsyncSession, edit_ids: Sequence[str], sha: str) -
         )
 
 
-async def last_undoable(session: AsyncSession, workspace_id: str, path: str) -> Edit | None:
-    """The most recently applied editor operation on ``path`` that is still applied."""
+async def last_undoable(
+    session: AsyncSession, workspace_id: str, path: str, *, depth: int
+) -> Edit | None:
+    """The latest editor operation on ``path`` that is still applied, among the
+    ``depth`` latest applied ones (the file's undo history; older ones, and those
+    already undone, are out of reach)."""
     stmt = (
         select(Edit)
         .join(EditFile, EditFile.edit_id == Edit.id)
         .where(
             Edit.workspace_id == workspace_id,
-            Edit.status == "APPLIED",
+            Edit.status.in_(("APPLIED", "REVERTED")),
             Edit.source == "operation",
+            Edit.applied_seq.is_not(None),
             EditFile.path == path,
         )
         .order_by(Edit.applied_seq.desc())
-        .limit(1)
+        .limit(depth)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    for edit in (await session.execute(stmt)).scalars():
+        if edit.status == "APPLIED":
+            return edit
+    return None
 
 
 async def last_proposal(
