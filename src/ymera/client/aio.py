@@ -234,7 +234,7 @@ class AsyncClient:
     async def list_events(self, **params: Any) -> dict[str, Any]:
         return dict(await self.request("GET", "/api/v1/events", params=params))
 
-    # workspaces (code editor: docs/code.md)
+    # workspaces (code editor: docs/code-editor.md)
     async def create_workspace(self, name: str, **fields: Any) -> dict[str, Any]:
         """Create an empty workspace (``init_git=True``: a git repository), or a clone of
         a local repository (``source="git", git_path=...``)."""
