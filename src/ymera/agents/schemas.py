@@ -10,6 +10,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -17,6 +18,29 @@ from ymera.agents.status import AgentStatus
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 CAPABILITY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
+
+
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+
+# An http(s) URL. The schema states the scheme and a host that parses (the
+# validator refuses other schemes, and hosts whose last label is numeric but not
+# an IPv4 address), so a client generating from the schema sends acceptable URLs.
+EndpointUrl = Annotated[
+    AnyHttpUrl,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "uri",
+            "minLength": 1,
+            "maxLength": 2083,
+            "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"
+            + f"([A-Za-z0-9]([A-Za-z0-9.-]{{0,60}}[A-Za-z])?|{_OCTET}(\\.{_OCTET}){{3}})"
+            + f"(:{_PORT})?"
+            + r"(/[A-Za-z0-9._~/%-]*)?(\?[A-Za-z0-9=&._~%-]*)?$",
+        }
+    ),
+]
 
 
 class AgentType(StrEnum):
@@ -66,7 +90,7 @@ class AgentCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
     connection_mode: ConnectionMode = ConnectionMode.WORKER
-    endpoint_url: AnyHttpUrl | None = Field(
+    endpoint_url: EndpointUrl | None = Field(
         default=None, description="Required for http and a2a agents."
     )
     learning_mode: LearningMode | None = Field(
@@ -88,7 +112,7 @@ class AgentUpdate(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     tags: list[Tag] | None = Field(default=None, max_length=50)
     metadata: dict[str, Any] | None = None
-    endpoint_url: AnyHttpUrl | None = None
+    endpoint_url: EndpointUrl | None = None
     learning_mode: LearningMode | None = None
 
     _caps = field_validator("capabilities")(_unique_capabilities)
