@@ -1,0 +1,1 @@
+"""Files domain: uploads, downloads and the blob storage behind them."""
