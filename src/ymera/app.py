@@ -31,6 +31,7 @@ from ymera.db import migrate
 from ymera.db.database import Database
 from ymera.errors import COMMON_RESPONSES, PROBLEM_SCHEMA, install_handlers
 from ymera.events.endpoints import router as events_router
+from ymera.files.endpoints import router as files_router
 from ymera.kit.clock import Clock, SystemClock
 from ymera.middleware import RequestContextMiddleware, drain_signal
 from ymera.monitoring.endpoints import router as monitoring_router
@@ -56,6 +57,7 @@ API_ROUTERS = (
     events_router,
     workspaces_router,
     edits_router,
+    files_router,
 )
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 

@@ -277,6 +277,22 @@ class CodeSettings(BaseModel):
         return [Path(p).resolve() for p in parts if p]
 
 
+class FilesSettings(BaseModel):
+    """The Files API (`/api/v1/files`): uploads kept in blob storage."""
+
+    storage_url: str = Field(
+        default="",
+        description="Where file bodies are stored: empty = local disk under "
+        "`<data_dir>/files`; `file:///abs/path`; or `s3://bucket/prefix?endpoint_url=...` "
+        "(credentials from the AWS_* environment variables).",
+    )
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024,
+        ge=1,
+        description="Largest upload, bytes (larger: 413 `file_too_large`, nothing kept).",
+    )
+
+
 class LogSettings(BaseModel):
     # Both the alias (YMERA_LOG__JSON) and the field name (json_format) are accepted.
     model_config = ConfigDict(populate_by_name=True)
@@ -326,6 +342,7 @@ class Settings(BaseSettings):
     push: PushSettings = PushSettings()
     agents: AgentSettings = AgentSettings()
     code: CodeSettings = CodeSettings()
+    files: FilesSettings = FilesSettings()
     log: LogSettings = LogSettings()
 
     @cached_property

@@ -5,6 +5,7 @@ from ymera.models.agents import Agent, AgentCapability, AgentTag
 from ymera.models.auth import ApiKey, RefreshToken, User
 from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
+from ymera.models.files import File
 from ymera.models.tasks import Task
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "EditSession",
     "Event",
     "EventSequencer",
+    "File",
     "RefreshToken",
     "Task",
     "User",

@@ -1,0 +1,190 @@
+"""`/api/v1/files`: upload, list, inspect, download (with ranges) and delete files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from ymera.auth.dependencies import require
+from ymera.auth.permissions import Permission
+from ymera.auth.principal import Principal
+from ymera.errors import PROBLEM_JSON
+from ymera.files import service
+from ymera.files.rules import content_disposition
+from ymera.files.schemas import FileOut
+from ymera.files.storage import BlobStorage, storage_from_url
+from ymera.kit.pagination import Page
+from ymera.state import DbSession, State
+
+router = APIRouter(prefix="/api/v1/files", tags=["files"])
+
+Read = Annotated[Principal, Depends(require(Permission.FILES_READ))]
+Write = Annotated[Principal, Depends(require(Permission.FILES_WRITE))]
+
+# The route accepts bodies up to this; the real limit is the setting
+# YMERA_FILES__MAX_UPLOAD_BYTES, enforced while the body streams in.
+UPLOAD_CEILING = 1 << 40
+MAX_TTL = 10 * 365 * 24 * 3600
+Tag = Annotated[str, Query(pattern=r"^[A-Za-z0-9._:-]{1,50}$")]
+
+
+async def get_storage(state: State) -> BlobStorage:
+    """The file bodies' storage (made on first use from `YMERA_FILES__STORAGE_URL`)."""
+    storage = state.extras.get("files")
+    if storage is None:
+        settings = state.settings
+        storage = storage_from_url(settings.files.storage_url, settings.data_dir)
+        state.extras["files"] = storage
+    assert isinstance(storage, BlobStorage)
+    return storage
+
+
+Storage = Annotated[BlobStorage, Depends(get_storage)]
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+CONTENT_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The whole file.", "content": {"*/*": _BINARY}},
+    206: {
+        "description": "The requested byte range (see `Content-Range`).",
+        "content": {"*/*": _BINARY},
+    },
+    416: {
+        "description": "The range selects no byte (`Content-Range: bytes */<size>`).",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    },
+}
+
+
+@router.post(
+    "",
+    response_model=FileOut,
+    status_code=201,
+    max_body_size=UPLOAD_CEILING,
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "description": "The file's bytes, as is (not multipart); none: an empty file.",
+            "content": {"application/octet-stream": _BINARY},
+        }
+    },
+)
+async def upload_file(
+    request: Request,
+    session: DbSession,
+    state: State,
+    storage: Storage,
+    principal: Write,
+    name: Annotated[str, Query(max_length=1024, description="Sanitised to a base name.")],
+    ttl_seconds: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_TTL, description="Make it temporary: served for this many seconds."),
+    ] = None,
+    tag: Annotated[list[Tag] | None, Query(max_length=20, description="Tags (repeat).")] = None,
+) -> FileOut:
+    """Upload a file: the raw request body, streamed to storage.
+
+    Over `YMERA_FILES__MAX_UPLOAD_BYTES` (by `Content-Length` or while reading): 413
+    `file_too_large` with nothing kept. The content type is sniffed from the first
+    bytes (the request's `Content-Type` is ignored); the name keeps only its last
+    path segment, without control characters, at most 255 characters."""
+    length = request.headers.get("content-length")
+    file = await service.upload(
+        session,
+        storage=storage,
+        principal=principal,
+        name=name,
+        body=request.stream(),
+        declared_size=int(length) if length and length.isdigit() else None,
+        limit=state.settings.files.max_upload_bytes,
+        ttl_seconds=ttl_seconds,
+        tags=tag or [],
+        now=state.clock.now(),
+    )
+    return FileOut.model_validate(file)
+
+
+@router.get("", response_model=Page[FileOut])
+async def list_files(
+    session: DbSession,
+    state: State,
+    principal: Read,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[FileOut]:
+    """List files, newest first, with cursor pagination: the caller's own (admins and
+    operators: everyone's). Expired temporary files are left out."""
+    page = await service.list_files(
+        session, principal=principal, cursor=cursor, limit=limit, now=state.clock.now()
+    )
+    return Page[FileOut](
+        items=[FileOut.model_validate(f) for f in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{file_id}", response_model=FileOut)
+async def get_file(file_id: str, session: DbSession, state: State, principal: Read) -> FileOut:
+    """A file's metadata."""
+    file = await service.get_file(
+        session, principal=principal, file_id=file_id, now=state.clock.now()
+    )
+    return FileOut.model_validate(file)
+
+
+@router.delete("/{file_id}", status_code=204)
+async def delete_file(
+    file_id: str,
+    session: DbSession,
+    state: State,
+    storage: Storage,
+    principal: Write,
+    background: BackgroundTasks,
+) -> Response:
+    """Delete a file and its body (its owner or an admin)."""
+    file = await service.delete_file(
+        session, principal=principal, file_id=file_id, now=state.clock.now()
+    )
+    # Runs after the response, so after the deletion is committed.
+    background.add_task(storage.delete, file.storage_key)
+    return Response(status_code=204)
+
+
+@router.get("/{file_id}/content", response_class=StreamingResponse, responses=CONTENT_RESPONSES)
+async def download_file(
+    file_id: str,
+    session: DbSession,
+    state: State,
+    storage: Storage,
+    principal: Read,
+    range_header: Annotated[
+        str | None,
+        Header(alias="Range", max_length=200, description="One range: `bytes=a-b`, `a-`, `-n`."),
+    ] = None,
+) -> StreamingResponse:
+    """Download a file's body, with its stored content type, `ETag` (the sha256) and
+    a `Content-Disposition: attachment` naming it (RFC 6266). A single byte range
+    answers 206 with `Content-Range`; a range past the end 416; a malformed or
+    multiple range is ignored (200, the whole file)."""
+    dl = await service.open_content(
+        session,
+        storage=storage,
+        principal=principal,
+        file_id=file_id,
+        range_header=range_header,
+        now=state.clock.now(),
+    )
+    headers = {
+        "Content-Length": str(dl.end - dl.start),
+        "ETag": f'"{dl.file.sha256}"',
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(dl.file.name),
+    }
+    if dl.partial:
+        headers["Content-Range"] = f"bytes {dl.start}-{dl.end - 1}/{dl.file.size}"
+    return StreamingResponse(
+        dl.chunks,
+        status_code=206 if dl.partial else 200,
+        media_type=dl.file.content_type,
+        headers=headers,
+    )

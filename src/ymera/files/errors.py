@@ -1,0 +1,26 @@
+"""Typed errors of the Files API."""
+
+from __future__ import annotations
+
+from ymera.errors import NotFound, YmeraError
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+
+
+class FileTooLarge(YmeraError):
+    status_code = 413
+    code = "file_too_large"
+
+
+class RangeNotSatisfiable(YmeraError):
+    status_code = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"The range selects no byte of the file ({size} bytes)",
+            headers={"Content-Range": f"bytes */{size}"},
+            size=size,
+        )

@@ -1,0 +1,51 @@
+"""Queries of the Files API (no rules)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ymera.models.files import File
+
+
+def _live(now: datetime) -> ColumnElement[bool]:
+    return or_(File.expires_at.is_(None), File.expires_at > now)
+
+
+async def add(session: AsyncSession, file: File) -> None:
+    session.add(file)
+    await session.flush()
+
+
+async def get(
+    session: AsyncSession, file_id: str, *, now: datetime, for_update: bool = False
+) -> File | None:
+    stmt = select(File).where(File.id == file_id, _live(now))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_files(
+    session: AsyncSession,
+    *,
+    owner_id: str | None,
+    before_id: str | None,
+    now: datetime,
+    limit: int,
+) -> Sequence[File]:
+    """Newest first (ids sort by creation); `owner_id` None: everyone's."""
+    stmt = select(File).where(_live(now))
+    if owner_id is not None:
+        stmt = stmt.where(File.owner_id == owner_id)
+    if before_id is not None:
+        stmt = stmt.where(File.id < before_id)
+    stmt = stmt.order_by(File.id.desc()).limit(limit)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def remove(session: AsyncSession, file_id: str) -> None:
+    await session.execute(delete(File).where(File.id == file_id))
