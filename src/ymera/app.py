@@ -37,6 +37,7 @@ from ymera.middleware import RequestContextMiddleware, drain_signal
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
 from ymera.runtime.agent_probe import agent_metrics_loop, agent_probe_loop
+from ymera.runtime.file_loops import FILE_LOOPS
 from ymera.runtime.health_monitor import health_monitor_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
 from ymera.runtime.task_loops import TASK_LOOPS
@@ -155,7 +156,7 @@ def create_app(
             await _bootstrap(state, on_admin_created)
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
         default_loops = (*default_loops, agent_probe_loop, agent_metrics_loop)
-        default_loops = (*default_loops, principal_cache_loop)
+        default_loops = (*default_loops, principal_cache_loop, *FILE_LOOPS)
         runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
         grace = settings.server.graceful_shutdown_seconds

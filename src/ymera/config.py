@@ -291,6 +291,21 @@ class FilesSettings(BaseModel):
         ge=1,
         description="Largest upload, bytes (larger: 413 `file_too_large`, nothing kept).",
     )
+    quota_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=0,
+        description="Bytes each owner may keep in unexpired files (over: 413 `quota_exceeded`).",
+    )
+    quota_files: int = Field(
+        default=10_000,
+        ge=0,
+        description="Unexpired files each owner may keep (over: 429 `too_many_files`).",
+    )
+    sweep_interval: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds between passes deleting expired temporary files and their bodies.",
+    )
 
 
 class LogSettings(BaseModel):

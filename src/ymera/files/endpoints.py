@@ -14,7 +14,7 @@ from ymera.errors import PROBLEM_JSON
 from ymera.files import service
 from ymera.files.rules import content_disposition
 from ymera.files.schemas import FileOut
-from ymera.files.storage import BlobStorage, storage_from_url
+from ymera.files.storage import BlobStorage
 from ymera.kit.pagination import Page
 from ymera.state import DbSession, State
 
@@ -32,13 +32,7 @@ Tag = Annotated[str, Query(pattern=r"^[A-Za-z0-9._:-]{1,50}$")]
 
 async def get_storage(state: State) -> BlobStorage:
     """The file bodies' storage (made on first use from `YMERA_FILES__STORAGE_URL`)."""
-    storage = state.extras.get("files")
-    if storage is None:
-        settings = state.settings
-        storage = storage_from_url(settings.files.storage_url, settings.data_dir)
-        state.extras["files"] = storage
-    assert isinstance(storage, BlobStorage)
-    return storage
+    return service.storage_of(state)
 
 
 Storage = Annotated[BlobStorage, Depends(get_storage)]
@@ -86,7 +80,9 @@ async def upload_file(
     """Upload a file: the raw request body, streamed to storage.
 
     Over `YMERA_FILES__MAX_UPLOAD_BYTES` (by `Content-Length` or while reading): 413
-    `file_too_large` with nothing kept. The content type is sniffed from the first
+    `file_too_large` with nothing kept. Per owner, unexpired files may not exceed
+    `YMERA_FILES__QUOTA_BYTES` (413 `quota_exceeded`, nothing kept) nor
+    `YMERA_FILES__QUOTA_FILES` (429 `too_many_files`). The content type is sniffed from the first
     bytes (the request's `Content-Type` is ignored); the name keeps only its last
     path segment, without control characters, at most 255 characters."""
     length = request.headers.get("content-length")
@@ -98,6 +94,10 @@ async def upload_file(
         body=request.stream(),
         declared_size=int(length) if length and length.isdigit() else None,
         limit=state.settings.files.max_upload_bytes,
+        quota=service.Quota(
+            max_bytes=state.settings.files.quota_bytes,
+            max_files=state.settings.files.quota_files,
+        ),
         ttl_seconds=ttl_seconds,
         tags=tag or [],
         now=state.clock.now(),

@@ -14,6 +14,16 @@ class FileTooLarge(YmeraError):
     code = "file_too_large"
 
 
+class QuotaExceeded(YmeraError):
+    status_code = 413
+    code = "quota_exceeded"
+
+
+class TooManyFiles(YmeraError):
+    status_code = 429
+    code = "too_many_files"
+
+
 class RangeNotSatisfiable(YmeraError):
     status_code = 416
     code = "range_not_satisfiable"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, or_, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.files import File
@@ -49,3 +49,38 @@ async def list_files(
 
 async def remove(session: AsyncSession, file_id: str) -> None:
     await session.execute(delete(File).where(File.id == file_id))
+
+
+async def usage(session: AsyncSession, owner_id: str, *, now: datetime) -> tuple[int, int]:
+    """An owner's unexpired files: how many, and their total size in bytes."""
+    stmt = select(func.count(), func.coalesce(func.sum(File.size), 0)).where(
+        File.owner_id == owner_id, _live(now)
+    )
+    count, size = (await session.execute(stmt)).one()
+    return int(count), int(size)
+
+
+async def lock_expired(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[File]:
+    """Up to `limit` expired files, locked (SKIP LOCKED on PostgreSQL, so replicas
+    sweeping at once take different rows)."""
+    stmt = (
+        select(File)
+        .where(File.expires_at.is_not(None), File.expires_at <= now)
+        .order_by(File.expires_at, File.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def remove_expired(session: AsyncSession, file_ids: list[str], *, now: datetime) -> set[str]:
+    """Delete those of `file_ids` that are still there and expired; their ids."""
+    if not file_ids:
+        return set()
+    stmt = (
+        delete(File)
+        .where(File.id.in_(file_ids), File.expires_at <= now)
+        .returning(File.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set((await session.execute(stmt)).scalars().all())

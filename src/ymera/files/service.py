@@ -9,9 +9,10 @@ blob is stored; a refused or failed upload leaves no blob behind.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,12 +21,40 @@ from ymera.auth.principal import Principal
 from ymera.errors import Forbidden
 from ymera.events.outbox import record_event
 from ymera.files import repository
-from ymera.files.errors import FileNotFound, FileTooLarge, RangeNotSatisfiable
+from ymera.files.errors import (
+    FileNotFound,
+    FileTooLarge,
+    QuotaExceeded,
+    RangeNotSatisfiable,
+    TooManyFiles,
+)
 from ymera.files.rules import SNIFF_BYTES, Unsatisfiable, parse_range, sanitise_name, sniff
-from ymera.files.storage import BlobNotFound, BlobStorage
+from ymera.files.storage import BlobNotFound, BlobStorage, storage_from_url
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.files import File
+
+if TYPE_CHECKING:
+    from ymera.state import AppState
+
+
+def storage_of(state: AppState) -> BlobStorage:
+    """The file bodies' storage (made on first use from `YMERA_FILES__STORAGE_URL`)."""
+    storage = state.extras.get("files")
+    if storage is None:
+        settings = state.settings
+        storage = storage_from_url(settings.files.storage_url, settings.data_dir)
+        state.extras["files"] = storage
+    assert isinstance(storage, BlobStorage)
+    return storage
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What one owner may keep in unexpired files."""
+
+    max_bytes: int
+    max_files: int
 
 
 def owner_of(principal: Principal) -> str:
@@ -52,12 +81,31 @@ def _too_large(limit: int) -> FileTooLarge:
     return FileTooLarge(f"The file is larger than the limit of {limit} bytes", limit=limit)
 
 
-class _Metered:
-    """Passes a body through, refusing it past `limit` bytes and keeping its head."""
+def _over_quota(quota: Quota, used: int, size: int, *, at_least: bool = False) -> QuotaExceeded:
+    needs = f"at least {size}" if at_least else str(size)
+    return QuotaExceeded(
+        f"The owner's quota of {quota.max_bytes} bytes would be exceeded: "
+        f"{used} bytes in use, the file needs {needs}",
+        quota_bytes=quota.max_bytes,
+        used_bytes=used,
+    )
 
-    def __init__(self, body: AsyncIterator[bytes], limit: int) -> None:
+
+class _Metered:
+    """Passes a body through, refusing it past `limit` bytes (or past `room`, the
+    owner's remaining quota) and keeping its head."""
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        limit: int,
+        room: int,
+        over_quota: Callable[[int], Exception],
+    ) -> None:
         self.body = body
         self.limit = limit
+        self.room = room
+        self.over_quota = over_quota
         self.received = 0
         self.head = b""
 
@@ -66,6 +114,8 @@ class _Metered:
             self.received += len(chunk)
             if self.received > self.limit:
                 raise _too_large(self.limit)
+            if self.received > self.room:
+                raise self.over_quota(self.received)
             if len(self.head) < SNIFF_BYTES:
                 self.head += chunk[: SNIFF_BYTES - len(self.head)]
             yield chunk
@@ -80,20 +130,44 @@ async def upload(
     body: AsyncIterator[bytes],
     declared_size: int | None,
     limit: int,
+    quota: Quota,
     ttl_seconds: int | None,
     tags: list[str],
     now: datetime,
 ) -> File:
-    """Store a body and its metadata; 413 `file_too_large` past `limit` bytes."""
+    """Store a body and its metadata; 413 `file_too_large` past `limit` bytes.
+
+    The owner's unexpired files may not exceed `quota`: more files, 429
+    `too_many_files`; more bytes, 413 `quota_exceeded` (checked on the declared
+    length before reading, while reading, and on the real size once stored)."""
     if declared_size is not None and declared_size > limit:
         raise _too_large(limit)
+    owner_id = owner_of(principal)
+    count, used = await repository.usage(session, owner_id, now=now)
+    if count + 1 > quota.max_files:
+        raise TooManyFiles(
+            f"The owner's quota of {quota.max_files} files would be exceeded: {count} files kept",
+            quota_files=quota.max_files,
+            used_files=count,
+        )
+    if declared_size is not None and used + declared_size > quota.max_bytes:
+        raise _over_quota(quota, used, declared_size)
     file_id = new_id()
-    metered = _Metered(body, limit)
+    metered = _Metered(
+        body,
+        limit,
+        room=quota.max_bytes - used,
+        over_quota=lambda size: _over_quota(quota, used, size, at_least=True),
+    )
     try:
         blob = await storage.put(file_id, metered.chunks())
+        # Again with the real size, counting what was committed meanwhile.
+        count, used = await repository.usage(session, owner_id, now=now)
+        if used + blob.size > quota.max_bytes:
+            raise _over_quota(quota, used, blob.size)
         file = File(
             id=file_id,
-            owner_id=owner_of(principal),
+            owner_id=owner_id,
             name=sanitise_name(name),
             content_type=sniff(metered.head),
             size=blob.size,
@@ -207,3 +281,22 @@ async def open_content(
     except BlobNotFound:
         raise FileNotFound(f"No file {file_id}") from None
     return Download(file, chunks, start, end, partial=selected is not None)
+
+
+async def delete_expired(session: AsyncSession, *, now: datetime, limit: int) -> list[File]:
+    """Delete up to `limit` expired files' rows, each with a `file.expired` event; the
+    caller removes their blobs (`storage_key`) once the deletion is committed. Rows
+    another sweeper holds or already deleted are skipped, so replicas can run it at once."""
+    candidates = await repository.lock_expired(session, now=now, limit=limit)
+    deleted = await repository.remove_expired(session, [f.id for f in candidates], now=now)
+    files = [f for f in candidates if f.id in deleted]
+    for file in files:
+        record_event(
+            session,
+            type="file.expired",
+            resource_type="file",
+            resource_id=file.id,
+            data={"name": file.name, "owner_id": file.owner_id, "size": file.size},
+            actor="file-sweeper",
+        )
+    return files
