@@ -204,9 +204,23 @@ async def get_file(
 ) -> File:
     """A file the principal may see (404 `file_not_found` otherwise, or once expired)."""
     file = await repository.get(session, file_id, now=now)
-    if file is None or not _can_see(principal, file):
+    if file is None:
+        raise FileNotFound(f"No file {file_id}")
+    if not _can_see(principal, file) and not await _attached_to_held_task(session, principal, file):
         raise FileNotFound(f"No file {file_id}")
     return file
+
+
+async def _attached_to_held_task(session: AsyncSession, principal: Principal, file: File) -> bool:
+    """An agent may read the files attached to a task it holds (the worker SDK's
+    ``ctx.download``), whoever uploaded them."""
+    if principal.kind != "agent" or not principal.agent_id:
+        return False
+    from ymera.tasks import service as tasks_service
+
+    return await tasks_service.agent_holds_file(
+        session, agent_id=principal.agent_id, file_id=file.id
+    )
 
 
 async def list_files(

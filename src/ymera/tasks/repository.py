@@ -354,3 +354,12 @@ async def held_workspace_ids(session: AsyncSession, *, agent_id: str) -> list[st
         .distinct()
     )
     return [str(w) for w in (await session.execute(stmt)).scalars().all()]
+
+
+async def held_file_ids(session: AsyncSession, *, agent_id: str) -> set[str]:
+    """The files attached to the tasks an agent holds now (ASSIGNED or RUNNING)."""
+    stmt = select(_T.c.file_ids).where(
+        _T.c.agent_id == agent_id, _T.c.status.in_(("ASSIGNED", "RUNNING"))
+    )
+    rows = (await (await session.connection()).execute(stmt)).all()
+    return {str(f) for (ids,) in rows for f in ids or ()}

@@ -846,3 +846,9 @@ async def held_workspace_ids(session: AsyncSession, *, agent_id: str) -> list[st
 
 def is_terminal(task: Task) -> bool:
     return T(task.status) in TERMINAL
+
+
+async def agent_holds_file(session: AsyncSession, *, agent_id: str, file_id: str) -> bool:
+    """Whether a task the agent holds now has this file attached (its agent may
+    then download it)."""
+    return file_id in await repository.held_file_ids(session, agent_id=agent_id)
