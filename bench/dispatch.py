@@ -301,9 +301,9 @@ async def _light(
     return Result(name, n, time.perf_counter() - t0, lat)
 
 
-def _ymera(db: str, n: int, workers: int) -> list[Result]:
-    tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-"))
-    procs = Procs(tmp)
+def server_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's server: its own data dir under ``tmp``, no
+    rate limit, no bootstrap admin, quiet logs; ``extra`` settings on top."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YMERA_")}
     env.update(
         {
@@ -312,8 +312,35 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
             "YMERA_AUTH__BOOTSTRAP_ADMIN": "false",
             "YMERA_LOG__LEVEL": "WARNING",
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            **extra,
         }
     )
+    return env
+
+
+def start_server(procs: Procs, env: dict[str, str], tmp: Path, name: str) -> str:
+    """Migrate, create the `bench` admin (password ``PASSWORD``), start `ymera
+    serve` on a free port and wait until it is ready; returns its URL."""
+    ymera = [sys.executable, "-m", "ymera"]
+    subprocess.run([*ymera, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
+    subprocess.run(
+        [*ymera, "users", "create", "bench", "--admin", "--password", PASSWORD],
+        env=env,
+        cwd=tmp,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    procs.start(name, [*ymera, "serve", "--port", str(port)], env, tmp)
+    url = f"http://127.0.0.1:{port}"
+    asyncio.run(_wait_ready(url))
+    return url
+
+
+def _ymera(db: str, n: int, workers: int) -> list[Result]:
+    tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-"))
+    procs = Procs(tmp)
+    env = server_env(tmp)
     pg_name = None
     if db == "postgresql":
         pg_name = f"ymera_bench_{uuid.uuid4().hex[:8]}"
@@ -322,20 +349,8 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
             check=True,
         )
         env["YMERA_DATABASE_URL"] = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
-    ymera = [sys.executable, "-m", "ymera"]
     try:
-        subprocess.run([*ymera, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
-        subprocess.run(
-            [*ymera, "users", "create", "bench", "--admin", "--password", PASSWORD],
-            env=env,
-            cwd=tmp,
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        procs.start(f"{db}-server", [*ymera, "serve", "--port", str(port)], env, tmp)
-        url = f"http://127.0.0.1:{port}"
-        asyncio.run(_wait_ready(url))
+        url = start_server(procs, env, tmp, f"{db}-server")
         if os.environ.get("BENCH_PROFILE"):
             # Sample the server for 15 s from the start of the runs (needs py-spy).
             subprocess.Popen(

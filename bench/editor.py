@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.dispatch import PASSWORD, Procs, _wait_ready, free_port
+from bench.dispatch import PASSWORD, Procs, server_env, start_server
 
 GIT = ["git", "-c", "core.hooksPath=/dev/null", "-c", "user.name=b", "-c", "user.email=b@b"]
 
@@ -147,31 +147,9 @@ def _server_run(
 ) -> dict[str, list[float]]:
     tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-editor-"))
     procs = Procs(tmp)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YMERA_")}
-    env.update(
-        {
-            "YMERA_DATA_DIR": str(tmp / "data"),
-            "YMERA_RATE_LIMIT__ENABLED": "false",
-            "YMERA_AUTH__BOOTSTRAP_ADMIN": "false",
-            "YMERA_LOG__LEVEL": "WARNING",
-            "YMERA_CODE__ANALYZE_EDITS": "true" if analysis else "false",
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-        }
-    )
-    ymera = [sys.executable, "-m", "ymera"]
+    env = server_env(tmp, YMERA_CODE__ANALYZE_EDITS="true" if analysis else "false")
     try:
-        subprocess.run([*ymera, "db", "upgrade"], env=env, cwd=tmp, check=True, capture_output=True)
-        subprocess.run(
-            [*ymera, "users", "create", "bench", "--admin", "--password", PASSWORD],
-            env=env,
-            cwd=tmp,
-            check=True,
-            capture_output=True,
-        )
-        port = free_port()
-        procs.start("server", [*ymera, "serve", "--port", str(port)], env, tmp)
-        url = f"http://127.0.0.1:{port}"
-        asyncio.run(_wait_ready(url))
+        url = start_server(procs, env, tmp, "server")
         return asyncio.run(_api(url, base, patch, files, repeat))
     finally:
         procs.stop()
