@@ -54,7 +54,7 @@ from ymera.code.schemas import (
 )
 from ymera.code.service import Actor, actor_of, get_for_write, get_workspace, view_in
 from ymera.code.status import EditStatus, check_transition
-from ymera.code.storage import WorkspaceStore, file_hash, guard, reachable
+from ymera.code.storage import WorkspaceStore, file_hash, guard
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.code import Edit, Workspace
 
@@ -168,9 +168,7 @@ async def editor(
     cmd: CreateCommand | StrReplaceCommand | InsertCommand = command
 
     def run() -> FileChange:
-        target, key = guard(root, cmd.path)
-        if not isinstance(cmd, CreateCommand):
-            reachable(target, cmd.path)
+        _, key = guard(root, cmd.path)
         if cmd.propose:
             plan = Plan(lambda p: guard(root, p), max_bytes=max_bytes)
             _plan_command(plan, cmd)

@@ -33,7 +33,7 @@ from ymera.code.access import (
 from ymera.code.archive import ArchiveLimits, ExtractResult, extract_archive
 from ymera.code.schemas import EmptyWorkspaceCreate, GitWorkspaceCreate
 from ymera.code.status import EditStatus
-from ymera.code.storage import GIT_DIR, TreeEntry, WorkspaceStore, guard, list_tree, reachable
+from ymera.code.storage import GIT_DIR, TreeEntry, WorkspaceStore, guard, list_tree
 from ymera.errors import Conflict, Forbidden, NotFound, YmeraError
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
@@ -370,7 +370,7 @@ async def view_in(
     root = store.existing_root(ws.id)
 
     def run() -> ops.ViewResult:
-        reachable(guard(root, path)[0], path)
+        guard(root, path)
         result = ops.view(root, path, view_range, max_bytes=store.settings.max_file_bytes)
         if result.kind == "directory":
             entries = [e for e in result.entries if not e.startswith(GIT_DIR + "/")]

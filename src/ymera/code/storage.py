@@ -94,21 +94,6 @@ def guard(root: Path, path: str) -> tuple[Path, str]:
     return target, key
 
 
-def reachable(target: Path, path: str) -> Path:
-    """``target``, or :class:`FileNotFound` when a parent of it is a file (``a.txt/x``).
-
-    (``textfile.read_text_file`` lets that ``NotADirectoryError`` escape as an
-    unexpected error; such a path simply names no file.)
-    """
-    try:
-        target.stat()
-    except NotADirectoryError:
-        raise FileNotFound(f"No such file: {path}", details={"path": path}) from None
-    except OSError:
-        pass
-    return target
-
-
 def file_hash(path: Path) -> str | None:
     """sha256 of a regular file (streamed), or None when there is no such file."""
     try:
