@@ -31,7 +31,7 @@ from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.tasks import Task
-from ymera.tasks import repository
+from ymera.tasks import hooks, repository
 from ymera.tasks.repository import TaskRow
 from ymera.tasks.routing import AgentSlot, Router, TaskView, rejection
 from ymera.tasks.schemas import RetryPolicy, TaskCreate
@@ -138,6 +138,25 @@ def _event(
         data=data,
         actor=actor,
     )
+
+
+async def _finished(session: AsyncSession, task: Task | TaskRow, now: datetime) -> None:
+    """Tell the listeners (workflows, chat) that a task ended, in this transaction."""
+    if hooks.has_listeners():
+        await hooks.notify_finished(
+            session,
+            hooks.TaskFinished(
+                id=task.id,
+                type=task.type,
+                status=task.status,
+                attempt=task.attempt,
+                agent_id=task.agent_id,
+                workflow_step_id=task.workflow_step_id,
+                result=task.result,
+                error=task.error,
+                at=now,
+            ),
+        )
 
 
 def _move(task: Task | TaskRow, target: TaskStatus, now: datetime) -> str:
@@ -410,6 +429,7 @@ async def cancel(
     task.lease_token = None
     task.lease_expires_at = None
     _event(session, task, previous, principal.id)
+    await _finished(session, task, now)
     return task, held
 
 
@@ -716,6 +736,7 @@ async def complete(
     if task.agent_id:
         await agents_service.release_capacity(session, agent_id=task.agent_id, count=1)
     _event(session, task, previous, task.agent_id)
+    await _finished(session, task, now)
     return task
 
 
@@ -773,6 +794,8 @@ async def _requeue_or_finish(
         previous = _move(task, T.PENDING, now)
         task.available_at = now + timedelta(seconds=backoff_seconds(task))
     _event(session, task, previous, task.agent_id)
+    if task.status != T.PENDING:
+        await _finished(session, task, now)
 
 
 async def requeue_expired(session: AsyncSession, *, now: datetime, limit: int = 500) -> list[Task]:
@@ -818,6 +841,7 @@ async def fail_past_deadline(
         previous = _move(task, T.FAILED, now)
         task.finished_at = now
         _event(session, task, previous, "system")
+        await _finished(session, task, now)
         if agent_id:
             await agents_service.release_capacity(session, agent_id=agent_id, count=1)
     return tasks
