@@ -33,6 +33,7 @@ import httpx
 
 PG_ADMIN = os.environ.get("YMERA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench-password-123"
+RUNS = ("single", "batch", "light")
 
 
 @dataclass
@@ -157,7 +158,14 @@ class Watcher:
 
 
 async def _ymera_run(
-    url: str, n: int, workers: int, procs: Procs, env: dict[str, str], cwd: Path, label: str
+    url: str,
+    n: int,
+    workers: int,
+    procs: Procs,
+    env: dict[str, str],
+    cwd: Path,
+    label: str,
+    runs: tuple[str, ...] = RUNS,
 ) -> list[Result]:
     server_pid = procs.procs[-1].pid
 
@@ -233,15 +241,18 @@ async def _ymera_run(
             await asyncio.wait_for(watcher.live.wait(), 10)
             results = []
             try:
-                results.append(
-                    await measured(_single(c, headers, watcher, n, f"YMERA {label} single"))
-                )
-                results.append(
-                    await measured(_batch(c, headers, watcher, n * 2, f"YMERA {label} batch"))
-                )
-                results.append(
-                    await measured(_light(c, headers, watcher, 50, f"YMERA {label} light"))
-                )
+                if "single" in runs:
+                    results.append(
+                        await measured(_single(c, headers, watcher, n, f"YMERA {label} single"))
+                    )
+                if "batch" in runs:
+                    results.append(
+                        await measured(_batch(c, headers, watcher, n * 2, f"YMERA {label} batch"))
+                    )
+                if "light" in runs:
+                    results.append(
+                        await measured(_light(c, headers, watcher, 50, f"YMERA {label} light"))
+                    )
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -337,7 +348,7 @@ def start_server(procs: Procs, env: dict[str, str], tmp: Path, name: str) -> str
     return url
 
 
-def _ymera(db: str, n: int, workers: int) -> list[Result]:
+def _ymera(db: str, n: int, workers: int, runs: tuple[str, ...] = RUNS) -> list[Result]:
     tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-"))
     procs = Procs(tmp)
     env = server_env(tmp)
@@ -363,7 +374,7 @@ def _ymera(db: str, n: int, workers: int) -> list[Result]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        return asyncio.run(_ymera_run(url, n, workers, procs, env, tmp, db))
+        return asyncio.run(_ymera_run(url, n, workers, procs, env, tmp, db, runs))
     finally:
         procs.stop()
         if pg_name:
@@ -445,10 +456,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--no-celery", action="store_true")
+    parser.add_argument(
+        "--runs", default=",".join(RUNS), help="which YMERA runs: single,batch,light"
+    )
     args = parser.parse_args(argv)
+    runs = tuple(r for r in args.runs.split(",") if r)
     results: list[Result] = []
     for db in args.db.split(","):
-        results += _ymera(db, args.tasks, args.workers)
+        results += _ymera(db, args.tasks, args.workers, runs)
     celery = [] if args.no_celery else _celery(args.tasks, args.workers)
     results += celery
     base = next((r.rate for r in celery if r.name == "Celery single"), None)

@@ -48,13 +48,37 @@ class _Server(uvicorn.Server):
     open streams (SSE) end at once instead of holding it until the graceful-shutdown
     timeout, `/readyz` and task submissions answer 503, and no new work is claimed."""
 
-    def __init__(self, config: uvicorn.Config, draining: asyncio.Event) -> None:
+    def __init__(
+        self, config: uvicorn.Config, draining: asyncio.Event, *, gc_freeze: bool = False
+    ) -> None:
         super().__init__(config)
         self._draining = draining
+        self._gc_freeze = gc_freeze
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._gc_freeze and self.started:
+            freeze_startup_objects()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._draining.set()
         await super().shutdown(sockets)
+
+
+# Collection thresholds once the start-up objects are frozen: the youngest
+# generation is collected after 50,000 net allocations instead of 700, and the
+# oldest ten times less often. Measured under the dispatch benchmark (10,000
+# tasks in batches): garbage collection took 1.17 s of the server's CPU with the
+# defaults (0.99 s in 8 full collections), 0.12 s with these.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def freeze_startup_objects() -> None:
+    """Collect once, then freeze what is left (modules, routes, settings, ...) so
+    later collections never scan it, and raise the thresholds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _exit_zero_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -132,7 +156,7 @@ def serve(
         timeout_graceful_shutdown=grace,
         ws_per_message_deflate=settings.server.ws_compression,
     )
-    server = _Server(config, drain_signal(app))
+    server = _Server(config, drain_signal(app), gc_freeze=settings.server.gc_freeze)
     _run(server)
     if not server.started:
         raise typer.Exit(STARTUP_FAILED)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint, desc, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ymera.db.base import Base, JSONType
@@ -18,11 +18,14 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (
-        # The dispatcher's queue: pending tasks by priority then age.
+        # The dispatcher's queue: pending tasks in the order they are claimed
+        # (priority, highest first, then age), so the head is read off the index
+        # without sorting the whole queue.
         Index(
             "ix_tasks_queue",
-            "priority",
+            desc("priority"),
             "created_at",
+            "id",
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
         ),
