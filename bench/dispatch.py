@@ -44,6 +44,8 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     server_cpu: float = float("nan")  # seconds of CPU the server used for the run
     worker_cpu: float = float("nan")  # seconds of CPU all worker processes used
+    writes_per_commit: float = float("nan")  # the group-commit writer's batch size
+    frames_per_message: float = float("nan")  # frames per WebSocket message to workers
 
     @property
     def worker_ms_per_task(self) -> float:
@@ -172,11 +174,34 @@ async def _ymera_run(
     def workers_cpu() -> float:
         return sum(cpu_seconds(p.pid) for p in procs.procs if p.pid != server_pid)
 
+    async def counters() -> dict[str, float]:
+        text = (await c.get("/metrics", headers=headers)).text
+        wanted = {
+            "ymera_task_writer_commits_total",
+            "ymera_task_writer_writes_total",
+            "ymera_worker_messages_sent_total",
+            "ymera_worker_frames_sent_total",
+        }
+        return {
+            name: float(value)
+            for name, _, value in (line.partition(" ") for line in text.splitlines())
+            if name in wanted
+        }
+
     async def measured(run: Any) -> Result:
         before, before_workers = cpu_seconds(server_pid), workers_cpu()
+        start = await counters()
         result: Result = await run
         result.server_cpu = cpu_seconds(server_pid) - before
         result.worker_cpu = workers_cpu() - before_workers
+        end = await counters()
+        delta = {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
+        result.writes_per_commit = delta.get("ymera_task_writer_writes_total", 0.0) / max(
+            1.0, delta.get("ymera_task_writer_commits_total", 0.0)
+        )
+        result.frames_per_message = delta.get("ymera_worker_frames_sent_total", 0.0) / max(
+            1.0, delta.get("ymera_worker_messages_sent_total", 0.0)
+        )
         return result
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
@@ -469,14 +494,20 @@ def main(argv: list[str]) -> int:
     base = next((r.rate for r in celery if r.name == "Celery single"), None)
     print(
         f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
-        f" {'srv CPU ms/task':>15} {'wrk CPU ms/task':>15}"
+        f" {'srv CPU ms/task':>15} {'wrk CPU ms/task':>15} {'writes/commit':>13}"
+        f" {'frames/msg':>10}"
     )
     for r in results:
         ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
         cpu = f"{r.cpu_ms_per_task:15.2f}" if r.server_cpu == r.server_cpu else f"{'':15}"
         wcpu = f"{r.worker_ms_per_task:15.2f}" if r.worker_cpu == r.worker_cpu else f"{'':15}"
+        batching = (
+            f" {r.writes_per_commit:13.1f} {r.frames_per_message:10.1f}"
+            if r.writes_per_commit == r.writes_per_commit
+            else ""
+        )
         print(
             f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}"
-            f" {cpu} {wcpu}"
+            f" {cpu} {wcpu}{batching}"
         )
     return 0

@@ -135,7 +135,9 @@ def create_app(
         state.extras["metrics"] = metrics
         state.extras["replica_id"] = secrets.token_hex(6)
         install_principal_cache(state)
-        hub = WorkerHub()
+        hub = WorkerHub(
+            messages_sent=metrics.worker_messages_sent, frames_sent=metrics.worker_frames_sent
+        )
         dispatcher = Dispatcher(state, hub)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher

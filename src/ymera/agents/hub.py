@@ -23,6 +23,10 @@ CLOSE_REPLACED = 4000
 CLOSE_GOING_AWAY = 1001
 
 
+class SendCounter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
 class FrameSink(Protocol):
     async def send_text(self, data: str) -> None: ...
 
@@ -42,6 +46,8 @@ class WorkerConnection:
     draining: bool = False
     closed: bool = False
     batch_frames: bool = False  # the worker reads `batch` frames (hello.features)
+    messages_sent: SendCounter | None = None
+    frames_sent: SendCounter | None = None
 
     def __post_init__(self) -> None:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.queue_size)
@@ -78,6 +84,7 @@ class WorkerConnection:
                     return
                 if not self.batch_frames or self._queue.empty():
                     await self.sink.send_text(item)
+                    self._count(1)
                     continue
                 # Frames queued meanwhile go out in one message (one WebSocket
                 # frame to write and to parse instead of hundreds under load).
@@ -90,11 +97,17 @@ class WorkerConnection:
                         break
                     items.append(more)
                 await self.sink.send_text(_batch(items))
+                self._count(len(items))
                 if stop:
                     return
         except Exception as exc:  # the socket is gone; the receive side notices too
             log.info("worker_send_stopped", agent=self.agent_name, error=repr(exc))
             self.closed = True
+
+    def _count(self, frames: int) -> None:
+        if self.messages_sent is not None and self.frames_sent is not None:
+            self.messages_sent.inc()
+            self.frames_sent.inc(frames)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
@@ -121,10 +134,19 @@ def _batch(items: list[str]) -> str:
 
 
 class WorkerHub:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        messages_sent: SendCounter | None = None,
+        frames_sent: SendCounter | None = None,
+    ) -> None:
         self._by_agent: dict[str, WorkerConnection] = {}
+        self._messages_sent = messages_sent
+        self._frames_sent = frames_sent
 
     async def register(self, conn: WorkerConnection) -> None:
+        conn.messages_sent = self._messages_sent
+        conn.frames_sent = self._frames_sent
         old = self._by_agent.get(conn.agent_id)
         self._by_agent[conn.agent_id] = conn
         if old is not None and old is not conn:

@@ -17,12 +17,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from ymera.db import driver
 from ymera.db.database import EVENT_TYPES, OUTBOX_FLAG, PUBLISH_ROWS
 from ymera.kit.clock import utcnow
-from ymera.models.events import Event, EventSequencer
+from ymera.models.events import EventSequencer
 
 _BUFFER = "ymera_event_buffer"
-_INSERT = insert(cast(Table, Event.__table__))  # Core: compiled once, no ORM work per row
+# Events are written at the driver level (ymera.db.driver): thousands per second.
+_COLUMNS = ("type", "resource_type", "resource_id", "data", "actor", "created_at")
+_INSERT_SQL = driver.insert_sql("events", _COLUMNS)
+_INSERT_SEQUENCED_SQL = driver.insert_sql("events", (*_COLUMNS, "seq"))
 _SEQ = cast(Table, EventSequencer.__table__)
 _LAST_SEQ = select(_SEQ.c.last_seq).where(_SEQ.c.id == 1)
 _START_SEQ = insert(_SEQ).values(id=1, last_seq=0)
@@ -80,11 +84,27 @@ def _write_buffered_events(session: Session) -> None:
         last = _reserve(connection, len(rows))
         for offset, row in enumerate(rows, 1):
             row["seq"] = last + offset
-        connection.execute(_INSERT, rows)
+        driver.execute_many_sync(connection, _INSERT_SEQUENCED_SQL, _params(connection, rows, True))
         session.info.setdefault(PUBLISH_ROWS, []).extend(rows)
     else:
-        connection.execute(_INSERT, rows)
+        driver.execute_many_sync(connection, _INSERT_SQL, _params(connection, rows, False))
     _mark(session.info, rows)
+
+
+def _params(connection: Connection, rows: list[dict[str, Any]], seq: bool) -> list[tuple[Any, ...]]:
+    values = driver.values_for(connection.dialect.name)
+    return [
+        (
+            row["type"],
+            row["resource_type"],
+            row["resource_id"],
+            values.json(row["data"]),
+            row["actor"],
+            values.time(row["created_at"]),
+            *((row["seq"],) if seq else ()),
+        )
+        for row in rows
+    ]
 
 
 def _reserve(connection: Connection, count: int) -> int:

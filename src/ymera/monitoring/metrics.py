@@ -35,6 +35,27 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.task_writer_commits = Counter(
+            "ymera_task_writer_commits_total",
+            "Transactions committed by the task engine's group-commit writer.",
+            registry=self.registry,
+        )
+        self.task_writer_writes = Counter(
+            "ymera_task_writer_writes_total",
+            "Submissions and agents' reports those transactions carried (writes per "
+            "commit = this / ymera_task_writer_commits_total).",
+            registry=self.registry,
+        )
+        self.worker_messages_sent = Counter(
+            "ymera_worker_messages_sent_total",
+            "WebSocket messages sent to workers (several frames travel in one `batch`).",
+            registry=self.registry,
+        )
+        self.worker_frames_sent = Counter(
+            "ymera_worker_frames_sent_total",
+            "Protocol frames sent to workers.",
+            registry=self.registry,
+        )
         self.events_published = Counter(
             "ymera_events_published_total",
             "Events sequenced and published by the outbox relay.",

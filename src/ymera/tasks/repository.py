@@ -11,7 +11,6 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    insert,
     literal_column,
     or_,
     select,
@@ -19,35 +18,96 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import event as sa_event
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
+from ymera.db import driver
 from ymera.models.tasks import Task
 
 _LOCKED = "ymera_locked_tasks"
 _ROWS = "ymera_task_rows"
 _DIRTY = "ymera_dirty_task_rows"
 _T = cast(Table, Task.__table__)
-_INSERT = insert(_T)  # Core statements: compiled once, no ORM work per row
-_ASSIGN = (
-    update(_T)
-    .where(_T.c.id == bindparam("b_id"))
-    .values(
-        status=bindparam("b_status"),
-        attempt=bindparam("b_attempt"),
-        agent_id=bindparam("b_agent_id"),
-        lease_token=bindparam("b_lease_token"),
-        lease_expires_at=bindparam("b_lease_expires_at"),
-        assigned_at=bindparam("b_assigned_at"),
-        updated_at=bindparam("b_updated_at"),
-        routing=bindparam("b_routing", type_=_T.c.routing.type),
-    )
+# The columns a new task sets (the others start NULL), and the hot statements
+# run at the driver level (ymera.db.driver: no per-row Core processing).
+_NEW_COLUMNS = (
+    "id",
+    "type",
+    "status",
+    "priority",
+    "input",
+    "required_capabilities",
+    "file_ids",
+    "preferred_agents",
+    "excluded_agents",
+    "max_attempts",
+    "attempt",
+    "retry_initial",
+    "retry_factor",
+    "retry_cap",
+    "timeout_seconds",
+    "deadline",
+    "available_at",
+    "idempotency_key",
+    "request_hash",
+    "idempotency_expires_at",
+    "created_by",
+    "workflow_step_id",
+    "workspace_id",
+    "workspace_mode",
+    "created_at",
+    "updated_at",
 )
+_JSON_NEW = frozenset(
+    ("input", "required_capabilities", "file_ids", "preferred_agents", "excluded_agents")
+)
+_TIME_NEW = frozenset(
+    ("deadline", "available_at", "idempotency_expires_at", "created_at", "updated_at")
+)
+_INSERT_SQL = driver.insert_sql("tasks", _NEW_COLUMNS)
+_ASSIGN_COLUMNS = (
+    "status",
+    "attempt",
+    "agent_id",
+    "lease_token",
+    "lease_expires_at",
+    "assigned_at",
+    "updated_at",
+    "routing",
+)
+_ASSIGN_SQL = driver.update_sql("tasks", _ASSIGN_COLUMNS)
+
+
+def _insert_params(dialect: str, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    values = driver.values_for(dialect)
+    # A batch shares a few instants (its "now"): convert each once.
+    times: dict[datetime | None, Any] = {}
+
+    def time(value: datetime | None) -> Any:
+        if value not in times:
+            times[value] = values.time(value)
+        return times[value]
+
+    convert = [
+        values.json if c in _JSON_NEW else time if c in _TIME_NEW else None for c in _NEW_COLUMNS
+    ]
+    return [
+        tuple(
+            row[c] if f is None else f(row[c]) for c, f in zip(_NEW_COLUMNS, convert, strict=True)
+        )
+        for row in rows
+    ]
+
+
+async def _insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    params = _insert_params(connection.dialect.name, rows)
+    await driver.execute_many(connection, _INSERT_SQL, params)
 
 
 async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert new tasks now (rows as ``tasks.service.submit`` builds them)."""
     if rows:
-        await session.execute(insert(Task), rows)
+        await _insert(await session.connection(), rows)
 
 
 def defer_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -60,14 +120,16 @@ async def flush_deferred(session: AsyncSession) -> None:
     """Insert the deferred rows now (before a claim that should see them)."""
     rows = session.info.pop(_ROWS, None)
     if rows:
-        await (await session.connection()).execute(_INSERT, rows)
+        await _insert(await session.connection(), rows)
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _insert_deferred(session: Session) -> None:
     rows = session.info.pop(_ROWS, None)
     if rows:
-        session.connection().execute(_INSERT, rows)
+        connection = session.connection()
+        params = _insert_params(connection.dialect.name, rows)
+        driver.execute_many_sync(connection, _INSERT_SQL, params)
 
 
 @sa_event.listens_for(Session, "after_commit")
@@ -113,15 +175,31 @@ class TaskRow:
 
 
 _ROW_FIELDS = [f.name for f in fields(TaskRow)]
-_ROW_SELECT = select(*(_T.c[name] for name in _ROW_FIELDS))
 _SAVED_FIELDS = [
     name for name in _ROW_FIELDS if name not in ("id", "type", "attempt", "workflow_step_id")
 ]
-_SAVE = (
-    update(_T)
-    .where(_T.c.id == bindparam("b_id"))
-    .values({name: bindparam(f"b_{name}", type_=_T.c[name].type) for name in _SAVED_FIELDS})
+_ROW_TIMES = frozenset(
+    ("lease_expires_at", "assigned_at", "started_at", "finished_at", "available_at", "updated_at")
 )
+_ROW_JSON = frozenset(("result", "error"))
+_SAVE_SQL = driver.update_sql("tasks", _SAVED_FIELDS)
+
+
+def _readers(values: driver.Values) -> list[Any]:
+    return [
+        values.read_time if n in _ROW_TIMES else values.read_json if n in _ROW_JSON else None
+        for n in _ROW_FIELDS
+    ]
+
+
+_READERS = {d: _readers(driver.values_for(d)) for d in ("sqlite", "postgresql")}
+
+
+def _row_from_driver(dialect: str, raw: Sequence[Any]) -> TaskRow:
+    fields_in_order: list[Any] = [
+        v if f is None else f(v) for f, v in zip(_READERS[dialect], raw, strict=True)
+    ]
+    return TaskRow(*fields_in_order)
 
 
 def _rows_of(session: AsyncSession | Session) -> dict[str, TaskRow]:
@@ -135,11 +213,13 @@ async def lock_rows(session: AsyncSession, ids: Sequence[str]) -> None:
     wanted = sorted(set(ids) - set(_rows_of(session)))
     if not wanted:
         return
-    stmt = _ROW_SELECT.where(_T.c.id.in_(wanted)).order_by(_T.c.id).with_for_update()
-    result = await (await session.connection()).execute(stmt)
+    connection = await session.connection()
+    dialect = connection.dialect.name
+    sql = driver.select_by_keys_sql(dialect, "tasks", _ROW_FIELDS, len(wanted), lock=True)
     rows = _rows_of(session)
-    for r in result:
-        rows[r.id] = TaskRow(*r)
+    for raw in await driver.fetch(connection, sql, driver.keys_param(dialect, wanted)):
+        row = _row_from_driver(dialect, raw)
+        rows[row.id] = row
 
 
 async def get_row(session: AsyncSession, task_id: str) -> TaskRow | None:
@@ -157,26 +237,39 @@ async def get_row(session: AsyncSession, task_id: str) -> TaskRow | None:
     return row
 
 
-def _save_params(session: AsyncSession | Session) -> list[dict[str, Any]]:
+def _save_params(session: AsyncSession | Session, dialect: str) -> list[tuple[Any, ...]]:
     dirty: dict[str, TaskRow] = session.info.pop(_DIRTY, None) or {}
+    values = driver.values_for(dialect)
+    convert = [
+        values.time if n in _ROW_TIMES else values.json if n in _ROW_JSON else None
+        for n in _SAVED_FIELDS
+    ]
     return [
-        {"b_id": row.id, **{f"b_{name}": getattr(row, name) for name in _SAVED_FIELDS}}
+        (
+            *(
+                getattr(row, n) if f is None else f(getattr(row, n))
+                for n, f in zip(_SAVED_FIELDS, convert, strict=True)
+            ),
+            row.id,
+        )
         for _, row in sorted(dirty.items())
     ]
 
 
 async def save_rows(session: AsyncSession) -> None:
     """Write the changed report rows now (one executemany UPDATE)."""
-    params = _save_params(session)
-    if params:
-        await (await session.connection()).execute(_SAVE, params)
+    if session.info.get(_DIRTY):
+        connection = await session.connection()
+        params = _save_params(session, connection.dialect.name)
+        await driver.execute_many(connection, _SAVE_SQL, params)
 
 
 @sa_event.listens_for(Session, "before_commit")
 def _save_rows_at_commit(session: Session) -> None:
-    params = _save_params(session)
-    if params:
-        session.connection().execute(_SAVE, params)
+    if session.info.get(_DIRTY):
+        connection = session.connection()
+        params = _save_params(session, connection.dialect.name)
+        driver.execute_many_sync(connection, _SAVE_SQL, params)
 
 
 async def get(session: AsyncSession, task_id: str, *, for_update: bool = False) -> Task | None:
@@ -315,8 +408,30 @@ async def assign_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     """Apply assignments (each a dict with the task's ``id`` and the new values) in
     one batched UPDATE by primary key; the rows are locked by the caller."""
     if rows:
-        params = [{f"b_{k}": v for k, v in row.items()} for row in rows]
-        await (await session.connection()).execute(_ASSIGN, params)
+        connection = await session.connection()
+        values = driver.values_for(connection.dialect.name)
+        times: dict[datetime, Any] = {}
+
+        def time(value: datetime) -> Any:
+            if value not in times:
+                times[value] = values.time(value)
+            return times[value]
+
+        params = [
+            (
+                row["status"],
+                row["attempt"],
+                row["agent_id"],
+                row["lease_token"],
+                time(row["lease_expires_at"]),
+                time(row["assigned_at"]),
+                time(row["updated_at"]),
+                values.json(row["routing"]),
+                row["id"],
+            )
+            for row in rows
+        ]
+        await driver.execute_many(connection, _ASSIGN_SQL, params)
 
 
 async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:

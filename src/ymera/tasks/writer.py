@@ -143,6 +143,10 @@ class TaskWriter:
             return
         self.batches += 1
         self.applied += len(batch)
+        metrics = self.state.extras.get("metrics")
+        if metrics is not None:
+            metrics.task_writer_commits.inc()
+            metrics.task_writer_writes.inc(len(batch))
         if assignments and dispatcher is not None:
             dispatcher.deliver(assignments)
         for item, result, error in outcomes:
