@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 
 PG_ADMIN = os.environ.get("YMERA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -44,6 +45,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     server_cpu: float = float("nan")  # seconds of CPU the server used for the run
     worker_cpu: float = float("nan")  # seconds of CPU all worker processes used
+    client_cpu: float = float("nan")  # seconds of CPU this (submitting) process used
     writes_per_commit: float = float("nan")  # the group-commit writer's batch size
     frames_per_message: float = float("nan")  # frames per WebSocket message to workers
 
@@ -125,7 +127,7 @@ async def _wait_ready(url: str, timeout: float = 60) -> None:
 class Watcher:
     """Reads task.succeeded events from SSE and records when each arrived."""
 
-    def __init__(self, client: httpx.AsyncClient, headers: dict[str, str], after: int) -> None:
+    def __init__(self, client: aiohttp.ClientSession, headers: dict[str, str], after: int) -> None:
         self.client = client
         self.headers = headers
         self.after = after
@@ -136,10 +138,9 @@ class Watcher:
     async def run(self) -> None:
         params = {"type": "task.succeeded", "after": str(self.after)}
         headers = {**self.headers, "Accept": "text/event-stream"}
-        async with self.client.stream(
-            "GET", "/api/v1/events", params=params, headers=headers, timeout=None
-        ) as resp:
-            async for line in resp.aiter_lines():
+        async with self.client.get("/api/v1/events", params=params, headers=headers) as resp:
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\r\n")
                 if line.startswith(": live") or line.startswith("retry:"):
                     self.live.set()
                 if line.startswith("data: "):
@@ -190,10 +191,12 @@ async def _ymera_run(
 
     async def measured(run: Any) -> Result:
         before, before_workers = cpu_seconds(server_pid), workers_cpu()
+        client_before = time.process_time()
         start = await counters()
         result: Result = await run
         result.server_cpu = cpu_seconds(server_pid) - before
         result.worker_cpu = workers_cpu() - before_workers
+        result.client_cpu = time.process_time() - client_before
         end = await counters()
         delta = {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
         result.writes_per_commit = delta.get("ymera_task_writer_writes_total", 0.0) / max(
@@ -260,7 +263,13 @@ async def _ymera_run(
             raise RuntimeError("workers did not connect")
         seq = (await c.get("/api/v1/events", params={"limit": 1000}, headers=headers)).json()
         after = max([e["seq"] for e in seq["items"]] or [0])
-        async with httpx.AsyncClient(base_url=url, timeout=None) as sse:
+        # The measured client is aiohttp: httpx costs ~1 ms of client CPU per request
+        # (0.2 ms with aiohttp), which on a 2-core machine starves the server.
+        timeout = aiohttp.ClientTimeout(total=None)
+        async with (
+            aiohttp.ClientSession(url, timeout=timeout) as sse,
+            aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=64)) as s,
+        ):
             watcher = Watcher(sse, headers, after)
             reader = asyncio.create_task(watcher.run())
             await asyncio.wait_for(watcher.live.wait(), 10)
@@ -268,15 +277,15 @@ async def _ymera_run(
             try:
                 if "single" in runs:
                     results.append(
-                        await measured(_single(c, headers, watcher, n, f"YMERA {label} single"))
+                        await measured(_single(s, headers, watcher, n, f"YMERA {label} single"))
                     )
                 if "batch" in runs:
                     results.append(
-                        await measured(_batch(c, headers, watcher, n * 2, f"YMERA {label} batch"))
+                        await measured(_batch(s, headers, watcher, n * 2, f"YMERA {label} batch"))
                     )
                 if "light" in runs:
                     results.append(
-                        await measured(_light(c, headers, watcher, 50, f"YMERA {label} light"))
+                        await measured(_light(s, headers, watcher, 50, f"YMERA {label} light"))
                     )
             finally:
                 reader.cancel()
@@ -285,8 +294,15 @@ async def _ymera_run(
     return results
 
 
+async def _post(s: aiohttp.ClientSession, path: str, body: Any, headers: dict[str, str]) -> Any:
+    async with s.post(path, json=body, headers=headers) as resp:
+        if resp.status >= 300:
+            raise RuntimeError(f"{path}: {resp.status} {await resp.text()}")
+        return await resp.json()
+
+
 async def _single(
-    c: httpx.AsyncClient, headers: dict[str, str], w: Watcher, n: int, name: str
+    s: aiohttp.ClientSession, headers: dict[str, str], w: Watcher, n: int, name: str
 ) -> Result:
     started: dict[str, float] = {}
     queue = list(range(n))
@@ -295,8 +311,8 @@ async def _single(
         while queue:
             queue.pop()
             t0 = time.perf_counter()
-            resp = await c.post("/api/v1/tasks", json={"type": "noop"}, headers=headers)
-            started[resp.json()["id"]] = t0
+            task = await _post(s, "/api/v1/tasks", {"type": "noop"}, headers)
+            started[task["id"]] = t0
 
     t0 = time.perf_counter()
     await asyncio.gather(*(submitter() for _ in range(32)))
@@ -305,17 +321,15 @@ async def _single(
 
 
 async def _batch(
-    c: httpx.AsyncClient, headers: dict[str, str], w: Watcher, n: int, name: str
+    s: aiohttp.ClientSession, headers: dict[str, str], w: Watcher, n: int, name: str
 ) -> Result:
     started: dict[str, float] = {}
     size = 500
 
     async def one(count: int) -> None:
         t0 = time.perf_counter()
-        resp = await c.post(
-            "/api/v1/tasks/batch", json={"tasks": [{"type": "noop"}] * count}, headers=headers
-        )
-        for item in resp.json():
+        body = {"tasks": [{"type": "noop"}] * count}
+        for item in await _post(s, "/api/v1/tasks/batch", body, headers):
             started[item["id"]] = t0
 
     t0 = time.perf_counter()
@@ -325,15 +339,15 @@ async def _batch(
 
 
 async def _light(
-    c: httpx.AsyncClient, headers: dict[str, str], w: Watcher, n: int, name: str
+    s: aiohttp.ClientSession, headers: dict[str, str], w: Watcher, n: int, name: str
 ) -> Result:
     lat = []
     t0 = time.perf_counter()
     for _ in range(n):
-        s = time.perf_counter()
-        tid = (await c.post("/api/v1/tasks", json={"type": "noop"}, headers=headers)).json()["id"]
+        begun = time.perf_counter()
+        tid = (await _post(s, "/api/v1/tasks", {"type": "noop"}, headers))["id"]
         await w.wait_for([tid])
-        lat.append(w.done[tid] - s)
+        lat.append(w.done[tid] - begun)
     return Result(name, n, time.perf_counter() - t0, lat)
 
 
@@ -495,7 +509,7 @@ def main(argv: list[str]) -> int:
     print(
         f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
         f" {'srv CPU ms/task':>15} {'wrk CPU ms/task':>15} {'writes/commit':>13}"
-        f" {'frames/msg':>10}"
+        f" {'frames/msg':>10} {'client CPU ms/task':>18}"
     )
     for r in results:
         ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
@@ -503,6 +517,7 @@ def main(argv: list[str]) -> int:
         wcpu = f"{r.worker_ms_per_task:15.2f}" if r.worker_cpu == r.worker_cpu else f"{'':15}"
         batching = (
             f" {r.writes_per_commit:13.1f} {r.frames_per_message:10.1f}"
+            f" {1000 * r.client_cpu / r.tasks:18.2f}"
             if r.writes_per_commit == r.writes_per_commit
             else ""
         )
