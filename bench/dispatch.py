@@ -35,6 +35,10 @@ import httpx
 PG_ADMIN = os.environ.get("YMERA_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench-password-123"
 RUNS = ("single", "batch", "light")
+# Tasks each worker process may hold at once. No-op tasks cost nothing to hold, so
+# this is the depth of the pipeline (server -> worker -> server): throughput is at
+# most slots / round-trip time, and on a busy machine the round trip is long.
+WORKER_SLOTS = int(os.environ.get("BENCH_WORKER_SLOTS", "1024"))
 
 
 @dataclass
@@ -215,7 +219,7 @@ async def _ymera_run(
         agent = (
             await c.post(
                 "/api/v1/agents",
-                json={"name": "noop", "max_concurrency": 256 * workers},
+                json={"name": "noop", "max_concurrency": WORKER_SLOTS},
                 headers=headers,
             )
         ).json()
@@ -231,7 +235,7 @@ async def _ymera_run(
             extra = (
                 await c.post(
                     "/api/v1/agents",
-                    json={"name": f"noop-{i}", "max_concurrency": 256},
+                    json={"name": f"noop-{i}", "max_concurrency": WORKER_SLOTS},
                     headers=headers,
                 )
             ).json()
@@ -247,7 +251,7 @@ async def _ymera_run(
         for i, k in enumerate(keys):
             procs.start(
                 f"{label}-worker-{i}",
-                [sys.executable, "-m", "bench.noop_worker", "256"],
+                [sys.executable, "-m", "bench.noop_worker", str(WORKER_SLOTS)],
                 {**env, "YMERA_URL": url, "YMERA_API_KEY": k},
                 cwd,
             )

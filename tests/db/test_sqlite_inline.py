@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from tests.fixtures.waiting import wait_until
 from ymera.db.database import Database
-from ymera.db.sqlite_inline import InlineConnection
+from ymera.db.sqlite_inline import OFFLOAD_ROWS, InlineConnection
 
 
 async def _table(db: Database) -> None:
@@ -101,5 +102,65 @@ async def test_threaded_mode_still_works(tmp_path: Path) -> None:
         async with db.engine.connect() as conn:
             raw = await conn.get_raw_connection()
             assert not isinstance(raw.driver_connection, InlineConnection)
+    finally:
+        await db.dispose()
+
+
+async def _thread_of_each_row(db: Database, rows: int) -> set[int]:
+    """Insert ``rows`` rows with one executemany; the ids of the threads SQLite
+    computed them on (a SQL function records it)."""
+    threads: set[int] = set()
+    async with db.transaction() as session:
+        conn = await session.connection()
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert isinstance(raw, InlineConnection)
+        assert raw._connection is not None
+        raw._connection.create_function("tid", 1, lambda x: threads.add(threading.get_ident()) or x)
+        await conn.exec_driver_sql("INSERT INTO t (x) VALUES (tid(?))", [(i,) for i in range(rows)])
+    return threads
+
+
+async def test_big_statements_run_off_the_loop_thread(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    try:
+        await _table(db)
+        loop_thread = threading.get_ident()
+        assert await _thread_of_each_row(db, OFFLOAD_ROWS - 1) == {loop_thread}
+        offloaded = await _thread_of_each_row(db, OFFLOAD_ROWS)
+        assert len(offloaded) == 1
+        assert loop_thread not in offloaded
+        assert await _count(db) == 2 * OFFLOAD_ROWS - 1  # both committed
+    finally:
+        await db.dispose()
+
+
+async def test_cancelling_an_offloaded_statement_leaves_the_connection_usable(
+    tmp_path: Path,
+) -> None:
+    """The caller is cancelled while its statement runs in the thread: the
+    statement finishes there first, the transaction rolls back, and the next unit
+    of work on the same connection works."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    started = asyncio.Event()
+
+    async def big_insert() -> None:
+        async with db.transaction() as session:
+            conn = await session.connection()
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw._connection is not None
+            raw._connection.create_function("mark", 1, lambda x: started.set() or x)
+            rows = [(i,) for i in range(200_000)]
+            await conn.exec_driver_sql("INSERT INTO t (x) VALUES (mark(?))", rows)
+
+    try:
+        await _table(db)
+        job = asyncio.create_task(big_insert())
+        await wait_until(started.is_set, timeout=10)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert await _count(db) == 0
+        await _thread_of_each_row(db, 3)
+        assert await _count(db) == 3
     finally:
         await db.dispose()

@@ -260,7 +260,9 @@ class Session:
         (or the error) goes back when its batch has committed."""
         assert self.conn is not None
         writer: TaskWriter = self.state.extras["writer"]
-        future = writer.submit(op, agent_id=self.conn.agent_id, task_id=_ref_of(frame))
+        future = writer.submit(
+            op, agent_id=self.conn.agent_id, task_id=_ref_of(frame), frees_slot=frees_slot
+        )
         task = asyncio.ensure_future(self._settle(frame, future, frees_slot=frees_slot))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -420,6 +420,11 @@ async def release_capacity(session: AsyncSession, *, agent_id: str, count: int =
     _defer_load(session, agent_id, -count)
 
 
+def pending_load(session: AsyncSession) -> dict[str, int]:
+    """Load changes this unit of work made and has not written yet, per agent."""
+    return dict(session.info.get(_LOAD_DELTAS) or {})
+
+
 def _defer_load(session: AsyncSession, agent_id: str, delta: int) -> None:
     deltas: dict[str, int] = session.info.setdefault(_LOAD_DELTAS, {})
     deltas[agent_id] = deltas.get(agent_id, 0) + delta

@@ -66,6 +66,12 @@ class Dispatcher:
         self._backlog = True
         self._epoch = 0
 
+    @property
+    def may_have_backlog(self) -> bool:
+        """Whether queued tasks may be waiting for a slot (False once a pass found
+        nothing assignable and nothing queued work since)."""
+        return self._backlog
+
     def wake(self, *, backlog: bool = True) -> None:
         """Run a pass soon. ``backlog``: tasks may have been queued (or an agent
         may now take tasks it could not); False when only capacity was freed,
@@ -91,10 +97,18 @@ class Dispatcher:
         elif task_events & FREES_SLOT:
             self.wake(backlog=False)
 
-    def _connections(self) -> dict[str, WorkerConnection]:
+    def _connections(self, freed: dict[str, int] | None = None) -> dict[str, WorkerConnection]:
+        """This replica's worker connections with a free slot (counting ``freed``:
+        slots the caller's transaction frees, still held until it commits)."""
         if self.state.extras["draining"].is_set():  # shutting down: claim no new work
             return {}
-        return {c.agent_id: c for c in self.hub.with_capacity()}
+        if not freed:
+            return {c.agent_id: c for c in self.hub.with_capacity()}
+        return {
+            c.agent_id: c
+            for c in self.hub.connections()
+            if c.free > 0 or (freed.get(c.agent_id, 0) and not (c.draining or c.closed))
+        }
 
     async def dispatch_once(self) -> int:
         conns = self._connections()
@@ -115,19 +129,22 @@ class Dispatcher:
             self._backlog = False  # nothing assignable is left (and nothing new came)
         return self.deliver(assignments)
 
-    async def claim_within(self, session: AsyncSession) -> list[service.Assignment]:
+    async def claim_within(
+        self, session: AsyncSession, *, freed: dict[str, int] | None = None
+    ) -> list[service.Assignment]:
         """Claim in the caller's transaction (the group-commit writer's, right after
         it inserted new tasks: one commit for both); the caller moves the agents'
         status with their load (``sync_status_with_load``, once for the whole
         batch) and delivers with :meth:`deliver` once it has committed. An error fails the caller's
         transaction (the writer then replays its items without claiming, and the
-        dispatcher's own pass assigns the tasks)."""
-        conns = self._connections()
+        dispatcher's own pass assigns the tasks). ``freed``: slots per agent that
+        this transaction's reports free (their tasks are still in ``held``)."""
+        conns = self._connections(freed)
         if not conns:
             return []
         epoch = self._epoch
         assignments, drained = await self._claim(
-            session, conns, self.state.clock.now(), sync_status=False
+            session, conns, self.state.clock.now(), sync_status=False, freed=freed
         )
         if drained:
             session.info[_DRAINED_AT] = epoch  # see on_commit
@@ -140,10 +157,14 @@ class Dispatcher:
         now: datetime,
         *,
         sync_status: bool = True,
+        freed: dict[str, int] | None = None,
     ) -> tuple[list[service.Assignment], bool]:
         """Claim for these connections; also returns whether the queue is drained
         (fewer tasks were assignable than there were free slots)."""
         cfg = self.state.settings.tasks
+        freed = freed or {}
+        # Load changes this transaction made and has not written yet (reports).
+        pending = agents_service.pending_load(session)
         slots = []
         for agent in await agents_service.dispatch_rows(session, agent_ids=list(conns)):
             conn = conns[agent.id]
@@ -156,7 +177,10 @@ class Dispatcher:
                     capabilities={
                         str(c["name"]): float(c.get("proficiency", 0.5)) for c in agent.capabilities
                     },
-                    load=max(agent.current_load, len(conn.held)),
+                    load=max(
+                        agent.current_load + pending.get(agent.id, 0),
+                        len(conn.held) - freed.get(agent.id, 0),
+                    ),
                     max_concurrency=min(agent.max_concurrency, conn.concurrency),
                     task_types=conn.task_types,
                 )

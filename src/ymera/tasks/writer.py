@@ -45,6 +45,7 @@ class _Item:
     agent_id: str | None
     task_id: str | None
     creates_work: bool
+    frees_slot: bool = False
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -69,15 +70,19 @@ class TaskWriter:
         agent_id: str | None = None,
         task_id: str | None = None,
         creates_work: bool = False,
+        frees_slot: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue a write (in order); the future resolves when it is committed.
 
         ``task_id``: the task the op changes (locked for the batch up front);
         ``agent_id``: the agent reporting (the batch's lock order);
         ``creates_work``: the op queues tasks (a submit): the batch then also
-        assigns what it can to this replica's workers, in the same commit.
+        assigns what it can to this replica's workers, in the same commit;
+        ``frees_slot``: the op ends the agent's hold on its task (a result, a
+        failure, a hand-back): while tasks wait, the batch refills the slots it
+        freed, in the same commit (no separate dispatcher transaction).
         """
-        item = _Item(op, agent_id, task_id, creates_work)
+        item = _Item(op, agent_id, task_id, creates_work, frees_slot)
         self.queue.append(item)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(
@@ -119,9 +124,19 @@ class TaskWriter:
                     except _REFUSALS as exc:
                         outcomes.append((item, None, exc))
                 await repository.save_rows(session)
-                if claim and dispatcher is not None and any(i.creates_work for i in batch):
-                    await repository.flush_deferred(session)  # the claim must see them
-                    assignments = await dispatcher.claim_within(session)
+                freed: dict[str, int] = {}
+                for item, _, error in outcomes:
+                    if item.frees_slot and error is None and item.agent_id is not None:
+                        freed[item.agent_id] = freed.get(item.agent_id, 0) + 1
+                creates = any(i.creates_work for i in batch)
+                if (
+                    claim
+                    and dispatcher is not None
+                    and (creates or (freed and dispatcher.may_have_backlog))
+                ):
+                    if creates:
+                        await repository.flush_deferred(session)  # the claim must see them
+                    assignments = await dispatcher.claim_within(session, freed=freed)
                 # Each agent's load moves once for the whole batch (reports and claim).
                 agents = sorted(
                     {i.agent_id for i in batch if i.agent_id} | {a.agent_id for a in assignments}
@@ -132,7 +147,7 @@ class TaskWriter:
                     )
         except Exception as exc:
             if len(batch) == 1:
-                if claim and batch[0].creates_work:
+                if claim and (batch[0].creates_work or batch[0].frees_slot):
                     await self._apply(batch, claim=False)  # once more, without the claim
                     return
                 _resolve(batch[0], None, exc)
