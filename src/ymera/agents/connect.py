@@ -22,6 +22,7 @@ from ymera.agents.hub import WorkerConnection, WorkerHub
 from ymera.auth.dependencies import authenticate
 from ymera.auth.permissions import Permission
 from ymera.errors import YmeraError
+from ymera.kit import jsonx
 from ymera.state import AppState
 from ymera.tasks import service as tasks_service
 from ymera.tasks.dispatcher import Dispatcher
@@ -194,7 +195,7 @@ class Session:
     async def handle(self, raw: str) -> None:
         assert self.conn is not None
         try:
-            frame = json.loads(raw)
+            frame = jsonx.loads(raw)
         except ValueError as exc:
             self.conn.send({"type": "error", "code": "bad_frame", "message": str(exc)[:300]})
             return

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
+
+from ymera.kit import jsonx
 
 log = structlog.get_logger("ymera.hub")
 
@@ -67,7 +68,7 @@ class WorkerConnection:
         if self.closed:
             return False
         try:
-            self._queue.put_nowait(json.dumps(frame, separators=(",", ":"), default=str))
+            self._queue.put_nowait(jsonx.dumps(frame))
         except asyncio.QueueFull:
             log.warning("worker_too_slow", agent=self.agent_name, queued=self._queue.qsize())
             asyncio.get_running_loop().create_task(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 from typing import Any
 
@@ -22,6 +21,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
 
 from ymera.bus.base import EventBus
+from ymera.kit import jsonx
 
 log = structlog.get_logger("ymera.bus.redis")
 
@@ -109,7 +109,7 @@ class RedisBus(EventBus):
         return True
 
     async def publish(self, channel: str, data: dict[str, Any]) -> bool:
-        payload = json.dumps(data, separators=(",", ":"), default=str)
+        payload = jsonx.dumps(data)
         try:
             await self._client.publish(self.prefix + channel, payload)
         except (RedisError, OSError) as exc:
@@ -125,7 +125,7 @@ class RedisBus(EventBus):
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for data in items:
-                    pipe.publish(full, json.dumps(data, separators=(",", ":"), default=str))
+                    pipe.publish(full, jsonx.dumps(data))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("bus_publish_failed", channel=channel, count=len(items), error=repr(exc))
@@ -234,7 +234,7 @@ class RedisBus(EventBus):
             if kind != "message" or channel == control:
                 continue
             try:
-                data = json.loads(msg["data"])
+                data = jsonx.loads(msg["data"])
             except (ValueError, TypeError):
                 log.warning("bus_bad_message", channel=channel)
                 continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from ymera.auth.principal import Principal
 from ymera.errors import BadRequest
 from ymera.events import service
 from ymera.events.schemas import EventPage
+from ymera.kit import jsonx
 from ymera.state import State
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -35,7 +35,7 @@ def _parse_cursor(value: str | None, name: str) -> int | None:
 
 
 def _sse(payload: dict[str, object]) -> bytes:
-    data = json.dumps(payload, separators=(",", ":"))
+    data = jsonx.dumps(payload)
     return f"id: {payload['seq']}\nevent: {payload['type']}\ndata: {data}\n\n".encode()
 
 

@@ -3,7 +3,6 @@ and a live SSE view of one task."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -17,6 +16,7 @@ from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
 from ymera.errors import SHUTTING_DOWN_RESPONSES, Unauthorized, Unprocessable
+from ymera.kit import jsonx
 from ymera.kit.pagination import Page
 from ymera.middleware import accepting_work
 from ymera.state import AppState, DbSession, State
@@ -376,4 +376,4 @@ async def task_events(
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"event: {event}\ndata: {jsonx.dumps(data)}\n\n".encode()

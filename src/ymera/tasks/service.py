@@ -28,6 +28,7 @@ from ymera.auth.principal import Principal
 from ymera.code import service as code_service
 from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ymera.events.outbox import record_event
+from ymera.kit import jsonx
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.tasks import Task
@@ -265,7 +266,7 @@ async def submit(
     await _check_workspaces(session, principal, specs)
     rows: list[dict[str, Any]] = []
     for spec in specs:
-        if len(json.dumps(spec.input, default=str)) > MAX_INPUT_BYTES:
+        if spec.input and len(jsonx.dumpb(spec.input)) > MAX_INPUT_BYTES:
             raise Unprocessable(
                 f"Task input over {MAX_INPUT_BYTES} bytes; attach a file instead",
                 code="input_too_large",
