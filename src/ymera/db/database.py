@@ -54,6 +54,7 @@ def json_dumps(value: Any) -> str:
     return jsonx.dumps(value)
 
 
+SQLITE_POOL_SIZE = 32  # SQLite connections each engine keeps open
 OUTBOX_FLAG = "ymera_outbox_dirty"
 EVENT_TYPES = "ymera_event_types"  # the types of the events a unit of work recorded
 PUBLISH_ROWS = "ymera_publish_rows"  # events sequenced in the transaction (SQLite)
@@ -79,6 +80,11 @@ def _sqlite_engine(
         echo=echo,
         connect_args=connect_args,
         pool_pre_ping=False,
+        # Kept open: under load more than a handful of units of work overlap (readers,
+        # writers waiting their turn), and an overflow connection is opened, set up
+        # and closed again for each of them.
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=SQLITE_POOL_SIZE,
         json_serializer=json_dumps,
         json_deserializer=json_loads,
     )

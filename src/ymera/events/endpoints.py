@@ -93,15 +93,15 @@ async def events(
 
     async def body() -> AsyncIterator[bytes]:
         live = False
-        async for payload in service.stream_events(
+        async for batch in service.stream_events(
             state.db,
             state.bus,
             flt=flt,
             after=cursor,
             keepalive=state.settings.events.sse_keepalive_seconds,
         ):
-            if payload is not None:
-                yield _sse(payload)
+            if batch is not None:
+                yield b"".join(_sse(payload) for payload in batch)
             elif live:
                 yield b": keepalive\n\n"
             else:

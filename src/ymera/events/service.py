@@ -152,8 +152,10 @@ async def stream_events(
     after: int | None,
     keepalive: float = 15.0,
     page_size: int = 500,
-) -> AsyncIterator[dict[str, Any] | None]:
-    """Yield matching event payloads after ``after`` forever; ``None`` is a keepalive.
+) -> AsyncIterator[list[dict[str, Any]] | None]:
+    """Yield the matching event payloads after ``after``, in order, forever, as
+    lists (what is already at hand goes out together: one write for many events
+    under load); ``None`` is a keepalive.
 
     The first item is always ``None``, yielded as soon as the stream is live: an
     event committed from then on will be delivered. ``after=None`` starts at the
@@ -165,7 +167,7 @@ async def stream_events(
         cursor = await current_seq(db) if after is None else after
         yield None
 
-        async def catch_up() -> AsyncIterator[dict[str, Any]]:
+        async def catch_up() -> AsyncIterator[list[dict[str, Any]]]:
             nonlocal cursor
             sub.clear_lag()
             target = await current_seq(db)
@@ -175,34 +177,39 @@ async def stream_events(
                         session, after=cursor, limit=page_size, **flt.query_args()
                     )
                 rows = [r for r in rows if r.seq is not None and r.seq <= target]
-                for row in rows:
-                    yield event_payload(row)
-                    cursor = int(row.seq or cursor)
+                if rows:
+                    yield [event_payload(row) for row in rows]
+                    cursor = int(rows[-1].seq or cursor)
                 if len(rows) < page_size:
                     cursor = max(cursor, target)
 
-        async for payload in catch_up():
-            yield payload
+        async for page in catch_up():
+            yield page
         while True:
             if sub.lagged:
-                async for payload in catch_up():
-                    yield payload
+                async for page in catch_up():
+                    yield page
             message = await sub.get(timeout=keepalive)
             if message is None:
                 if sub.lagged:
                     continue  # woken by a reconnect or an overflow: catch up first
-                async for payload in catch_up():
-                    yield payload
+                async for page in catch_up():
+                    yield page
                 yield None
                 continue
-            seq = int(message.data.get("seq") or 0)
-            if seq <= cursor:
-                continue
-            if seq > cursor + 1:
-                async for payload in catch_up():
-                    yield payload
-                if seq <= cursor:
-                    continue
-            cursor = seq
-            if flt.matches(message.data):
-                yield message.data
+            batch: list[dict[str, Any]] = []
+            while message is not None:
+                seq = int(message.data.get("seq") or 0)
+                if seq > cursor + 1:  # a gap: what is missing comes from the database
+                    if batch:
+                        yield batch
+                        batch = []
+                    async for page in catch_up():
+                        yield page
+                if seq > cursor:
+                    cursor = seq
+                    if flt.matches(message.data):
+                        batch.append(message.data)
+                message = None if sub.lagged else sub.get_nowait()
+            if batch:
+                yield batch

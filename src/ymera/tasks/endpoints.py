@@ -28,6 +28,7 @@ from ymera.tasks.schemas import (
     TaskBatchCreate,
     TaskCreate,
     TaskOut,
+    TaskRef,
 )
 from ymera.tasks.status import TaskStatus
 from ymera.tasks.writer import TaskWriter
@@ -37,6 +38,16 @@ CANCEL_CHANNEL = "task.cancel"  # cancels for workers connected to another repli
 
 Read = Annotated[Principal, Depends(require(Permission.TASKS_READ))]
 Write = Annotated[Principal, Depends(require(Permission.TASKS_WRITE))]
+PreferHeader = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        max_length=200,
+        description="`return=minimal` (RFC 7240): answer each task's id and status only "
+        "(much smaller answers for large batches); the answer then carries "
+        "`Preference-Applied: return=minimal`.",
+    ),
+]
 IdemKey = Annotated[
     str | None,
     Header(
@@ -117,7 +128,7 @@ async def _submit(
 
 @router.post(
     "",
-    response_model=TaskOut,
+    response_model=TaskOut | TaskRef,
     status_code=201,
     responses=_INTAKE,
     dependencies=[Depends(accepting_work)],
@@ -127,16 +138,20 @@ async def submit_task(
     state: State,
     principal: Write,
     idempotency_key: IdemKey = None,
+    prefer: PreferHeader = None,
 ) -> Response:
     """Submit a task. It is durable when this answers. With `Idempotency-Key`, a
-    repeat of the same request returns the original task (200 instead of 201)."""
+    repeat of the same request returns the original task (200 instead of 201).
+    The answer is the task (`TaskOut`), or its id and status (`TaskRef`) with
+    `Prefer: return=minimal`."""
     tasks, created = await _submit(state, principal, [body], body, idempotency_key)
-    return _json_response(_TASK, tasks[0], 201 if created else 200)
+    minimal = _minimal(prefer)
+    return _json_response(_REF if minimal else _TASK, tasks[0], 201 if created else 200, minimal)
 
 
 @router.post(
     "/batch",
-    response_model=list[TaskOut],
+    response_model=list[TaskOut] | list[TaskRef],
     status_code=201,
     responses=_INTAKE,
     dependencies=[Depends(accepting_work)],
@@ -146,10 +161,14 @@ async def submit_batch(
     state: State,
     principal: Write,
     idempotency_key: IdemKey = None,
+    prefer: PreferHeader = None,
 ) -> Response:
-    """Submit up to 1,000 tasks in one request, all durable (one transaction)."""
+    """Submit up to 1,000 tasks in one request, all durable (one transaction). The
+    answer lists the tasks in order (`TaskOut`), or their ids and statuses
+    (`TaskRef`) with `Prefer: return=minimal`."""
     tasks, created = await _submit(state, principal, body.tasks, body, idempotency_key)
-    return _json_response(_TASKS, tasks, 201 if created else 200)
+    minimal = _minimal(prefer)
+    return _json_response(_REFS if minimal else _TASKS, tasks, 201 if created else 200, minimal)
 
 
 # Intake answers are validated and serialised once, by pydantic's own JSON
@@ -157,11 +176,25 @@ async def submit_batch(
 # json module by FastAPI).
 _TASK: TypeAdapter[Any] = TypeAdapter(TaskOut)
 _TASKS: TypeAdapter[Any] = TypeAdapter(list[TaskOut])
+_REF: TypeAdapter[Any] = TypeAdapter(TaskRef)
+_REFS: TypeAdapter[Any] = TypeAdapter(list[TaskRef])
 
 
-def _json_response(adapter: TypeAdapter[Any], value: Any, status: int) -> Response:
+def _minimal(prefer: str | None) -> bool:
+    """Whether the client prefers ``return=minimal`` (RFC 7240; case-insensitive,
+    among other comma- or semicolon-separated preferences)."""
+    if not prefer:
+        return False
+    tokens = (t.strip().lower().replace(" ", "") for t in prefer.replace(";", ",").split(","))
+    return "return=minimal" in tokens
+
+
+def _json_response(adapter: TypeAdapter[Any], value: Any, status: int, minimal: bool) -> Response:
     model = adapter.validate_python(value, from_attributes=True)
-    return Response(adapter.dump_json(model), status_code=status, media_type="application/json")
+    headers = {"Preference-Applied": "return=minimal"} if minimal else None
+    return Response(
+        adapter.dump_json(model), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 @router.get("", response_model=Page[TaskOut])

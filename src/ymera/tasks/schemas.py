@@ -94,6 +94,13 @@ class TaskOut(BaseModel):
     finished_at: datetime | None
 
 
+class TaskRef(BaseModel):
+    """A submitted task in a minimal answer (``Prefer: return=minimal``)."""
+
+    id: str
+    status: TaskStatus
+
+
 class FeedbackIn(BaseModel):
     score: float = Field(ge=0, le=1)
     comment: str | None = Field(default=None, max_length=2000)
