@@ -33,7 +33,7 @@ from ymera.agents import health_checks
 from ymera.agents import service as agents_service
 from ymera.agents.health_checks import HealthSnapshot
 from ymera.agents.schemas import MetricsWindow as Window
-from ymera.db.database import DB_KEY, Database
+from ymera.db.database import DB_KEY, Database, at_commit
 from ymera.models.agent_metrics import (
     HISTOGRAM_COLUMNS,
     HOUR,
@@ -166,7 +166,7 @@ def _upsert_rows(
     return rows
 
 
-@sa_event.listens_for(Session, "before_commit")
+@at_commit(40)
 def _write_buffered_metrics(session: Session) -> None:
     buffer = session.info.pop(_BUFFER, None)
     if buffer:

@@ -22,6 +22,7 @@ from ymera.agents.status import (
 )
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
+from ymera.db.database import at_commit
 from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
@@ -444,7 +445,7 @@ async def flush_load(session: AsyncSession) -> dict[str, tuple[str, int, int]]:
     return moved
 
 
-@sa_event.listens_for(Session, "before_commit")
+@at_commit(30)
 def _write_deferred_load(session: Session) -> None:
     for agent_id, delta in sorted((session.info.pop(_LOAD_DELTAS, None) or {}).items()):
         if delta:

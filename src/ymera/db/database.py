@@ -185,9 +185,9 @@ class Database:
 
     @property
     def sequences_at_commit(self) -> bool:
-        """Whether events get their ``seq`` in their own transaction (SQLite's
-        single writer orders commits), so the relay need not sequence them."""
-        return self.is_sqlite
+        """Whether events get their ``seq`` in their own transaction (see
+        ``events.outbox``), so the relay need not sequence them."""
+        return True
 
     @property
     def is_sqlite(self) -> bool:
@@ -248,6 +248,32 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+# Writes a unit of work defers to its commit (new tasks, report rows, agent load,
+# metrics, events), run in a fixed order. The events come last: they take the
+# event sequencer's row lock, held until COMMIT, and a transaction holding it
+# must wait for no other lock (or two such transactions could deadlock).
+CommitWriter = Callable[[Session], None]
+_COMMIT_WRITERS: list[tuple[int, str, CommitWriter]] = []
+LAST = 1000
+
+
+def at_commit(order: int) -> Callable[[CommitWriter], CommitWriter]:
+    """Register a deferred writer, run before every commit in ``order`` (lowest first)."""
+
+    def register(writer: CommitWriter) -> CommitWriter:
+        _COMMIT_WRITERS.append((order, writer.__qualname__, writer))
+        _COMMIT_WRITERS.sort(key=lambda entry: (entry[0], entry[1]))
+        return writer
+
+    return register
+
+
+@event.listens_for(Session, "before_commit")
+def _run_commit_writers(session: Session) -> None:
+    for _, _, writer in _COMMIT_WRITERS:
+        writer(session)
 
 
 @event.listens_for(Session, "after_commit")

@@ -1,9 +1,9 @@
 """Record events inside the caller's unit of work (the transactional outbox).
 
-Events are buffered on the session and written with one multi-row INSERT just
-before the transaction commits (far cheaper than an ORM object per event); a
-rollback drops the buffer. After commit the relay assigns each event its
-sequence number and publishes it on the bus.
+Events are buffered on the session and written with one executemany just
+before the transaction commits, each with its ``seq`` (its place in the
+stream, gap-free, in commit order); a rollback drops the buffer. After commit
+the relay publishes them on the bus.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ymera.db import driver
-from ymera.db.database import EVENT_TYPES, OUTBOX_FLAG, PUBLISH_ROWS
+from ymera.db.database import EVENT_TYPES, LAST, OUTBOX_FLAG, PUBLISH_ROWS, at_commit
 from ymera.kit.clock import utcnow
 from ymera.models.events import EventSequencer
 
 _BUFFER = "ymera_event_buffer"
 # Events are written at the driver level (ymera.db.driver): thousands per second.
 _COLUMNS = ("type", "resource_type", "resource_id", "data", "actor", "created_at")
-_INSERT_SQL = driver.insert_sql("events", _COLUMNS)
 _INSERT_SEQUENCED_SQL = driver.insert_sql("events", (*_COLUMNS, "seq"))
 _SEQ = cast(Table, EventSequencer.__table__)
 _LAST_SEQ = select(_SEQ.c.last_seq).where(_SEQ.c.id == 1)
@@ -70,24 +69,26 @@ async def flush_events(session: AsyncSession) -> None:
         await session.run_sync(_write_buffered_events)
 
 
-@sa_event.listens_for(Session, "before_commit")
+@at_commit(LAST)
 def _write_buffered_events(session: Session) -> None:
     rows = session.info.pop(_BUFFER, None)
     if not rows:
         return
     connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        # SQLite has one writer at a time, so commits happen in the order their
-        # transactions hold the write lock: the events can take their ``seq`` here,
-        # in this transaction, and the relay only publishes them (no second
-        # transaction per commit). See events.service.relay_once.
-        last = _reserve(connection, len(rows))
-        for offset, row in enumerate(rows, 1):
-            row["seq"] = last + offset
-        driver.execute_many_sync(connection, _INSERT_SEQUENCED_SQL, _params(connection, rows, True))
-        session.info.setdefault(PUBLISH_ROWS, []).extend(rows)
-    else:
-        driver.execute_many_sync(connection, _INSERT_SQL, _params(connection, rows, False))
+    # The events take their ``seq`` here, in this transaction: reserving numbers
+    # locks the sequencer row until COMMIT, so transactions that record events
+    # commit in the order of their numbers (on SQLite the single writer orders
+    # them anyway) and a reader that has seen seq N never sees a smaller one
+    # commit later. This runs last before COMMIT (at_commit(LAST)), holding the
+    # lock only for the insert and the commit itself; the relay then only
+    # publishes (no second transaction per commit, no second write of each row).
+    # The group-commit writer makes most commits large, so the lock is taken a
+    # few hundred times a second, not once per event.
+    last = _reserve(connection, len(rows))
+    for offset, row in enumerate(rows, 1):
+        row["seq"] = last + offset
+    driver.execute_many_sync(connection, _INSERT_SEQUENCED_SQL, _params(connection, rows, True))
+    session.info.setdefault(PUBLISH_ROWS, []).extend(rows)
     _mark(session.info, rows)
 
 

@@ -52,19 +52,24 @@ def event_payload(event: Event) -> dict[str, Any]:
 async def relay_once(
     db: Database, bus: EventBus, *, batch_size: int = 500, sequence: bool = True
 ) -> int:
-    """Publish the events sequenced at commit (SQLite), then sequence up to
+    """Publish the events sequenced at commit, in seq order, then sequence up to
     ``batch_size`` committed events still without a ``seq``, commit, and publish
     them; returns how many events were published.
 
-    ``sequence=False`` skips the second part (on SQLite every local commit
-    sequences its own events; only other processes leave events to sequence).
+    ``sequence=False`` skips the second part (every commit sequences its own
+    events; only rows written by an older version can be left without a seq).
     Publishing stops at the first failure: the events are safe in the database
     and streams catch up from there, and a bus outage must not hold up the
     sequencing of the events that follow.
     """
     count = 0
     while db.publish_queue:
-        payloads = [event_payload_from_row(row) for row in db.publish_queue.popleft()]
+        # Commits that overlapped (PostgreSQL) may have queued out of order.
+        batches = sorted(
+            (db.publish_queue.popleft() for _ in range(len(db.publish_queue))),
+            key=lambda rows: int(rows[0]["seq"]),
+        )
+        payloads = [event_payload_from_row(row) for rows in batches for row in rows]
         if not await bus.publish_many(EVENTS_CHANNEL, payloads):
             log.warning("events_not_published", first_seq=payloads[0]["seq"])
         count += len(payloads)

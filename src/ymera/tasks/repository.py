@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
 from ymera.db import driver
+from ymera.db.database import at_commit
 from ymera.models.tasks import Task
 
 _LOCKED = "ymera_locked_tasks"
@@ -123,7 +124,7 @@ async def flush_deferred(session: AsyncSession) -> None:
         await _insert(await session.connection(), rows)
 
 
-@sa_event.listens_for(Session, "before_commit")
+@at_commit(10)
 def _insert_deferred(session: Session) -> None:
     rows = session.info.pop(_ROWS, None)
     if rows:
@@ -264,7 +265,7 @@ async def save_rows(session: AsyncSession) -> None:
         await driver.execute_many(connection, _SAVE_SQL, params)
 
 
-@sa_event.listens_for(Session, "before_commit")
+@at_commit(20)
 def _save_rows_at_commit(session: Session) -> None:
     if session.info.get(_DIRTY):
         connection = session.connection()
