@@ -67,7 +67,7 @@ class Session:
         self.hub: WorkerHub = state.extras["hub"]
         self.dispatcher: Dispatcher = state.extras["dispatcher"]
         self.conn: WorkerConnection | None = None
-        self._pending: set[asyncio.Future[None]] = set()
+        self._pending: set[asyncio.Future[Any]] = set()  # reports not yet committed
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -258,34 +258,36 @@ class Session:
 
     def _report(self, frame: dict[str, Any], op: Any, *, frees_slot: bool) -> None:
         """Queue a report for the group-committing writer, in frame order; the ack
-        (or the error) goes back when its batch has committed."""
+        (or the error) goes back when its batch has committed (a callback on the
+        write's future: no task per report)."""
         assert self.conn is not None
         writer: TaskWriter = self.state.extras["writer"]
         future = writer.submit(
             op, agent_id=self.conn.agent_id, task_id=_ref_of(frame), frees_slot=frees_slot
         )
-        task = asyncio.ensure_future(self._settle(frame, future, frees_slot=frees_slot))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._pending.add(future)
+        future.add_done_callback(lambda done: self._settle(frame, done, frees_slot=frees_slot))
 
-    async def _settle(
+    def _settle(
         self, frame: dict[str, Any], future: asyncio.Future[Any], *, frees_slot: bool
     ) -> None:
+        self._pending.discard(future)
         assert self.conn is not None
-        try:
-            await future
-        except tasks_service.StaleLease as exc:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if isinstance(exc, tasks_service.StaleLease):
             self._drop(frame)
             self.conn.send(
                 {"type": "error", "code": exc.code, "message": exc.message, "ref": _ref_of(frame)}
             )
             return
-        except YmeraError as exc:
+        if isinstance(exc, YmeraError):
             self.conn.send(
                 {"type": "error", "code": exc.code, "message": exc.message, "ref": _ref_of(frame)}
             )
             return
-        except Exception as exc:
+        if exc is not None:
             log.warning("report_failed", error=repr(exc), frame_type=frame.get("type"))
             self.conn.send({"type": "error", "code": "internal", "ref": _ref_of(frame)})
             return

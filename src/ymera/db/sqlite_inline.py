@@ -16,8 +16,9 @@ is retried here with asynchronous sleeps until ``busy_timeout`` runs out:
 retrying ``BEGIN``, a read or ``COMMIT`` after ``SQLITE_BUSY`` is safe.
 
 Big statements are the exception: an ``executemany`` of many rows (a group
-commit's tasks, events, assignments and reports), and the ``COMMIT`` of a
-transaction that ran one, go to a thread of the connection's own. SQLite
+commit's tasks, events, assignments and reports), a query with many
+parameters (the report rows a batch locks) and the fetch of its rows, and the
+``COMMIT`` of a transaction that ran one, go to a thread of the connection's own. SQLite
 releases the GIL while it works, so the event loop goes on parsing requests
 and frames on one core while SQLite writes rows on the other; the hand-off
 (tens of microseconds) is nothing next to a few hundred rows. Measured with the
@@ -55,13 +56,22 @@ class InlineConnection(aiosqlite.Connection):
         self._busy_timeout = busy_timeout
         self._offloader: ThreadPoolExecutor | None = None
         self._heavy = False  # the open transaction ran a big statement
+        self._heavy_query = False  # the last call was a big query: fetch its rows off the loop
 
     def _offload(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
         """Whether this call runs on the connection's thread (see the module doc)."""
         name = getattr(fn, "__name__", "")
+        fetch, self._heavy_query = self._heavy_query, False
         if name == "executemany" and len(args) > 1 and _row_count(args[1]) >= OFFLOAD_ROWS:
             self._heavy = True
             return True
+        if name == "execute" and len(args) > 1 and _row_count(args[1]) >= OFFLOAD_ROWS:
+            # A query over many keys (report rows locked by id): its rows are
+            # stepped through by the fetch that follows, which goes too.
+            self._heavy_query = True
+            return True
+        if name in ("fetchall", "fetchmany"):
+            return fetch
         if name in ("commit", "rollback"):
             heavy, self._heavy = self._heavy, False
             return heavy and name == "commit"
