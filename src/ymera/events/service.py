@@ -69,7 +69,8 @@ async def relay_once(
             (db.publish_queue.popleft() for _ in range(len(db.publish_queue))),
             key=lambda rows: int(rows[0]["seq"]),
         )
-        payloads = [event_payload_from_row(row) for rows in batches for row in rows]
+        times: dict[datetime, str] = {}
+        payloads = [event_payload_from_row(row, times) for rows in batches for row in rows]
         if not await bus.publish_many(EVENTS_CHANNEL, payloads):
             log.warning("events_not_published", first_seq=payloads[0]["seq"])
         count += len(payloads)
@@ -87,8 +88,16 @@ async def relay_once(
     return count + len(payloads)
 
 
-def event_payload_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    """``event_payload`` of an event's inserted row (a dict)."""
+def event_payload_from_row(
+    row: dict[str, Any], times: dict[datetime, str] | None = None
+) -> dict[str, Any]:
+    """``event_payload`` of an event's inserted row (a dict); ``times``: instants
+    already formatted (a commit's events share one)."""
+    at = row["created_at"]
+    if times is None:
+        created = json_time(at)
+    else:
+        created = times.get(at) or times.setdefault(at, json_time(at))
     return {
         "seq": row["seq"],
         "type": row["type"],
@@ -96,7 +105,7 @@ def event_payload_from_row(row: dict[str, Any]) -> dict[str, Any]:
         "resource_id": row["resource_id"],
         "actor": row["actor"],
         "data": row["data"],
-        "created_at": json_time(row["created_at"]),
+        "created_at": created,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -186,21 +187,30 @@ _ROW_JSON = frozenset(("result", "error"))
 _SAVE_SQL = driver.update_sql("tasks", _SAVED_FIELDS)
 
 
-def _readers(values: driver.Values) -> list[Any]:
-    return [
-        values.read_time if n in _ROW_TIMES else values.read_json if n in _ROW_JSON else None
-        for n in _ROW_FIELDS
-    ]
+_READ_TIME_AT = [i for i, n in enumerate(_ROW_FIELDS) if n in _ROW_TIMES]
+_READ_JSON_AT = [i for i, n in enumerate(_ROW_FIELDS) if n in _ROW_JSON]
+_SAVE_TIME_AT = [i for i, n in enumerate(_SAVED_FIELDS) if n in _ROW_TIMES]
+_SAVE_JSON_AT = [i for i, n in enumerate(_SAVED_FIELDS) if n in _ROW_JSON]
+_SAVED_VALUES = attrgetter(*_SAVED_FIELDS)
 
 
-_READERS = {d: _readers(driver.values_for(d)) for d in ("sqlite", "postgresql")}
-
-
-def _row_from_driver(dialect: str, raw: Sequence[Any]) -> TaskRow:
-    fields_in_order: list[Any] = [
-        v if f is None else f(v) for f, v in zip(_READERS[dialect], raw, strict=True)
-    ]
-    return TaskRow(*fields_in_order)
+def _rows_from_driver(dialect: str, raws: Sequence[Sequence[Any]]) -> list[TaskRow]:
+    """Report rows from the driver's values. A batch's rows share a few instants
+    (tasks submitted, claimed or renewed together): each is parsed once."""
+    values = driver.values_for(dialect)
+    times: dict[Any, Any] = {None: None}
+    rows = []
+    for raw in raws:
+        fields_in_order = list(raw)
+        for i in _READ_TIME_AT:
+            v = fields_in_order[i]
+            if v not in times:
+                times[v] = values.read_time(v)
+            fields_in_order[i] = times[v]
+        for i in _READ_JSON_AT:
+            fields_in_order[i] = values.read_json(fields_in_order[i])
+        rows.append(TaskRow(*fields_in_order))
+    return rows
 
 
 def _rows_of(session: AsyncSession | Session) -> dict[str, TaskRow]:
@@ -218,8 +228,8 @@ async def lock_rows(session: AsyncSession, ids: Sequence[str]) -> None:
     dialect = connection.dialect.name
     sql = driver.select_by_keys_sql(dialect, "tasks", _ROW_FIELDS, len(wanted), lock=True)
     rows = _rows_of(session)
-    for raw in await driver.fetch(connection, sql, driver.keys_param(dialect, wanted)):
-        row = _row_from_driver(dialect, raw)
+    fetched = await driver.fetch(connection, sql, driver.keys_param(dialect, wanted))
+    for row in _rows_from_driver(dialect, fetched):
         rows[row.id] = row
 
 
@@ -241,20 +251,20 @@ async def get_row(session: AsyncSession, task_id: str) -> TaskRow | None:
 def _save_params(session: AsyncSession | Session, dialect: str) -> list[tuple[Any, ...]]:
     dirty: dict[str, TaskRow] = session.info.pop(_DIRTY, None) or {}
     values = driver.values_for(dialect)
-    convert = [
-        values.time if n in _ROW_TIMES else values.json if n in _ROW_JSON else None
-        for n in _SAVED_FIELDS
-    ]
-    return [
-        (
-            *(
-                getattr(row, n) if f is None else f(getattr(row, n))
-                for n, f in zip(_SAVED_FIELDS, convert, strict=True)
-            ),
-            row.id,
-        )
-        for _, row in sorted(dirty.items())
-    ]
+    times: dict[Any, Any] = {None: None}  # a batch's rows share a few instants
+    params = []
+    for _, row in sorted(dirty.items()):
+        saved = list(_SAVED_VALUES(row))
+        for i in _SAVE_TIME_AT:
+            v = saved[i]
+            if v not in times:
+                times[v] = values.time(v)
+            saved[i] = times[v]
+        for i in _SAVE_JSON_AT:
+            saved[i] = values.json(saved[i])
+        saved.append(row.id)
+        params.append(tuple(saved))
+    return params
 
 
 async def save_rows(session: AsyncSession) -> None:
