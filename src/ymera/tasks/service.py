@@ -512,12 +512,21 @@ async def _queue_head(
     rows: list[Any] = []
     takeable = 0
     offset = 0
+    # Whether some free agent could take a task depends only on its type,
+    # required capabilities and exclusions (agents do not change meanwhile):
+    # decided once per such shape, not once per row.
+    shapes: dict[tuple[Any, ...], bool] = {}
     for page in range(CLAIM_PAGES):
         size = want if page == 0 else want * 4
         window = await repository.pending_window(session, now=now, limit=size, offset=offset)
         offset += size
         rows.extend(window)
-        takeable += sum(1 for row in window if _could_take(row, by_id))
+        for row in window:
+            shape = (row.type, tuple(row.required_capabilities), tuple(row.excluded_agents))
+            could = shapes.get(shape)
+            if could is None:
+                could = shapes[shape] = _could_take(row, by_id)
+            takeable += could
         if len(window) < size or takeable >= want:
             break
     return rows
@@ -561,7 +570,11 @@ async def claim(
     updates: list[dict[str, Any]] = []
     expires = now + timedelta(seconds=lease_seconds)
     check_transition(T.PENDING, T.ASSIGNED)
-    for row in await _queue_head(session, now=now, want=want, by_id=by_id):
+    head = await _queue_head(session, now=now, want=want, by_id=by_id)
+    # Lease tokens fence reports, so they must be unguessable: one read of the
+    # OS's randomness for the whole claim, 16 hex digits each.
+    tokens = secrets.token_hex(8 * min(want, len(head)))
+    for row in head:
         if len(assignments) >= want:
             break
         if row.deadline is not None and row.deadline <= now:
@@ -591,7 +604,7 @@ async def claim(
             deadline=row.deadline,
             timeout_seconds=row.timeout_seconds,
             attempt=row.attempt + 1,
-            lease_token=secrets.token_hex(8),
+            lease_token=tokens[16 * len(assignments) : 16 * len(assignments) + 16],
             workflow_step_id=row.workflow_step_id,
             workspace_id=row.workspace_id,
             workspace_mode=row.workspace_mode if row.workspace_id else None,
