@@ -6,7 +6,7 @@ from ymera.models.auth import ApiKey, RefreshToken, User
 from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
 from ymera.models.files import File
-from ymera.models.tasks import Task
+from ymera.models.tasks import Task, TaskRouting
 
 __all__ = [
     "Agent",
@@ -23,6 +23,7 @@ __all__ = [
     "File",
     "RefreshToken",
     "Task",
+    "TaskRouting",
     "User",
     "Workspace",
 ]

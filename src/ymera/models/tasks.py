@@ -94,7 +94,6 @@ class Task(Base):
 
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
-    routing: Mapped[dict[str, Any] | None] = mapped_column(JSONType, default=None)
     progress: Mapped[float | None] = mapped_column(Float, default=None)
     progress_message: Mapped[str | None] = mapped_column(String(500), default=None)
     feedback_score: Mapped[float | None] = mapped_column(Float, default=None)
@@ -105,3 +104,19 @@ class Task(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TaskRouting(Base):
+    """Why an attempt of a task went to its agent (the routing decision's
+    explanation), one row per assignment. Kept apart from the task's row: the
+    explanation is larger than the rest of a task, and the task's row is
+    rewritten at every change of state."""
+
+    __tablename__ = "task_routing"
+
+    task_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decided_at: Mapped[datetime] = mapped_column()
+    decision: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -236,9 +236,12 @@ async def get_task(task_id: str, session: DbSession, principal: Read) -> TaskOut
 
 @router.get("/{task_id}/routing")
 async def get_routing(task_id: str, session: DbSession, principal: Read) -> dict[str, Any]:
-    """Why the task went to its agent: strategy, candidates and their scores, rejections."""
-    task = await service.get_task(session, principal=principal, task_id=task_id)
-    return {"task_id": task.id, "attempt": task.attempt, "decision": task.routing}
+    """Why the task went to its agent, for its latest assignment: strategy,
+    candidates and their scores, rejections (`decision` is null before any)."""
+    task, routing = await service.routing_of(session, principal=principal, task_id=task_id)
+    if routing is None:
+        return {"task_id": task.id, "attempt": task.attempt, "decision": None}
+    return {"task_id": task.id, "attempt": routing.attempt, "decision": routing.decision}
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ymera.db import driver
 from ymera.db.database import at_commit
-from ymera.models.tasks import Task
+from ymera.models.tasks import Task, TaskRouting
 
 _LOCKED = "ymera_locked_tasks"
 _ROWS = "ymera_task_rows"
@@ -75,9 +75,9 @@ _ASSIGN_COLUMNS = (
     "lease_expires_at",
     "assigned_at",
     "updated_at",
-    "routing",
 )
 _ASSIGN_SQL = driver.update_sql("tasks", _ASSIGN_COLUMNS)
+_ROUTING_SQL = driver.insert_sql("task_routing", ("task_id", "attempt", "decided_at", "decision"))
 
 
 def _insert_params(dialect: str, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -416,8 +416,9 @@ async def pending_window(
 
 
 async def assign_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Apply assignments (each a dict with the task's ``id`` and the new values) in
-    one batched UPDATE by primary key; the rows are locked by the caller."""
+    """Apply assignments (each a dict with the task's ``id``, the new values and
+    the ``routing`` explanation) in one batched UPDATE by primary key, and keep
+    each explanation in ``task_routing``; the rows are locked by the caller."""
     if rows:
         connection = await session.connection()
         values = driver.values_for(connection.dialect.name)
@@ -437,12 +438,16 @@ async def assign_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None
                 time(row["lease_expires_at"]),
                 time(row["assigned_at"]),
                 time(row["updated_at"]),
-                values.json(row["routing"]),
                 row["id"],
             )
             for row in rows
         ]
         await driver.execute_many(connection, _ASSIGN_SQL, params)
+        decisions = [
+            (row["id"], row["attempt"], time(row["assigned_at"]), values.json(row["routing"]))
+            for row in rows
+        ]
+        await driver.execute_many(connection, _ROUTING_SQL, decisions)
 
 
 async def expired_leases(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Task]:
@@ -518,3 +523,14 @@ async def held_file_ids(session: AsyncSession, *, agent_id: str) -> set[str]:
     )
     rows = (await (await session.connection()).execute(stmt)).all()
     return {str(f) for (ids,) in rows for f in ids or ()}
+
+
+async def latest_routing(session: AsyncSession, task_id: str) -> TaskRouting | None:
+    """The explanation of the task's most recent assignment."""
+    stmt = (
+        select(TaskRouting)
+        .where(TaskRouting.task_id == task_id)
+        .order_by(TaskRouting.attempt.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

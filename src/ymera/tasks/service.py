@@ -31,7 +31,7 @@ from ymera.events.outbox import record_event
 from ymera.kit import jsonx
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
-from ymera.models.tasks import Task
+from ymera.models.tasks import Task, TaskRouting
 from ymera.tasks import hooks, repository
 from ymera.tasks.repository import TaskRow
 from ymera.tasks.routing import AgentSlot, Router, TaskView, rejection
@@ -361,6 +361,14 @@ async def get_task(session: AsyncSession, *, principal: Principal, task_id: str)
     if task is None or not _can_see(principal, task):
         raise TaskNotFound(f"Task {task_id} not found")
     return task
+
+
+async def routing_of(
+    session: AsyncSession, *, principal: Principal, task_id: str
+) -> tuple[Task, TaskRouting | None]:
+    """A task the principal may see, with the explanation of its latest assignment."""
+    task = await get_task(session, principal=principal, task_id=task_id)
+    return task, await repository.latest_routing(session, task_id)
 
 
 async def list_tasks(
