@@ -51,10 +51,11 @@ log = structlog.get_logger("ymera.app")
 
 AdminCallback = Callable[[str, str], None]
 
+# Routes are matched in this order: the task engine's (the busiest) first.
 API_ROUTERS = (
+    tasks_router,
     auth_router,
     agents_router,
-    tasks_router,
     events_router,
     workspaces_router,
     edits_router,

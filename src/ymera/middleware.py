@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import random
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from ymera.errors import ShuttingDown, problem
 from ymera.monitoring.metrics import Metrics
 
 log = structlog.get_logger("ymera.http")
+_access_log = logging.getLogger("ymera.http")  # its level decides whether requests are logged
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -95,10 +97,19 @@ def _route_template(scope: Scope) -> str:
     return "<unmatched>"
 
 
+def _new_request_id() -> str:
+    """32 random hex digits (unique, not secret: no syscall, no UUID object)."""
+    return f"{random.getrandbits(128):032x}"
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Metric children by label values: labels() takes a lock and builds a key
+        # on every call; the set of (method, route, status) is small.
+        self._counted: dict[tuple[str, str, str], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -109,7 +120,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         if scope["type"] == "websocket":
@@ -167,9 +178,18 @@ class RequestContextMiddleware:
             self.metrics.http_in_flight.dec()
             template = _route_template(scope)
             method = scope["method"]
-            self.metrics.http_requests.labels(method, template, str(status)).inc()
-            self.metrics.http_latency.labels(method, template).observe(elapsed)
-            if scope["path"] not in _QUIET_PATHS:
+            counted = self._counted.get((method, template, str(status)))
+            if counted is None:
+                counted = self.metrics.http_requests.labels(method, template, str(status))
+                self._counted[(method, template, str(status))] = counted
+            counted.inc()
+            timed = self._timed.get((method, template))
+            if timed is None:
+                timed = self._timed[(method, template)] = self.metrics.http_latency.labels(
+                    method, template
+                )
+            timed.observe(elapsed)
+            if scope["path"] not in _QUIET_PATHS and _access_log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     method=method,
