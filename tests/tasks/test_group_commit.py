@@ -76,7 +76,7 @@ async def test_a_failing_claim_does_not_lose_the_submit(live: LiveServer) -> Non
     _, key = await agent_and_key(live, "claimfail")
     h = live.harness
     dispatcher = h.state.extras["dispatcher"]
-    real_claim = dispatcher._claim
+    real_slots = dispatcher._slots  # every claim reads its agents' slots first
     failures = 0
 
     async def failing_once(*args: object, **kwargs: object) -> object:
@@ -84,9 +84,9 @@ async def test_a_failing_claim_does_not_lose_the_submit(live: LiveServer) -> Non
         if failures == 0:
             failures += 1
             raise RuntimeError("claim broke")
-        return await real_claim(*args, **kwargs)
+        return await real_slots(*args, **kwargs)
 
-    dispatcher._claim = failing_once
+    dispatcher._slots = failing_once
     dev = await h.headers(Role.DEVELOPER)
     async with websockets.connect(ws_url(live)) as ws:
         await hello(ws, key, concurrency=2)

@@ -405,7 +405,7 @@ async def reserve_capacity(session: AsyncSession, *, agent_id: str, count: int =
     return await repository.take_capacity(session, agent_id, count)
 
 
-async def add_load(session: AsyncSession, *, agent_id: str, count: int) -> None:
+def defer_load(session: AsyncSession, *, agent_id: str, count: int) -> None:
     """Count ``count`` more tasks on an agent whose capacity the caller tracks.
 
     Load changes are summed per agent in the unit of work and written once per
@@ -417,7 +417,7 @@ async def add_load(session: AsyncSession, *, agent_id: str, count: int) -> None:
 
 
 async def release_capacity(session: AsyncSession, *, agent_id: str, count: int = 1) -> None:
-    """Free ``count`` slots (deferred like :func:`add_load`; the load never goes below 0)."""
+    """Free ``count`` slots (deferred like :func:`defer_load`; the load never goes below 0)."""
     _defer_load(session, agent_id, -count)
 
 

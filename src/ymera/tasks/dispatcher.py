@@ -150,18 +150,13 @@ class Dispatcher:
             session.info[_DRAINED_AT] = epoch  # see on_commit
         return assignments
 
-    async def _claim(
+    async def _slots(
         self,
         session: AsyncSession,
         conns: dict[str, WorkerConnection],
-        now: datetime,
-        *,
-        sync_status: bool = True,
         freed: dict[str, int] | None = None,
-    ) -> tuple[list[service.Assignment], bool]:
-        """Claim for these connections; also returns whether the queue is drained
-        (fewer tasks were assignable than there were free slots)."""
-        cfg = self.state.settings.tasks
+    ) -> list[AgentSlot]:
+        """The routable agents behind these connections, with their free slots."""
         freed = freed or {}
         # Load changes this transaction made and has not written yet (reports).
         pending = agents_service.pending_load(session)
@@ -185,6 +180,50 @@ class Dispatcher:
                     task_types=conn.task_types,
                 )
             )
+        return slots
+
+    async def assign_new_within(
+        self,
+        session: AsyncSession,
+        rows: list[dict[str, Any]],
+        *,
+        freed: dict[str, int] | None = None,
+    ) -> list[service.Assignment]:
+        """Assign tasks the caller's transaction is submitting, before they are
+        inserted, when no older task waits (see ``service.assign_new``); the
+        caller syncs status with load and delivers once committed, as with
+        :meth:`claim_within`."""
+        conns = self._connections(freed)
+        if not conns or not rows:
+            return []
+        epoch = self._epoch
+        slots = await self._slots(session, conns, freed)
+        assignments = service.assign_new(
+            session,
+            rows=rows,
+            agents=slots,
+            router=self.router,
+            now=self.state.clock.now(),
+            lease_seconds=self.state.settings.tasks.lease_seconds,
+            limit=self.state.settings.tasks.claim_batch,
+        )
+        if len(assignments) == len(rows):
+            session.info[_DRAINED_AT] = epoch  # everything queued is assigned: see on_commit
+        return assignments
+
+    async def _claim(
+        self,
+        session: AsyncSession,
+        conns: dict[str, WorkerConnection],
+        now: datetime,
+        *,
+        sync_status: bool = True,
+        freed: dict[str, int] | None = None,
+    ) -> tuple[list[service.Assignment], bool]:
+        """Claim for these connections; also returns whether the queue is drained
+        (fewer tasks were assignable than there were free slots)."""
+        cfg = self.state.settings.tasks
+        slots = await self._slots(session, conns, freed)
         assignments = await service.claim(
             session,
             agents=slots,

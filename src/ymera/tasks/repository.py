@@ -28,6 +28,7 @@ from ymera.models.tasks import Task, TaskRouting
 
 _LOCKED = "ymera_locked_tasks"
 _ROWS = "ymera_task_rows"
+_ROUTING = "ymera_task_routing_rows"
 _DIRTY = "ymera_dirty_task_rows"
 _T = cast(Table, Task.__table__)
 # The columns a new task sets (the others start NULL), and the hot statements
@@ -59,12 +60,25 @@ _NEW_COLUMNS = (
     "workspace_mode",
     "created_at",
     "updated_at",
+    # Set when the task is assigned as it is submitted (tasks.service.assign_new).
+    "agent_id",
+    "lease_token",
+    "lease_expires_at",
+    "assigned_at",
 )
 _JSON_NEW = frozenset(
     ("input", "required_capabilities", "file_ids", "preferred_agents", "excluded_agents")
 )
 _TIME_NEW = frozenset(
-    ("deadline", "available_at", "idempotency_expires_at", "created_at", "updated_at")
+    (
+        "deadline",
+        "available_at",
+        "idempotency_expires_at",
+        "created_at",
+        "updated_at",
+        "lease_expires_at",
+        "assigned_at",
+    )
 )
 _INSERT_SQL = driver.insert_sql("tasks", _NEW_COLUMNS)
 _ASSIGN_COLUMNS = (
@@ -118,11 +132,46 @@ def defer_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     session.info.setdefault(_ROWS, []).extend(rows)
 
 
+def deferred_rows(session: AsyncSession) -> list[dict[str, Any]]:
+    """The new tasks this unit of work will insert (``defer_insert``), not yet
+    written: changes made to them are what gets inserted."""
+    rows: list[dict[str, Any]] = session.info.get(_ROWS) or []
+    return rows
+
+
+def defer_routing(
+    session: AsyncSession, decisions: list[tuple[str, int, datetime, dict[str, Any]]]
+) -> None:
+    """Keep routing decisions (task id, attempt, when, explanation) of deferred
+    tasks: written right after them."""
+    if decisions:
+        session.info.setdefault(_ROUTING, []).extend(decisions)
+
+
+def _routing_params(dialect: str, decisions: list[Any]) -> list[tuple[Any, ...]]:
+    values = driver.values_for(dialect)
+    times: dict[datetime, Any] = {}
+    return [
+        (
+            task_id,
+            attempt,
+            times.get(at) or times.setdefault(at, values.time(at)),
+            values.json(decision),
+        )
+        for task_id, attempt, at, decision in decisions
+    ]
+
+
 async def flush_deferred(session: AsyncSession) -> None:
     """Insert the deferred rows now (before a claim that should see them)."""
     rows = session.info.pop(_ROWS, None)
     if rows:
         await _insert(await session.connection(), rows)
+    decisions = session.info.pop(_ROUTING, None)
+    if decisions:
+        connection = await session.connection()
+        params = _routing_params(connection.dialect.name, decisions)
+        await driver.execute_many(connection, _ROUTING_SQL, params)
 
 
 @at_commit(10)
@@ -132,6 +181,11 @@ def _insert_deferred(session: Session) -> None:
         connection = session.connection()
         params = _insert_params(connection.dialect.name, rows)
         driver.execute_many_sync(connection, _INSERT_SQL, params)
+    decisions = session.info.pop(_ROUTING, None)
+    if decisions:
+        connection = session.connection()
+        params = _routing_params(connection.dialect.name, decisions)
+        driver.execute_many_sync(connection, _ROUTING_SQL, params)
 
 
 @sa_event.listens_for(Session, "after_commit")
@@ -142,6 +196,7 @@ def _forget_rows(session: Session) -> None:
 @sa_event.listens_for(Session, "after_rollback")
 def _drop_deferred(session: Session) -> None:
     session.info.pop(_ROWS, None)
+    session.info.pop(_ROUTING, None)
     session.info.pop(_LOCKED, None)
     session.info.pop(_DIRTY, None)
 

@@ -12,9 +12,10 @@ import hashlib
 import json
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import structlog
@@ -579,83 +580,165 @@ async def claim(
     expires = now + timedelta(seconds=lease_seconds)
     check_transition(T.PENDING, T.ASSIGNED)
     head = await _queue_head(session, now=now, want=want, by_id=by_id)
-    # Lease tokens fence reports, so they must be unguessable: one read of the
-    # OS's randomness for the whole claim, 16 hex digits each.
-    tokens = secrets.token_hex(8 * min(want, len(head)))
+    tokens = _lease_tokens(min(want, len(head)))
     for row in head:
         if len(assignments) >= want:
             break
-        if row.deadline is not None and row.deadline <= now:
-            continue  # the deadline sweeper fails it
-        view = TaskView(
-            id=row.id,
-            type=row.type,
-            required_capabilities=list(row.required_capabilities),
-            preferred_agents=list(row.preferred_agents),
-            excluded_agents=list(row.excluded_agents),
-        )
-        decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
-        if decision.agent_id is None:
+        picked = _pick(row, by_id, router, now)
+        if picked is None:
             continue
+        agent_id, explanation = picked
         if not exclusive and not await agents_service.reserve_capacity(
-            session, agent_id=decision.agent_id, count=1
+            session, agent_id=agent_id, count=1
         ):
-            by_id[decision.agent_id].load = by_id[decision.agent_id].max_concurrency
+            by_id[agent_id].load = by_id[agent_id].max_concurrency
             continue
-        by_id[decision.agent_id].load += 1
-        task = ClaimedTask(
-            id=row.id,
-            type=row.type,
-            priority=row.priority,
-            input=row.input,
-            file_ids=list(row.file_ids),
-            deadline=row.deadline,
-            timeout_seconds=row.timeout_seconds,
-            attempt=row.attempt + 1,
-            lease_token=tokens[16 * len(assignments) : 16 * len(assignments) + 16],
-            workflow_step_id=row.workflow_step_id,
-            workspace_id=row.workspace_id,
-            workspace_mode=row.workspace_mode if row.workspace_id else None,
-        )
+        by_id[agent_id].load += 1
+        task = _claimed(row, next(tokens))
         updates.append(
             {
                 "id": task.id,
                 "status": T.ASSIGNED.value,
                 "attempt": task.attempt,
-                "agent_id": decision.agent_id,
+                "agent_id": agent_id,
                 "lease_token": task.lease_token,
                 "lease_expires_at": expires,
                 "assigned_at": now,
                 "updated_at": now,
-                "routing": decision.explanation,
+                "routing": explanation,
             }
         )
-        data: dict[str, Any] = {
-            "from": T.PENDING.value,
-            "to": T.ASSIGNED.value,
-            "type": task.type,
-            "attempt": task.attempt,
-            "agent_id": decision.agent_id,
-        }
-        if task.workflow_step_id:
-            data["workflow_step_id"] = task.workflow_step_id
-        record_event(
-            session,
-            type="task.assigned",
-            resource_type="task",
-            resource_id=task.id,
-            data=data,
-            actor="dispatcher",
-        )
-        assignments.append(Assignment(task, decision.agent_id, expires))
+        _record_assigned(session, task, agent_id)
+        assignments.append(Assignment(task, agent_id, expires))
     await repository.assign_many(session, updates)
     if exclusive:
-        counts: dict[str, int] = {}
-        for a in assignments:
-            counts[a.agent_id] = counts.get(a.agent_id, 0) + 1
-        for agent_id, count in counts.items():
-            await agents_service.add_load(session, agent_id=agent_id, count=count)
+        _add_loads(session, assignments)
     return assignments
+
+
+def assign_new(
+    session: AsyncSession,
+    *,
+    rows: list[dict[str, Any]],
+    agents: list[AgentSlot],
+    router: Router,
+    now: datetime,
+    lease_seconds: float,
+    limit: int,
+) -> list[Assignment]:
+    """Assign tasks being submitted in this unit of work, before they are written:
+    for the group-commit writer when no older task waits (the new tasks are the
+    queue), so each is inserted already ASSIGNED (its ``task.pending`` and
+    ``task.assigned`` events both recorded) instead of inserted, read back and
+    updated. ``rows`` are the deferred inserts (``repository.deferred_rows``);
+    assigned ones are changed in place. Only for agents whose capacity the
+    caller tracks (this replica's workers)."""
+    free = sum(a.free for a in agents)
+    if free <= 0 or not rows:
+        return []
+    want = min(limit, free)
+    by_id = {a.agent_id: a for a in agents}
+    expires = now + timedelta(seconds=lease_seconds)
+    check_transition(T.PENDING, T.ASSIGNED)
+    assignments: list[Assignment] = []
+    decisions: list[tuple[str, int, datetime, dict[str, Any]]] = []
+    tokens = _lease_tokens(min(want, len(rows)))
+    # Claim order: priority (highest first), then submission order.
+    for row in sorted(rows, key=lambda r: -int(r["priority"])):
+        if len(assignments) >= want:
+            break
+        view = SimpleNamespace(**row)
+        picked = _pick(view, by_id, router, now)
+        if picked is None:
+            continue
+        agent_id, explanation = picked
+        by_id[agent_id].load += 1
+        task = _claimed(view, next(tokens))
+        row.update(
+            status=T.ASSIGNED.value,
+            attempt=task.attempt,
+            agent_id=agent_id,
+            lease_token=task.lease_token,
+            lease_expires_at=expires,
+            assigned_at=now,
+            updated_at=now,
+        )
+        decisions.append((task.id, task.attempt, now, explanation))
+        _record_assigned(session, task, agent_id)
+        assignments.append(Assignment(task, agent_id, expires))
+    repository.defer_routing(session, decisions)
+    _add_loads(session, assignments)
+    return assignments
+
+
+def _lease_tokens(count: int) -> Iterator[str]:
+    """Lease tokens fence reports, so they must be unguessable: one read of the
+    OS's randomness for a whole claim, 16 hex digits each."""
+    pool = secrets.token_hex(8 * count)
+    return (pool[i : i + 16] for i in range(0, len(pool), 16))
+
+
+def _pick(row: Any, by_id: dict[str, AgentSlot], router: Router, now: datetime) -> Any:
+    """(agent id, explanation) for a queued task, or None when no free agent may
+    take it now (or its deadline passed: the deadline sweeper fails it)."""
+    if row.deadline is not None and row.deadline <= now:
+        return None
+    view = TaskView(
+        id=row.id,
+        type=row.type,
+        required_capabilities=list(row.required_capabilities),
+        preferred_agents=list(row.preferred_agents),
+        excluded_agents=list(row.excluded_agents),
+    )
+    decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
+    if decision.agent_id is None:
+        return None
+    return decision.agent_id, decision.explanation
+
+
+def _claimed(row: Any, lease_token: str) -> ClaimedTask:
+    return ClaimedTask(
+        id=row.id,
+        type=row.type,
+        priority=row.priority,
+        input=row.input,
+        file_ids=list(row.file_ids),
+        deadline=row.deadline,
+        timeout_seconds=row.timeout_seconds,
+        attempt=row.attempt + 1,
+        lease_token=lease_token,
+        workflow_step_id=row.workflow_step_id,
+        workspace_id=row.workspace_id,
+        workspace_mode=row.workspace_mode if row.workspace_id else None,
+    )
+
+
+def _record_assigned(session: AsyncSession, task: ClaimedTask, agent_id: str) -> None:
+    data: dict[str, Any] = {
+        "from": T.PENDING.value,
+        "to": T.ASSIGNED.value,
+        "type": task.type,
+        "attempt": task.attempt,
+        "agent_id": agent_id,
+    }
+    if task.workflow_step_id:
+        data["workflow_step_id"] = task.workflow_step_id
+    record_event(
+        session,
+        type="task.assigned",
+        resource_type="task",
+        resource_id=task.id,
+        data=data,
+        actor="dispatcher",
+    )
+
+
+def _add_loads(session: AsyncSession, assignments: list[Assignment]) -> None:
+    counts: dict[str, int] = {}
+    for a in assignments:
+        counts[a.agent_id] = counts.get(a.agent_id, 0) + 1
+    for agent_id, count in counts.items():
+        agents_service.defer_load(session, agent_id=agent_id, count=count)
 
 
 async def _fenced(session: AsyncSession, ref: LeaseRef) -> TaskRow:

@@ -129,7 +129,12 @@ class TaskWriter:
                     if item.frees_slot and error is None and item.agent_id is not None:
                         freed[item.agent_id] = freed.get(item.agent_id, 0) + 1
                 creates = any(i.creates_work for i in batch)
-                if (
+                if claim and dispatcher is not None and creates and not dispatcher.may_have_backlog:
+                    # Nothing older waits: the new tasks are the queue. They are
+                    # inserted already assigned (no read back, no update).
+                    new_rows = repository.deferred_rows(session)
+                    assignments = await dispatcher.assign_new_within(session, new_rows, freed=freed)
+                elif (
                     claim
                     and dispatcher is not None
                     and (creates or (freed and dispatcher.may_have_backlog))
