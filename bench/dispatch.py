@@ -392,10 +392,16 @@ def start_server(procs: Procs, env: dict[str, str], tmp: Path, name: str) -> str
     return url
 
 
-def _ymera(db: str, n: int, workers: int, runs: tuple[str, ...] = RUNS) -> list[Result]:
+def _ymera(
+    db: str,
+    n: int,
+    workers: int,
+    runs: tuple[str, ...] = RUNS,
+    settings: dict[str, str] | None = None,
+) -> list[Result]:
     tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-"))
     procs = Procs(tmp)
-    env = server_env(tmp)
+    env = server_env(tmp, **(settings or {}))
     pg_name = None
     if db == "postgresql":
         pg_name = f"ymera_bench_{uuid.uuid4().hex[:8]}"
@@ -503,11 +509,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--runs", default=",".join(RUNS), help="which YMERA runs: single,batch,light"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SETTING=VALUE",
+        help="a server setting for the YMERA runs, e.g. tasks.writer_lanes=1 (repeatable)",
+    )
     args = parser.parse_args(argv)
     runs = tuple(r for r in args.runs.split(",") if r)
+    settings = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        settings["YMERA_" + name.replace(".", "__").upper()] = value
     results: list[Result] = []
     for db in args.db.split(","):
-        results += _ymera(db, args.tasks, args.workers, runs)
+        results += _ymera(db, args.tasks, args.workers, runs, settings)
     celery = [] if args.no_celery else _celery(args.tasks, args.workers)
     results += celery
     base = next((r.rate for r in celery if r.name == "Celery single"), None)

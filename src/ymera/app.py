@@ -142,7 +142,8 @@ def create_app(
         dispatcher = Dispatcher(state, hub)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
-        state.extras["writer"] = TaskWriter(state)
+        lanes = 1 if state.db.is_sqlite else settings.tasks.writer_lanes
+        state.extras["writer"] = TaskWriter(state, lanes=lanes)
         pusher = Pusher(state)
         state.extras["pusher"] = pusher
         state.db.add_event_listener(dispatcher.on_commit)

@@ -43,6 +43,9 @@ class WorkerConnection:
     sink: FrameSink
     queue_size: int = 1000
     held: set[str] = field(default_factory=set)  # task ids assigned and not finished
+    # Slots taken by claims in flight (their transactions not yet committed): two
+    # claims running at once (PostgreSQL) must not both fill the same free slot.
+    claiming: int = 0
     task_types: frozenset[str] | None = None  # what the worker handles (None: anything)
     draining: bool = False
     closed: bool = False
@@ -58,7 +61,7 @@ class WorkerConnection:
     def free(self) -> int:
         if self.draining or self.closed:
             return 0
-        return max(0, self.concurrency - len(self.held))
+        return max(0, self.concurrency - len(self.held) - self.claiming)
 
     def start(self) -> None:
         self._sender = asyncio.create_task(self._send_loop(), name=f"ws-send-{self.agent_name}")

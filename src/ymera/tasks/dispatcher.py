@@ -65,6 +65,9 @@ class Dispatcher:
         # and by the fallback poll (retries whose backoff ends queue no event).
         self._backlog = True
         self._epoch = 0
+        # The connection each claimed, not yet delivered task holds a slot on (see
+        # _slots).
+        self._held_for: dict[str, WorkerConnection] = {}
 
     @property
     def may_have_backlog(self) -> bool:
@@ -121,8 +124,14 @@ class Dispatcher:
         async with self.state.db.transaction(readonly=True) as session:
             pending = await service.has_pending(session, now=now)
         if pending:
-            async with self.state.db.transaction() as session:
-                assignments, drained = await self._claim(session, conns, now)
+            claimed: list[service.Assignment] = []
+            try:
+                async with self.state.db.transaction() as session:
+                    assignments, drained = await self._claim(session, conns, now)
+                    claimed = assignments
+            except BaseException:
+                self.abandon(claimed)
+                raise
         else:
             assignments, drained = [], True
         if drained and epoch == self._epoch:
@@ -155,32 +164,61 @@ class Dispatcher:
         session: AsyncSession,
         conns: dict[str, WorkerConnection],
         freed: dict[str, int] | None = None,
-    ) -> list[AgentSlot]:
-        """The routable agents behind these connections, with their free slots."""
+    ) -> tuple[list[AgentSlot], dict[WorkerConnection, int]]:
+        """The routable agents behind these connections, with their free slots,
+        which this claim takes at once (``conn.claiming``; returned per
+        connection): a claim running at the same time (another writer lane, the
+        dispatcher's own pass) sees them taken. :meth:`_keep` gives back what the
+        claim did not use; :meth:`deliver` or :meth:`abandon` what it did."""
         freed = freed or {}
         # Load changes this transaction made and has not written yet (reports).
         pending = agents_service.pending_load(session)
+        rows = await agents_service.dispatch_rows(session, agent_ids=list(conns))
+        # From here to the reservation below: no await (claims interleave only there).
         slots = []
-        for agent in await agents_service.dispatch_rows(session, agent_ids=list(conns)):
+        taken: dict[WorkerConnection, int] = {}
+        for agent in rows:
             conn = conns[agent.id]
-            if AgentStatus(agent.status) not in ROUTABLE | {AgentStatus.BUSY}:
+            if conn.closed or AgentStatus(agent.status) not in ROUTABLE | {AgentStatus.BUSY}:
                 continue
-            slots.append(
-                AgentSlot(
-                    agent_id=agent.id,
-                    name=agent.name,
-                    capabilities={
-                        str(c["name"]): float(c.get("proficiency", 0.5)) for c in agent.capabilities
-                    },
-                    load=max(
-                        agent.current_load + pending.get(agent.id, 0),
-                        len(conn.held) - freed.get(agent.id, 0),
-                    ),
-                    max_concurrency=min(agent.max_concurrency, conn.concurrency),
-                    task_types=conn.task_types,
-                )
+            slot = AgentSlot(
+                agent_id=agent.id,
+                name=agent.name,
+                capabilities={
+                    str(c["name"]): float(c.get("proficiency", 0.5)) for c in agent.capabilities
+                },
+                load=max(
+                    agent.current_load + pending.get(agent.id, 0),
+                    len(conn.held) - freed.get(agent.id, 0) + conn.claiming,
+                ),
+                max_concurrency=min(agent.max_concurrency, conn.concurrency),
+                task_types=conn.task_types,
             )
-        return slots
+            conn.claiming += slot.free
+            taken[conn] = slot.free
+            slots.append(slot)
+        return slots, taken
+
+    def _keep(
+        self, taken: dict[WorkerConnection, int], assignments: list[service.Assignment]
+    ) -> None:
+        """After a claim: keep a slot per assignment (until delivered or
+        abandoned), give back the others it took."""
+        by_agent = {conn.agent_id: conn for conn in taken}
+        used: dict[WorkerConnection, int] = {}
+        for a in assignments:
+            conn = by_agent[a.agent_id]
+            used[conn] = used.get(conn, 0) + 1
+            self._held_for[a.task.id] = conn
+        for conn, count in taken.items():
+            conn.claiming -= count - used.get(conn, 0)
+
+    def abandon(self, assignments: list[service.Assignment]) -> None:
+        """Claimed assignments whose transaction did not commit: free their slots."""
+        for a in assignments:
+            conn = self._held_for.pop(a.task.id, None)
+            if conn is not None:
+                conn.claiming -= 1
 
     async def assign_new_within(
         self,
@@ -197,16 +235,20 @@ class Dispatcher:
         if not conns or not rows:
             return []
         epoch = self._epoch
-        slots = await self._slots(session, conns, freed)
-        assignments = service.assign_new(
-            session,
-            rows=rows,
-            agents=slots,
-            router=self.router,
-            now=self.state.clock.now(),
-            lease_seconds=self.state.settings.tasks.lease_seconds,
-            limit=self.state.settings.tasks.claim_batch,
-        )
+        slots, taken = await self._slots(session, conns, freed)
+        assignments = []
+        try:
+            assignments = service.assign_new(
+                session,
+                rows=rows,
+                agents=slots,
+                router=self.router,
+                now=self.state.clock.now(),
+                lease_seconds=self.state.settings.tasks.lease_seconds,
+                limit=self.state.settings.tasks.claim_batch,
+            )
+        finally:
+            self._keep(taken, assignments)
         if len(assignments) == len(rows):
             session.info[_DRAINED_AT] = epoch  # everything queued is assigned: see on_commit
         return assignments
@@ -223,16 +265,20 @@ class Dispatcher:
         """Claim for these connections; also returns whether the queue is drained
         (fewer tasks were assignable than there were free slots)."""
         cfg = self.state.settings.tasks
-        slots = await self._slots(session, conns, freed)
-        assignments = await service.claim(
-            session,
-            agents=slots,
-            router=self.router,
-            now=now,
-            lease_seconds=cfg.lease_seconds,
-            limit=cfg.claim_batch,
-            exclusive=True,
-        )
+        slots, taken = await self._slots(session, conns, freed)
+        assignments = []
+        try:
+            assignments = await service.claim(
+                session,
+                agents=slots,
+                router=self.router,
+                now=now,
+                lease_seconds=cfg.lease_seconds,
+                limit=cfg.claim_batch,
+                exclusive=True,
+            )
+        finally:
+            self._keep(taken, assignments)
         touched = sorted({a.agent_id for a in assignments})
         if touched and sync_status:
             await agents_service.sync_status_with_load(session, agent_ids=touched, now=now)
@@ -242,6 +288,9 @@ class Dispatcher:
     def deliver(self, assignments: list[service.Assignment]) -> int:
         """Send committed assignments to their workers."""
         for assignment in assignments:
+            reserved = self._held_for.pop(assignment.task.id, None)
+            if reserved is not None:
+                reserved.claiming -= 1
             target = self.hub.get(assignment.agent_id)
             if target is None or not target.send(assign_frame(assignment)):
                 # The worker went away between claim and send: its lease expires and
