@@ -153,17 +153,9 @@ class PushSettings(BaseModel):
 
 class EventSettings(BaseModel):
     relay_poll_interval: float = Field(
-        default=1.0, gt=0, description="Fallback poll of the outbox relay, seconds."
-    )
-    relay_linger: float = Field(
-        default=0.005,
-        ge=0,
-        le=1,
-        description="Seconds the relay waits after a commit, to batch events and keep off the "
-        "critical path.",
-    )
-    relay_batch_size: int = Field(
-        default=500, ge=1, description="Events the relay sequences per transaction."
+        default=1.0,
+        gt=0,
+        description="Fallback wake-up of the outbox relay, seconds (each commit wakes it).",
     )
     sse_keepalive_seconds: float = Field(
         default=15.0, gt=0, description="Idle time before an SSE stream sends a keepalive."

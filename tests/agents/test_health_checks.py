@@ -183,7 +183,7 @@ async def events(h: AppHarness, agent_id: str, *types: str) -> list[Event]:
         rows = await session.execute(
             select(Event)
             .where(Event.resource_id == agent_id, Event.type.in_(types))
-            .order_by(Event.id)
+            .order_by(Event.seq)
         )
         return list(rows.scalars())
 

@@ -165,3 +165,24 @@ async def test_queue_index_serves_the_claim_order(empty_db: Database) -> None:
             plan = " ".join(str(row[0]) for row in await conn.exec_driver_sql(f"EXPLAIN {stmt}"))
             assert "ix_tasks_queue" in plan
             assert "Sort" not in plan
+
+
+async def test_events_keep_their_seq_and_unnumbered_ones_are_numbered(empty_db: Database) -> None:
+    """0014 makes seq the key: numbered events keep theirs; events an older version
+    left without one are numbered after the last, in id order; the sequencer
+    follows."""
+    await migrate.upgrade(empty_db, "0013")
+    async with empty_db.engine.begin() as conn:
+        insert = text(
+            "INSERT INTO events (id, seq, type, resource_type, resource_id, data, created_at) "
+            "VALUES (:id, :seq, 'e', 'r', :rid, '{}', '2026-01-01 00:00:00')"
+        )
+        for id_, seq in ((1, 1), (2, 2), (4, None), (3, None)):
+            await conn.execute(insert, {"id": id_, "seq": seq, "rid": str(id_)})
+        await conn.execute(text("UPDATE event_sequencer SET last_seq = 2"))
+    await migrate.upgrade(empty_db)
+    async with empty_db.engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT seq, resource_id FROM events ORDER BY seq"))).all()
+        last = (await conn.execute(text("SELECT last_seq FROM event_sequencer"))).scalar_one()
+    assert [tuple(r) for r in rows] == [(1, "1"), (2, "2"), (3, "3"), (4, "4")]
+    assert last == 4

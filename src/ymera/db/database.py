@@ -184,12 +184,6 @@ class Database:
         self._event_listeners: list[Callable[[set[str], dict[Any, Any]], None]] = []
 
     @property
-    def sequences_at_commit(self) -> bool:
-        """Whether events get their ``seq`` in their own transaction (see
-        ``events.outbox``), so the relay need not sequence them."""
-        return True
-
-    @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 

@@ -49,18 +49,13 @@ def event_payload(event: Event) -> dict[str, Any]:
     }
 
 
-async def relay_once(
-    db: Database, bus: EventBus, *, batch_size: int = 500, sequence: bool = True
-) -> int:
-    """Publish the events sequenced at commit, in seq order, then sequence up to
-    ``batch_size`` committed events still without a ``seq``, commit, and publish
-    them; returns how many events were published.
+async def relay_once(db: Database, bus: EventBus) -> int:
+    """Publish the events this process committed (numbered at commit), in seq
+    order; returns how many were published.
 
-    ``sequence=False`` skips the second part (every commit sequences its own
-    events; only rows written by an older version can be left without a seq).
     Publishing stops at the first failure: the events are safe in the database
-    and streams catch up from there, and a bus outage must not hold up the
-    sequencing of the events that follow.
+    and streams catch up from there (the bus carries notifications, not the
+    record).
     """
     count = 0
     while db.publish_queue:
@@ -74,18 +69,7 @@ async def relay_once(
         if not await bus.publish_many(EVENTS_CHANNEL, payloads):
             log.warning("events_not_published", first_seq=payloads[0]["seq"])
         count += len(payloads)
-    if not sequence:
-        return count
-    async with db.transaction() as session:
-        last = await repository.lock_sequencer(session)
-        sequenced = await repository.sequence_pending(session, last_seq=last, limit=batch_size)
-        if not sequenced:
-            return count
-        await repository.set_last_seq(session, last + len(sequenced))
-        payloads = [event_payload(e) for e in sequenced]
-    if not await bus.publish_many(EVENTS_CHANNEL, payloads):
-        log.warning("events_not_published", first_seq=last + 1, last_seq=last + len(payloads))
-    return count + len(payloads)
+    return count
 
 
 def event_payload_from_row(

@@ -19,40 +19,24 @@ log = structlog.get_logger("ymera.runtime")
 
 
 async def outbox_relay_loop(state: AppState, stop: asyncio.Event) -> None:
-    """Sequence and publish committed events; woken on commit, polls as a fallback."""
+    """Publish the events local commits numbered; woken by each commit."""
     signal = state.db.outbox_signal
     metrics = state.extras.get("metrics")
-    batch = state.settings.events.relay_batch_size
     poll = state.settings.events.relay_poll_interval
-    linger = state.settings.events.relay_linger
     failures = 0
-    # On SQLite local commits sequence their own events: a wake-up only publishes
-    # them, and the database is looked at on the fallback poll (events written by
-    # other processes, e.g. CLI commands).
-    sequence = True
     while not stop.is_set():
         signal.clear()
         try:
-            count = await relay_once(state.db, state.bus, batch_size=batch, sequence=sequence)
+            count = await relay_once(state.db, state.bus)
             failures = 0
         except Exception as exc:
             failures += 1
             log.warning("outbox_relay_failed", error=repr(exc), failures=failures)
-            count = 0
             await _wait(stop, min(5.0, 0.1 * 2**failures))
             continue
         if count and metrics is not None:
             metrics.events_published.inc(count)
-        if count >= batch:
-            sequence = True
-            continue
         await wait_any(stop, signal, timeout=poll)
-        woken = signal.is_set()
-        sequence = not (woken and state.db.sequences_at_commit)
-        if linger > 0 and woken and sequence:
-            # Let the commit's other consequences (claims, acks) take the database
-            # first, and gather more events into one relay pass.
-            await asyncio.sleep(linger)
 
 
 async def event_retention_loop(state: AppState, stop: asyncio.Event) -> None:
