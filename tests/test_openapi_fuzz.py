@@ -54,6 +54,11 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     # workspace_id must name an existing workspace.
     ("POST", "/api/v1/tasks"): frozenset({"input_too_large", "unknown_workspace"}),
     ("POST", "/api/v1/tasks/batch"): frozenset({"input_too_large", "unknown_workspace"}),
+    # A workflow's steps form a graph whose references, cycles, reachability and
+    # expressions a schema cannot check; a run's input is capped in bytes of JSON.
+    ("POST", "/api/v1/workflows"): frozenset({"invalid_workflow"}),
+    ("POST", "/api/v1/workflows/validate"): frozenset({"invalid_workflow"}),
+    ("POST", "/api/v1/workflow-runs"): frozenset({"input_too_large"}),
     # An upload is bytes to the schema; only unpacking tells a valid archive.
     ("POST", "/api/v1/workspaces/archive"): frozenset(
         {"unsupported_archive", "invalid_archive", "unsafe_archive", "archive_too_large"}

@@ -46,6 +46,9 @@ from ymera.tasks.dispatcher import Dispatcher
 from ymera.tasks.endpoints import router as tasks_router
 from ymera.tasks.push import Pusher
 from ymera.tasks.writer import TaskWriter
+from ymera.workflows import cancels as workflow_cancels
+from ymera.workflows.endpoints import runs_router as workflow_runs_router
+from ymera.workflows.endpoints import workflows_router
 
 log = structlog.get_logger("ymera.app")
 
@@ -60,6 +63,8 @@ API_ROUTERS = (
     workspaces_router,
     edits_router,
     files_router,
+    workflows_router,
+    workflow_runs_router,
 )
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -148,6 +153,7 @@ def create_app(
         state.extras["pusher"] = pusher
         state.db.add_event_listener(dispatcher.on_commit)
         state.db.add_commit_listener(pusher.wake)
+        workflow_cancels.install(state)  # tell agents of tasks a workflow cancelled
         app.state.ymera = state
         if migrate_on_start:
             await migrate.upgrade(state.db)

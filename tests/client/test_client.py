@@ -80,7 +80,22 @@ def test_both_clients_offer_the_same_methods() -> None:
         return {n for n in vars(cls) if not n.startswith("_")}
 
     assert public(Client) - {"close"} == public(AsyncClient) - {"aclose"}
-    for name in ("submit_task", "wait_task", "agent_metrics", "set_agent_status"):
+    for name in (
+        "submit_task",
+        "wait_task",
+        "agent_metrics",
+        "set_agent_status",
+        "create_workflow",
+        "validate_workflow",
+        "get_workflow",
+        "list_workflows",
+        "run_workflow",
+        "get_workflow_run",
+        "list_workflow_runs",
+        "cancel_workflow_run",
+        "retry_workflow_run",
+        "wait_workflow_run",
+    ):
         assert name in public(Client)
 
 

@@ -60,6 +60,7 @@ def _new_task(now: datetime) -> dict[str, object]:
         "idempotency_expires_at": None,
         "created_by": "u1",
         "workflow_step_id": None,
+        "agent_type": None,
         "workspace_id": None,
         "workspace_mode": None,
         "created_at": now,

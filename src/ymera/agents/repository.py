@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, case, delete, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.agents import Agent, AgentCapability, AgentTag
@@ -155,6 +155,7 @@ def dispatch_rows(agent_ids: Sequence[str]) -> Any:
         Agent.current_load,
         Agent.max_concurrency,
         Agent.capabilities,
+        Agent.type,
     ).where(Agent.id.in_(list(agent_ids)))
 
 
@@ -197,3 +198,17 @@ async def touch_heartbeat(
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def count_matching(
+    session: AsyncSession, *, agent_type: str | None, capabilities: Sequence[str]
+) -> int:
+    """How many registered agents are of ``agent_type`` (any when None) and have
+    every one of ``capabilities``."""
+    stmt = select(func.count()).select_from(Agent)
+    if agent_type is not None:
+        stmt = stmt.where(Agent.type == agent_type)
+    for capability in set(capabilities):
+        cap = select(AgentCapability.agent_id).where(AgentCapability.name == capability)
+        stmt = stmt.where(Agent.id.in_(cap))
+    return int((await session.execute(stmt)).scalar() or 0)

@@ -542,3 +542,13 @@ async def set_circuit_status(
         target = load_status(agent.current_load, agent.max_concurrency)
         transition(session, agent, target, reason="circuit closed", now=now, actor="system")
         _event(session, agent, "circuit_closed", "system")
+
+
+async def count_matching(
+    session: AsyncSession, *, agent_type: str | None, capabilities: list[str]
+) -> int:
+    """How many registered agents (in any status) a selector by type and
+    capabilities could ever route to."""
+    return await repository.count_matching(
+        session, agent_type=agent_type, capabilities=capabilities
+    )

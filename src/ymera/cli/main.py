@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from ymera import __version__
-from ymera.cli import agents, config, db, keys, serve, tasks, users, worker, workspaces
+from ymera.cli import (
+    agents,
+    config,
+    db,
+    keys,
+    serve,
+    tasks,
+    users,
+    worker,
+    workflows,
+    workspaces,
+)
 
 app = typer.Typer(
     help="YMERA: control plane for fleets of AI agents.",
@@ -21,6 +32,7 @@ app.add_typer(worker.app, name="worker")
 app.add_typer(agents.app, name="agents")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(workspaces.app, name="workspaces")
+app.add_typer(workflows.app, name="workflows")
 
 
 @app.command()

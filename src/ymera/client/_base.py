@@ -12,6 +12,10 @@ DEFAULT_TIMEOUT = 30.0
 # A task in one of these states will not change again (unless retried by hand).
 FINAL_TASK_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"})
 WORKSPACES = "/api/v1/workspaces"
+WORKFLOWS = "/api/v1/workflows"
+WORKFLOW_RUNS = "/api/v1/workflow-runs"
+# A workflow run in one of these states will not change again (unless retried).
+FINAL_RUN_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

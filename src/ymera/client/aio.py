@@ -11,7 +11,10 @@ import httpx
 
 from ymera.client._base import (
     DEFAULT_TIMEOUT,
+    FINAL_RUN_STATUSES,
     FINAL_TASK_STATUSES,
+    WORKFLOW_RUNS,
+    WORKFLOWS,
     WORKSPACES,
     auth_headers,
     clean_params,
@@ -316,3 +319,48 @@ class AsyncClient:
         """What a session's applied edits changed, as one unified diff."""
         path = f"{WORKSPACES}/{workspace_id}/sessions/{session_id}/diff"
         return handle_text(await self._http.get(path, headers=auth_headers(self._token)))
+
+    # workflows (docs/workflows.md)
+    async def create_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.request("POST", WORKFLOWS, json=definition))
+
+    async def validate_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self.request("POST", f"{WORKFLOWS}/validate", json=definition))
+
+    async def get_workflow(self, ref: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"{WORKFLOWS}/{ref}"))
+
+    async def list_workflows(self, **params: Any) -> dict[str, Any]:
+        return dict(await self.request("GET", WORKFLOWS, params=params))
+
+    async def run_workflow(
+        self, workflow: str, input: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = {"workflow": workflow, "input": input or {}}
+        return dict(await self.request("POST", WORKFLOW_RUNS, json=body))
+
+    async def get_workflow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"{WORKFLOW_RUNS}/{run_id}"))
+
+    async def list_workflow_runs(self, **params: Any) -> dict[str, Any]:
+        return dict(await self.request("GET", WORKFLOW_RUNS, params=params))
+
+    async def cancel_workflow_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        path = f"{WORKFLOW_RUNS}/{run_id}/cancel"
+        return dict(await self.request("POST", path, params={"reason": reason}))
+
+    async def retry_workflow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(await self.request("POST", f"{WORKFLOW_RUNS}/{run_id}/retry"))
+
+    async def wait_workflow_run(
+        self, run_id: str, timeout: float = 300.0, *, interval: float = 0.5
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = await self.get_workflow_run(run_id)
+            if run["status"] in FINAL_RUN_STATUSES:
+                return run
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"workflow run {run_id} still {run['status']} after {timeout}s")
+            await asyncio.sleep(min(interval, left))

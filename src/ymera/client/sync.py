@@ -10,7 +10,10 @@ import httpx
 
 from ymera.client._base import (
     DEFAULT_TIMEOUT,
+    FINAL_RUN_STATUSES,
     FINAL_TASK_STATUSES,
+    WORKFLOW_RUNS,
+    WORKFLOWS,
     WORKSPACES,
     auth_headers,
     clean_params,
@@ -327,3 +330,57 @@ class Client:
         """What a session's applied edits changed, as one unified diff."""
         path = f"{WORKSPACES}/{workspace_id}/sessions/{session_id}/diff"
         return handle_text(self._http.get(path, headers=auth_headers(self._token)))
+
+    # workflows (docs/workflows.md)
+    def create_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """Store a workflow definition (a name that exists gets its next version)."""
+        return dict(self.request("POST", WORKFLOWS, json=definition))
+
+    def validate_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """Check a definition without storing it (``ValidationError`` lists the problems)."""
+        return dict(self.request("POST", f"{WORKFLOWS}/validate", json=definition))
+
+    def get_workflow(self, ref: str) -> dict[str, Any]:
+        """A workflow version by id, or the latest version of a name."""
+        return dict(self.request("GET", f"{WORKFLOWS}/{ref}"))
+
+    def list_workflows(self, **params: Any) -> dict[str, Any]:
+        """Definitions, newest first (``name``: its versions; ``cursor``, ``limit``)."""
+        return dict(self.request("GET", WORKFLOWS, params=params))
+
+    def run_workflow(self, workflow: str, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Start a run of a workflow (a name: its latest version; or an id)."""
+        body = {"workflow": workflow, "input": input or {}}
+        return dict(self.request("POST", WORKFLOW_RUNS, json=body))
+
+    def get_workflow_run(self, run_id: str) -> dict[str, Any]:
+        """A run with every step's state, output and task."""
+        return dict(self.request("GET", f"{WORKFLOW_RUNS}/{run_id}"))
+
+    def list_workflow_runs(self, **params: Any) -> dict[str, Any]:
+        """Runs, newest first (``status``, ``workflow``, ``cursor``, ``limit``)."""
+        return dict(self.request("GET", WORKFLOW_RUNS, params=params))
+
+    def cancel_workflow_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Cancel a RUNNING run and its running tasks."""
+        path = f"{WORKFLOW_RUNS}/{run_id}/cancel"
+        return dict(self.request("POST", path, params={"reason": reason}))
+
+    def retry_workflow_run(self, run_id: str) -> dict[str, Any]:
+        """Run a FAILED run again from its failed steps."""
+        return dict(self.request("POST", f"{WORKFLOW_RUNS}/{run_id}/retry"))
+
+    def wait_workflow_run(
+        self, run_id: str, timeout: float = 300.0, *, interval: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the run is SUCCEEDED, FAILED or CANCELLED and return it; raise
+        ``TimeoutError`` (naming the last state seen) after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_workflow_run(run_id)
+            if run["status"] in FINAL_RUN_STATUSES:
+                return run
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"workflow run {run_id} still {run['status']} after {timeout}s")
+            time.sleep(min(interval, left))

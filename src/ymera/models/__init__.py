@@ -7,6 +7,7 @@ from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
 from ymera.models.files import File
 from ymera.models.tasks import Task, TaskRouting
+from ymera.models.workflows import Workflow, WorkflowRun, WorkflowStep
 
 __all__ = [
     "Agent",
@@ -25,5 +26,8 @@ __all__ = [
     "Task",
     "TaskRouting",
     "User",
+    "Workflow",
+    "WorkflowRun",
+    "WorkflowStep",
     "Workspace",
 ]

@@ -85,6 +85,8 @@ class Task(Base):
     idempotency_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_by: Mapped[str] = mapped_column(String(80))
     workflow_step_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    # Only an agent of this type may take the task (null: any type).
+    agent_type: Mapped[str | None] = mapped_column(String(20), default=None)
     # A code task: the workspace its agent may edit, and whether the agent's edits
     # are written at once ("apply") or proposed for review ("propose").
     workspace_id: Mapped[str | None] = mapped_column(

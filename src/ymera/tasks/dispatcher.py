@@ -193,6 +193,7 @@ class Dispatcher:
                 ),
                 max_concurrency=min(agent.max_concurrency, conn.concurrency),
                 task_types=conn.task_types,
+                agent_type=agent.type,
             )
             conn.claiming += slot.free
             taken[conn] = slot.free

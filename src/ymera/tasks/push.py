@@ -138,6 +138,7 @@ class Pusher:
             },
             load=agent.current_load,
             max_concurrency=cap,
+            agent_type=agent.type,
         )
 
     async def dispatch_once(self) -> int:

@@ -56,6 +56,7 @@ _NEW_COLUMNS = (
     "idempotency_expires_at",
     "created_by",
     "workflow_step_id",
+    "agent_type",
     "workspace_id",
     "workspace_mode",
     "created_at",
@@ -432,6 +433,7 @@ _CLAIM_COLUMNS = (
     _T.c.workflow_step_id,
     _T.c.workspace_id,
     _T.c.workspace_mode,
+    _T.c.agent_type,
 )
 
 

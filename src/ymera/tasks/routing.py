@@ -21,6 +21,7 @@ class AgentSlot:
     load: int
     max_concurrency: int
     task_types: frozenset[str] | None = None  # None: any type
+    agent_type: str | None = None
 
     @property
     def free(self) -> int:
@@ -34,6 +35,7 @@ class TaskView:
     required_capabilities: list[str]
     preferred_agents: list[str] = field(default_factory=list)
     excluded_agents: list[str] = field(default_factory=list)
+    agent_type: str | None = None  # only agents of this type (None: any)
 
 
 @dataclass
@@ -54,6 +56,8 @@ def rejection(task: TaskView, agent: AgentSlot) -> str | None:
         return f"has no handler for task type {task.type!r}"
     if agent.agent_id in task.excluded_agents or agent.name in task.excluded_agents:
         return "excluded by the task's routing hints"
+    if task.agent_type is not None and agent.agent_type != task.agent_type:
+        return f"not a {task.agent_type} agent"
     missing = [c for c in task.required_capabilities if c not in agent.capabilities]
     if missing:
         return f"missing capabilities: {', '.join(missing)}"

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ymera.agents.schemas import AgentType
 from ymera.tasks.status import TaskStatus
 
 TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$"
@@ -34,6 +35,9 @@ class TaskCreate(BaseModel):
     preferred_agents: list[str] = Field(default_factory=list, max_length=50)
     excluded_agents: list[str] = Field(default_factory=list, max_length=50)
     workflow_step_id: str | None = Field(default=None, max_length=36)
+    agent_type: AgentType | None = Field(
+        default=None, description="Only an agent of this type may take the task."
+    )
     workspace_id: str | None = Field(
         default=None,
         min_length=1,
@@ -83,6 +87,7 @@ class TaskOut(BaseModel):
     progress_message: str | None
     feedback_score: float | None
     workflow_step_id: str | None
+    agent_type: str | None
     workspace_id: str | None
     workspace_mode: WorkspaceMode | None = Field(description="Null for a task without a workspace.")
     idempotency_key: str | None

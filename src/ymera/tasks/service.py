@@ -299,6 +299,7 @@ async def submit(
                 ),
                 "created_by": principal.user_id,
                 "workflow_step_id": spec.workflow_step_id,
+                "agent_type": spec.agent_type,
                 "workspace_id": spec.workspace_id,
                 "workspace_mode": spec.workspace_mode if spec.workspace_id is not None else None,
                 "created_at": now,
@@ -522,8 +523,8 @@ async def _queue_head(
     takeable = 0
     offset = 0
     # Whether some free agent could take a task depends only on its type,
-    # required capabilities and exclusions (agents do not change meanwhile):
-    # decided once per such shape, not once per row.
+    # required capabilities, exclusions and agent type (agents do not change
+    # meanwhile): decided once per such shape, not once per row.
     shapes: dict[tuple[Any, ...], bool] = {}
     for page in range(CLAIM_PAGES):
         size = want if page == 0 else want * 4
@@ -531,7 +532,12 @@ async def _queue_head(
         offset += size
         rows.extend(window)
         for row in window:
-            shape = (row.type, tuple(row.required_capabilities), tuple(row.excluded_agents))
+            shape = (
+                row.type,
+                tuple(row.required_capabilities),
+                tuple(row.excluded_agents),
+                row.agent_type,
+            )
             could = shapes.get(shape)
             if could is None:
                 could = shapes[shape] = _could_take(row, by_id)
@@ -547,6 +553,7 @@ def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
         type=row.type,
         required_capabilities=list(row.required_capabilities),
         excluded_agents=list(row.excluded_agents),
+        agent_type=row.agent_type,
     )
     return any(rejection(view, agent) is None for agent in by_id.values())
 
@@ -689,6 +696,7 @@ def _pick(row: Any, by_id: dict[str, AgentSlot], router: Router, now: datetime) 
         required_capabilities=list(row.required_capabilities),
         preferred_agents=list(row.preferred_agents),
         excluded_agents=list(row.excluded_agents),
+        agent_type=row.agent_type,
     )
     decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
     if decision.agent_id is None:
