@@ -29,6 +29,11 @@ from ymera.auth.permissions import Role
 from ymera.config import Settings
 from ymera.db import migrate
 from ymera.db.database import Database
+from ymera.logging import configure_logging
+
+# The server's own logging set-up: structlog's default renders an exception with
+# rich and every frame's locals (13 s for one 500 with an app in its frames).
+configure_logging("INFO", json_format=False)
 
 _backend_counts: Counter[str] = Counter()
 
