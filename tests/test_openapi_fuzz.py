@@ -62,9 +62,7 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     # Participants, addressed agents and attached files must exist; a message's
     # length is capped by a setting.
     ("POST", "/api/v1/chat/sessions"): frozenset({"unknown_participant"}),
-    ("POST", "/api/v1/chat/sessions/{session_id}/participants"): frozenset(
-        {"unknown_participant"}
-    ),
+    ("POST", "/api/v1/chat/sessions/{session_id}/participants"): frozenset({"unknown_participant"}),
     ("POST", "/api/v1/chat/sessions/{session_id}/messages"): frozenset(
         {"unknown_file", "unknown_agent", "message_too_long"}
     ),
