@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from ymera.auth.permissions import Role
 
@@ -47,6 +48,20 @@ async def post(
     )
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
+
+
+async def close_code(ws: ClientConnection, timeout: float = 10.0) -> int | None:
+    """Read until the server closes the connection; its close code."""
+
+    async def drain() -> None:
+        while True:
+            await ws.recv()
+
+    try:
+        await asyncio.wait_for(drain(), timeout)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd is not None else None
+    raise AssertionError("still open")
 
 
 def ws_url(base_url: str, session_id: str) -> str:
@@ -88,8 +103,9 @@ class ChatClient:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         return dict(json.loads(raw))
 
-    async def expect(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-        """The next frame of type ``kind`` (other frames before it are skipped)."""
+    async def expect(self, kind: str, timeout: float = 5.0, **fields: Any) -> dict[str, Any]:
+        """The next frame of type ``kind`` with those ``fields`` (other frames before
+        it are skipped)."""
         deadline = time.monotonic() + timeout
         seen: list[str] = []
         while True:
@@ -100,7 +116,7 @@ class ChatClient:
                 frame = await self.recv(remaining)
             except TimeoutError:
                 raise AssertionError(f"no {kind!r} frame in {timeout}s; saw {seen}") from None
-            if frame.get("type") == kind:
+            if frame.get("type") == kind and all(frame.get(k) == v for k, v in fields.items()):
                 return frame
             seen.append(str(frame.get("type")))
 
