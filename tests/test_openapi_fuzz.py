@@ -59,6 +59,15 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/workflows"): frozenset({"invalid_workflow"}),
     ("POST", "/api/v1/workflows/validate"): frozenset({"invalid_workflow"}),
     ("POST", "/api/v1/workflow-runs"): frozenset({"input_too_large"}),
+    # Participants, addressed agents and attached files must exist; a message's
+    # length is capped by a setting.
+    ("POST", "/api/v1/chat/sessions"): frozenset({"unknown_participant"}),
+    ("POST", "/api/v1/chat/sessions/{session_id}/participants"): frozenset({"unknown_participant"}),
+    ("POST", "/api/v1/chat/sessions/{session_id}/messages"): frozenset(
+        {"unknown_file", "unknown_agent", "message_too_long"}
+    ),
+    # A raw upload needs a name; a multipart one a well-formed body with a file part.
+    ("POST", "/api/v1/files"): frozenset({"name_required", "invalid_multipart"}),
     # An upload is bytes to the schema; only unpacking tells a valid archive.
     ("POST", "/api/v1/workspaces/archive"): frozenset(
         {"unsupported_archive", "invalid_archive", "unsafe_archive", "archive_too_large"}

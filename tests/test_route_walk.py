@@ -77,6 +77,13 @@ IN_PROTOCOL_AUTH: dict[str, InProtocolAuth] = {
         unauthenticated_close=4401,
         forbidden_close=4403,
     ),
+    # A chat session live: the token travels in the hello frame (or a subprotocol).
+    "/api/v1/chat/sessions/{session_id}/ws": InProtocolAuth(
+        first_frame=lambda credential: {"type": "hello", "token": credential},
+        permission=Permission.CHAT_READ,
+        unauthenticated_close=4401,
+        forbidden_close=4403,
+    ),
 }
 
 # Most privileged first: the role picked for the 403 check lacks the permission

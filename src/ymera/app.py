@@ -23,6 +23,9 @@ from ymera.auth.service import bootstrap_admin
 from ymera.auth.tokens import TokenCodec, resolve_secret_key
 from ymera.bus import create_bus
 from ymera.bus.base import EventBus
+from ymera.chat.endpoints import router as chat_router
+from ymera.chat.hub import ChatHub
+from ymera.chat.ws import router as chat_ws_router
 from ymera.code.edit_endpoints import router as edits_router
 from ymera.code.endpoints import router as workspaces_router
 from ymera.code.storage import WorkspaceStore
@@ -65,6 +68,7 @@ API_ROUTERS = (
     files_router,
     workflows_router,
     workflow_runs_router,
+    chat_router,
 )
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -153,11 +157,15 @@ def create_app(
         state.extras["pusher"] = pusher
         state.db.add_event_listener(dispatcher.on_commit)
         state.db.add_commit_listener(pusher.wake)
+        chat_hub = ChatHub(state)
+        state.extras["chat_hub"] = chat_hub
+        state.db.add_event_listener(chat_hub.on_commit)
         workflow_cancels.install(state)  # tell agents of tasks a workflow cancelled
         app.state.ymera = state
         if migrate_on_start:
             await migrate.upgrade(state.db)
         await state.bus.start()
+        chat_hub.start()
         # Roll back bulk writes a crash interrupted, before any new write.
         workspaces = WorkspaceStore.from_settings(settings)
         state.extras["code"] = workspaces
@@ -191,6 +199,7 @@ def create_app(
             await runtime.shutdown(max(0.1, remaining))
             # Workers keep their tasks and reconnect (to a replica) within the lease.
             await hub.close_all()
+            await chat_hub.close()
             await state.bus.close()
             await state.db.dispose()
             log.info("stopped")
@@ -207,6 +216,7 @@ def create_app(
     install_handlers(app)
     app.include_router(monitoring_router)
     app.include_router(connect_router)
+    app.include_router(chat_ws_router)
     for router in API_ROUTERS:
         app.include_router(router, responses=COMMON_RESPONSES)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -316,6 +316,47 @@ class FilesSettings(BaseModel):
     )
 
 
+class ChatSettings(BaseModel):
+    """Chat sessions (`/api/v1/chat`) and their WebSocket."""
+
+    send_queue_size: int = Field(
+        default=1000,
+        ge=10,
+        description="Frames queued per chat connection; a client that reads slower than "
+        "the session talks fills it and is cut with close code 4408.",
+    )
+    max_resume_gap: int = Field(
+        default=1000,
+        ge=1,
+        description="Most missed messages a reconnecting client is sent; a larger gap gets "
+        "a `reload` frame (read the history over REST instead).",
+    )
+    ping_interval: float = Field(
+        default=20.0, gt=0, description="Seconds between the server's `ping` frames."
+    )
+    ping_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="A client silent this long after a `ping` (no `pong`, no frame) is cut "
+        "with close code 4410.",
+    )
+    resync_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often an idle session checks the database for messages the bus "
+        "failed to carry (a failed publish), seconds.",
+    )
+    history_for_agents: int = Field(
+        default=20,
+        ge=0,
+        le=200,
+        description="Latest messages of the session sent along in a `chat` task's input.",
+    )
+    max_message_chars: int = Field(
+        default=32_000, ge=1, description="Longest message content, characters."
+    )
+
+
 class LogSettings(BaseModel):
     # Both the alias (YMERA_LOG__JSON) and the field name (json_format) are accepted.
     model_config = ConfigDict(populate_by_name=True)
@@ -366,6 +407,7 @@ class Settings(BaseSettings):
     agents: AgentSettings = AgentSettings()
     code: CodeSettings = CodeSettings()
     files: FilesSettings = FilesSettings()
+    chat: ChatSettings = ChatSettings()
     log: LogSettings = LogSettings()
 
     @cached_property

@@ -13,6 +13,8 @@ Task types:
   runs until its worker dies or drains.
 * ``sleep``: sleeps ``input["seconds"]``.
 * ``interval``: like ``sleep``, and its marker holds the start and end times.
+* ``chat``: streams the message's words back as chunks, then answers
+  ``"<worker name> heard: <content>"``.
 
 Every handler first writes a marker ``<task_id>.<attempt>.<worker name>`` into
 ``input["markers"]`` (when given), so a test can count executions exactly.
@@ -91,6 +93,13 @@ async def interval(ctx: TaskContext) -> dict[str, Any]:
     if path is not None:
         _replace(path, f"{start!r} {end!r}")
     return _output(ctx, started=start, ended=end)
+
+
+@worker.handler("chat")
+async def chat(ctx: TaskContext) -> dict[str, Any]:
+    for word in str(ctx.input.get("content", "")).split():
+        ctx.stream(word + " ")
+    return {"content": f"{NAME} heard: {ctx.input.get('content')}"}
 
 
 def _replace(path: Path, text: str) -> None:

@@ -154,6 +154,14 @@ async def get_agent(session: AsyncSession, *, agent_id: str, for_update: bool = 
     return agent
 
 
+async def find_agent(session: AsyncSession, *, ref: str) -> Agent | None:
+    """An agent by id, else by name (None when neither names one)."""
+    agent = await repository.get(session, ref)
+    if agent is None:
+        agent = await repository.get_by_name(session, ref)
+    return agent
+
+
 async def list_agents(
     session: AsyncSession,
     *,

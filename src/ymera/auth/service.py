@@ -120,6 +120,14 @@ async def get_user(session: AsyncSession, *, user_id: str) -> User:
     return user
 
 
+async def find_user(session: AsyncSession, *, ref: str) -> User | None:
+    """A user by id, else by username (None when neither names one)."""
+    user = await repository.get_user(session, ref)
+    if user is None:
+        user = await repository.get_user_by_username(session, ref)
+    return user
+
+
 async def list_users(session: AsyncSession, *, cursor: str | None, limit: int) -> Slice[User]:
     rows = await repository.list_users(session, after_id=_after_id(cursor), limit=limit + 1)
     nxt = encode_cursor({"id": rows[limit - 1].id}) if len(rows) > limit else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
@@ -10,8 +11,10 @@ from fastapi.responses import StreamingResponse
 from ymera.auth.dependencies import require
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.errors import PROBLEM_JSON
+from ymera.errors import PROBLEM_JSON, Unprocessable
 from ymera.files import service
+from ymera.files.errors import FileTooLarge
+from ymera.files.multipart import MULTIPART_OVERHEAD, MultipartFile, boundary_of
 from ymera.files.rules import content_disposition
 from ymera.files.schemas import FileOut
 from ymera.files.storage import BlobStorage
@@ -59,8 +62,18 @@ CONTENT_RESPONSES: dict[int | str, dict[str, object]] = {
     openapi_extra={
         "requestBody": {
             "required": False,
-            "description": "The file's bytes, as is (not multipart); none: an empty file.",
-            "content": {"application/octet-stream": _BINARY},
+            "description": "The file's bytes as is (with `name`), or a multipart/form-data "
+            "form whose first part with a filename is the file; none: an empty file.",
+            "content": {
+                "application/octet-stream": _BINARY,
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
         }
     },
 )
@@ -70,14 +83,23 @@ async def upload_file(
     state: State,
     storage: Storage,
     principal: Write,
-    name: Annotated[str, Query(max_length=1024, description="Sanitised to a base name.")],
+    name: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="Sanitised to a base name. Required for a raw body; multipart: "
+            "defaults to the file part's filename.",
+        ),
+    ] = None,
     ttl_seconds: Annotated[
         int | None,
         Query(ge=1, le=MAX_TTL, description="Make it temporary: served for this many seconds."),
     ] = None,
     tag: Annotated[list[Tag] | None, Query(max_length=20, description="Tags (repeat).")] = None,
 ) -> FileOut:
-    """Upload a file: the raw request body, streamed to storage.
+    """Upload a file, streamed to storage: the raw request body (`name` required: 422
+    `name_required`), or a `multipart/form-data` body whose first part with a filename
+    is the file (parsed while it streams in, never spooled; 400 `invalid_multipart`).
 
     Over `YMERA_FILES__MAX_UPLOAD_BYTES` (by `Content-Length` or while reading): 413
     `file_too_large` with nothing kept. Per owner, unexpired files may not exceed
@@ -86,14 +108,30 @@ async def upload_file(
     bytes (the request's `Content-Type` is ignored); the name keeps only its last
     path segment, without control characters, at most 255 characters."""
     length = request.headers.get("content-length")
+    declared = int(length) if length and length.isdigit() else None
+    limit = state.settings.files.max_upload_bytes
+    body: AsyncIterator[bytes] = request.stream()
+    boundary = boundary_of(request.headers.get("content-type"))
+    if boundary is not None:
+        if declared is not None and declared > limit + MULTIPART_OVERHEAD:
+            raise FileTooLarge(f"The file is larger than the limit of {limit} bytes", limit=limit)
+        form = MultipartFile(body, boundary, limit=limit)
+        await form.open()
+        name = name or form.filename
+        body = form.chunks()
+        declared = None  # the body's length is not the file's
+    if not name:
+        raise Unprocessable(
+            "name is required (a query parameter) for a raw upload", code="name_required"
+        )
     file = await service.upload(
         session,
         storage=storage,
         principal=principal,
         name=name,
-        body=request.stream(),
-        declared_size=int(length) if length and length.isdigit() else None,
-        limit=state.settings.files.max_upload_bytes,
+        body=body,
+        declared_size=declared,
+        limit=limit,
         quota=service.Quota(
             max_bytes=state.settings.files.quota_bytes,
             max_files=state.settings.files.quota_files,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from ymera.errors import NotFound, YmeraError
+from ymera.errors import NotFound, Unprocessable, YmeraError
 
 
 class FileNotFound(NotFound):
     code = "file_not_found"
+
+
+class UnknownFile(Unprocessable):
+    """A reference (a task's, a message's, a workspace's) to a file that does not
+    exist, has expired, or that the referrer may not see."""
+
+    code = "unknown_file"
 
 
 class FileTooLarge(YmeraError):

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ymera.models.chat import FileLink
 from ymera.models.files import File
 
 
@@ -84,3 +85,35 @@ async def remove_expired(session: AsyncSession, file_ids: list[str], *, now: dat
         .execution_options(synchronize_session=False)
     )
     return set((await session.execute(stmt)).scalars().all())
+
+
+async def get_many(
+    session: AsyncSession, file_ids: Sequence[str], *, now: datetime
+) -> Sequence[File]:
+    if not file_ids:
+        return []
+    stmt = select(File).where(File.id.in_(list(file_ids)), _live(now))
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def add_links(session: AsyncSession, links: list[FileLink]) -> None:
+    session.add_all(links)
+    await session.flush()
+
+
+async def links_of(session: AsyncSession, file_ids: Sequence[str]) -> Sequence[FileLink]:
+    if not file_ids:
+        return []
+    stmt = (
+        select(FileLink)
+        .where(FileLink.file_id.in_(list(file_ids)))
+        .order_by(FileLink.file_id, FileLink.created_at, FileLink.resource_type)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def linked_ids(session: AsyncSession, file_id: str, resource_type: str) -> Sequence[str]:
+    stmt = select(FileLink.resource_id).where(
+        FileLink.file_id == file_id, FileLink.resource_type == resource_type
+    )
+    return (await session.execute(stmt)).scalars().all()

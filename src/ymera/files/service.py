@@ -27,11 +27,13 @@ from ymera.files.errors import (
     QuotaExceeded,
     RangeNotSatisfiable,
     TooManyFiles,
+    UnknownFile,
 )
 from ymera.files.rules import SNIFF_BYTES, Unsatisfiable, parse_range, sanitise_name, sniff
 from ymera.files.storage import BlobNotFound, BlobStorage, storage_from_url
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
+from ymera.models.chat import FileLink
 from ymera.models.files import File
 
 if TYPE_CHECKING:
@@ -206,9 +208,78 @@ async def get_file(
     file = await repository.get(session, file_id, now=now)
     if file is None:
         raise FileNotFound(f"No file {file_id}")
-    if not _can_see(principal, file) and not await _attached_to_held_task(session, principal, file):
+    if not await _may_read(session, principal, file):
         raise FileNotFound(f"No file {file_id}")
     return file
+
+
+async def _may_read(session: AsyncSession, principal: Principal, file: File) -> bool:
+    return (
+        _can_see(principal, file)
+        or await _attached_to_held_task(session, principal, file)
+        or await _attached_to_shared_chat(session, principal, file)
+    )
+
+
+async def _attached_to_shared_chat(session: AsyncSession, principal: Principal, file: File) -> bool:
+    """The participants of a chat session read the files its messages carry."""
+    message_ids = await repository.linked_ids(session, file.id, "chat_message")
+    if not message_ids:
+        return False
+    from ymera.chat import service as chat_service
+
+    return await chat_service.sees_messages(
+        session, principal=principal, message_ids=list(message_ids)
+    )
+
+
+async def check_references(
+    session: AsyncSession, *, principal: Principal, file_ids: list[str], now: datetime
+) -> list[File]:
+    """The files ``file_ids`` name, each live and readable by ``principal``; 422
+    `unknown_file` (naming the first bad id) otherwise. For a task, a message or a
+    workspace that references files."""
+    wanted = list(dict.fromkeys(file_ids))
+    found = {f.id: f for f in await repository.get_many(session, wanted, now=now)}
+    for file_id in wanted:
+        file = found.get(file_id)
+        if file is None or not await _may_read(session, principal, file):
+            raise UnknownFile(
+                f"file_ids: {file_id!r} names no file you can read (unknown, expired or "
+                "someone else's)",
+                file_id=file_id,
+            )
+    return [found[i] for i in wanted]
+
+
+async def attach(
+    session: AsyncSession,
+    *,
+    file_ids: list[str],
+    resource_type: str,
+    resource_id: str,
+    now: datetime,
+) -> None:
+    """Record that those files are attached to a resource (`task`, `chat_message`,
+    `workspace`): shown in their metadata (`attached_to`)."""
+    links = [
+        FileLink(file_id=f, resource_type=resource_type, resource_id=resource_id, created_at=now)
+        for f in dict.fromkeys(file_ids)
+    ]
+    if links:
+        await repository.add_links(session, links)
+
+
+async def attachments(
+    session: AsyncSession, file_ids: list[str]
+) -> dict[str, list[dict[str, str]]]:
+    """What each file is attached to: ``{file id: [{"type": ..., "id": ...}]}``."""
+    out: dict[str, list[dict[str, str]]] = {f: [] for f in file_ids}
+    for link in await repository.links_of(session, file_ids):
+        out.setdefault(link.file_id, []).append(
+            {"type": link.resource_type, "id": link.resource_id}
+        )
+    return out
 
 
 async def _attached_to_held_task(session: AsyncSession, principal: Principal, file: File) -> bool:

@@ -3,6 +3,7 @@
 from ymera.models.agent_metrics import AgentHealth, AgentMetricBucket
 from ymera.models.agents import Agent, AgentCapability, AgentTag
 from ymera.models.auth import ApiKey, RefreshToken, User
+from ymera.models.chat import ChatMessage, ChatParticipant, ChatSession, ChatTask, FileLink
 from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
 from ymera.models.files import File
@@ -16,12 +17,17 @@ __all__ = [
     "AgentMetricBucket",
     "AgentTag",
     "ApiKey",
+    "ChatMessage",
+    "ChatParticipant",
+    "ChatSession",
+    "ChatTask",
     "Edit",
     "EditFile",
     "EditSession",
     "Event",
     "EventSequencer",
     "File",
+    "FileLink",
     "RefreshToken",
     "Task",
     "TaskRouting",

@@ -1,0 +1,1 @@
+"""Chat sessions between people and agents: REST, the WebSocket hub, agent replies."""
