@@ -333,13 +333,27 @@ class RoutingSettings(BaseModel):
         gt=0,
         description="How often a replica reloads policies and learned stats (others' outcomes).",
     )
-    ejection_consecutive_failures: int = Field(default=5, ge=1)
-    ejection_window: int = Field(default=20, ge=5)
-    ejection_alpha: float = Field(
-        default=1e-3, gt=0, lt=1, description="Significance of a success-rate drop."
+    ejection_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failures in a row that eject an agent without a record (with one: "
+        "as many as make the run improbable at ejection_alpha).",
     )
-    ejection_base_seconds: float = Field(default=30.0, gt=0)
-    ejection_max_seconds: float = Field(default=300.0, gt=0)
+    ejection_window: int = Field(
+        default=20, ge=5, description="Recent outcomes tested against an agent's own record."
+    )
+    ejection_alpha: float = Field(
+        default=1e-3,
+        gt=0,
+        lt=1,
+        description="Significance at which a success-rate drop (or a run of failures) ejects.",
+    )
+    ejection_base_seconds: float = Field(
+        default=30.0, gt=0, description="An ejection lasts this x the times ejected."
+    )
+    ejection_max_seconds: float = Field(
+        default=300.0, gt=0, description="The longest ejection, seconds."
+    )
 
 
 class LogSettings(BaseModel):
