@@ -39,10 +39,14 @@ from ymera.kit.clock import Clock, SystemClock
 from ymera.middleware import RequestContextMiddleware, drain_signal
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
+from ymera.routing.endpoints import learning_router, routing_router
+from ymera.routing.engine import RoutingEngine
+from ymera.routing.engine import bind as bind_routing
 from ymera.runtime.agent_probe import agent_metrics_loop, agent_probe_loop
 from ymera.runtime.file_loops import FILE_LOOPS
 from ymera.runtime.health_monitor import health_monitor_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
+from ymera.runtime.routing_loop import refresh_routing, routing_refresh_loop
 from ymera.runtime.task_loops import TASK_LOOPS
 from ymera.state import AppState
 from ymera.tasks.dispatcher import Dispatcher
@@ -69,6 +73,8 @@ API_ROUTERS = (
     workflows_router,
     workflow_runs_router,
     chat_router,
+    routing_router,
+    learning_router,
 )
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -148,12 +154,15 @@ def create_app(
         hub = WorkerHub(
             messages_sent=metrics.worker_messages_sent, frames_sent=metrics.worker_frames_sent
         )
-        dispatcher = Dispatcher(state, hub)
+        routing = RoutingEngine(settings.routing, state.clock)
+        bind_routing(state.db, routing)
+        state.extras["routing"] = routing
+        dispatcher = Dispatcher(state, hub, router=routing)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
         lanes = 1 if state.db.is_sqlite else settings.tasks.writer_lanes
         state.extras["writer"] = TaskWriter(state, lanes=lanes)
-        pusher = Pusher(state)
+        pusher = Pusher(state, router=routing)
         state.extras["pusher"] = pusher
         state.db.add_event_listener(dispatcher.on_commit)
         state.db.add_commit_listener(pusher.wake)
@@ -172,9 +181,14 @@ def create_app(
         await workspaces.recover_all()
         if settings.auth.bootstrap_admin:
             await _bootstrap(state, on_admin_created)
+        try:  # what the fleet learned survives a restart
+            await refresh_routing(state)
+        except Exception as exc:  # an unmigrated database: the loop retries
+            log.warning("routing_load_failed", error=repr(exc))
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
         default_loops = (*default_loops, agent_probe_loop, agent_metrics_loop)
         default_loops = (*default_loops, principal_cache_loop, *FILE_LOOPS)
+        default_loops = (*default_loops, routing_refresh_loop)
         runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
         grace = settings.server.graceful_shutdown_seconds

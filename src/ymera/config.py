@@ -357,6 +357,46 @@ class ChatSettings(BaseModel):
     )
 
 
+class RoutingSettings(BaseModel):
+    learning_half_life: float | None = Field(
+        default=86400.0,
+        gt=0,
+        description="Seconds after which a learned outcome counts half (drift); null: never. "
+        "Reset the learning stats after changing it.",
+    )
+    prior_strength: float = Field(
+        default=4.0,
+        ge=0,
+        description="Pseudo-observations an agent's prior pools from its peers (0: no sharing).",
+    )
+    refresh_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a replica reloads policies and learned stats (others' outcomes).",
+    )
+    ejection_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failures in a row that eject an agent without a record (with one: "
+        "as many as make the run improbable at ejection_alpha).",
+    )
+    ejection_window: int = Field(
+        default=20, ge=5, description="Recent outcomes tested against an agent's own record."
+    )
+    ejection_alpha: float = Field(
+        default=1e-3,
+        gt=0,
+        lt=1,
+        description="Significance at which a success-rate drop (or a run of failures) ejects.",
+    )
+    ejection_base_seconds: float = Field(
+        default=30.0, gt=0, description="An ejection lasts this x the times ejected."
+    )
+    ejection_max_seconds: float = Field(
+        default=300.0, gt=0, description="The longest ejection, seconds."
+    )
+
+
 class LogSettings(BaseModel):
     # Both the alias (YMERA_LOG__JSON) and the field name (json_format) are accepted.
     model_config = ConfigDict(populate_by_name=True)
@@ -409,6 +449,7 @@ class Settings(BaseSettings):
     files: FilesSettings = FilesSettings()
     chat: ChatSettings = ChatSettings()
     log: LogSettings = LogSettings()
+    routing: RoutingSettings = RoutingSettings()
 
     @cached_property
     def resolved_database_url(self) -> str:

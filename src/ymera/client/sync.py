@@ -384,3 +384,35 @@ class Client:
             if left <= 0:
                 raise TimeoutError(f"workflow run {run_id} still {run['status']} after {timeout}s")
             time.sleep(min(interval, left))
+
+    # --- routing and learning ------------------------------------------------------------
+
+    def get_routing_policy(self) -> dict[str, Any]:
+        """The global routing policy and the per-task-type overrides."""
+        return dict(self.request("GET", "/api/v1/routing/policy"))
+
+    def set_routing_policy(
+        self,
+        strategy: str,
+        *,
+        task_type: str | None = None,
+        mode: str = "PASSIVE",
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Set the global policy (``task_type`` None) or one task type's."""
+        body = {"task_type": task_type, "strategy": strategy, "mode": mode, "params": params or {}}
+        return dict(self.request("PUT", "/api/v1/routing/policy", json=body))
+
+    def learning_stats(
+        self, *, agent_id: str | None = None, task_type: str | None = None
+    ) -> dict[str, Any]:
+        """What the learning engine knows per (agent, task type), and ejected agents."""
+        params = {k: v for k, v in {"agent_id": agent_id, "task_type": task_type}.items() if v}
+        return dict(self.request("GET", "/api/v1/learning/stats", params=params))
+
+    def reset_learning(
+        self, *, agent_id: str | None = None, task_type: str | None = None
+    ) -> dict[str, Any]:
+        """Forget what was learned (all, one agent's, one task type's)."""
+        params = {k: v for k, v in {"agent_id": agent_id, "task_type": task_type}.items() if v}
+        return dict(self.request("POST", "/api/v1/learning/reset", params=params))

@@ -61,3 +61,32 @@ async def notify_finished(session: AsyncSession, finished: TaskFinished) -> None
     """Run every listener for one task, in registration order."""
     for listener in list(_listeners):
         await listener(session, finished)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's outcome (``success`` and ``latency``) or one feedback score,
+    for learners (routing). Told inside the transaction that records it."""
+
+    agent_id: str
+    task_type: str
+    at: datetime
+    success: bool | None = None
+    latency: float | None = None
+    feedback: float | None = None
+
+
+OutcomeListener = Callable[[AsyncSession, Outcome], Awaitable[None]]
+_outcome_listeners: list[OutcomeListener] = []
+
+
+def on_outcome(listener: OutcomeListener) -> OutcomeListener:
+    """Register ``listener`` for every attempt outcome and feedback; idempotent."""
+    if listener not in _outcome_listeners:
+        _outcome_listeners.append(listener)
+    return listener
+
+
+async def notify_outcome(session: AsyncSession, outcome: Outcome) -> None:
+    for listener in list(_outcome_listeners):
+        await listener(session, outcome)

@@ -200,13 +200,18 @@ async def _record_outcome(
     if agent_id is None:
         return
     began = task.started_at or task.assigned_at or now
+    latency = max(0.0, (now - began).total_seconds())
     await agent_metrics.record_outcome(
         session,
         agent_id=agent_id,
         task_type=task.type,
         success=success,
-        latency_seconds=max(0.0, (now - began).total_seconds()),
+        latency_seconds=latency,
         now=now,
+    )
+    await hooks.notify_outcome(
+        session,
+        hooks.Outcome(agent_id, task.type, now, success=success, latency=latency),
     )
 
 
@@ -489,6 +494,9 @@ async def feedback(
     if task.agent_id:
         await agent_metrics.record_feedback(
             session, agent_id=task.agent_id, score=score, now=now, task_type=task.type
+        )
+        await hooks.notify_outcome(
+            session, hooks.Outcome(task.agent_id, task.type, now, feedback=score)
         )
     record_event(
         session,

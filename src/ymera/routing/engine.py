@@ -1,0 +1,174 @@
+"""The routing engine a replica keeps in memory: policies, the learning state,
+outlier ejection, and the Router the dispatcher and pusher call.
+
+Routing never queries the database: policies and learned statistics are read
+from memory, which commits on this replica update at once (outcomes, policy
+changes) and a loop refreshes from the database every
+``routing.refresh_interval`` seconds (other replicas' outcomes, a restart).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ymera.config import RoutingSettings
+from ymera.db.database import Database
+from ymera.kit.clock import Clock
+from ymera.routing.fleet import Fleet
+from ymera.routing.health import OutlierDetector
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights
+from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
+from ymera.routing.strategies.least_loaded import LeastLoaded
+from ymera.routing.types import AgentSlot, Decision, TaskView
+
+GLOBAL = "*"
+
+
+@dataclass(frozen=True)
+class Policy:
+    scope: str = GLOBAL
+    strategy: str = DEFAULT_STRATEGY
+    mode: Mode = Mode.PASSIVE
+    params: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    def reward_weights(self) -> RewardWeights:
+        w = self.params.get("reward_weights") or {}
+        return RewardWeights(**{k: float(v) for k, v in w.items()})
+
+
+def peer_group(agent_type: str | None, capabilities: dict[str, float] | list[str]) -> str:
+    """Agents with the same type and capabilities are peers (experience sharing)."""
+    return f"{agent_type or ''}|{','.join(sorted(capabilities))}"
+
+
+class RoutingEngine:
+    name = "policy"
+
+    def __init__(self, cfg: RoutingSettings, clock: Clock) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.learning = LearningState(
+            half_life=cfg.learning_half_life, prior_strength=cfg.prior_strength
+        )
+        self.detector = OutlierDetector(
+            consecutive=cfg.ejection_consecutive_failures,
+            window=cfg.ejection_window,
+            alpha=cfg.ejection_alpha,
+            base_seconds=cfg.ejection_base_seconds,
+            max_seconds=cfg.ejection_max_seconds,
+        )
+        self.policies: dict[str, Policy] = {GLOBAL: Policy()}
+        self._strategies: dict[str, tuple[Policy, Strategy]] = {}
+        self._grouped: set[str] = set()
+        self._default = LeastLoaded()
+
+    def now(self) -> float:
+        return self.clock.now().timestamp()
+
+    # --- policies ---------------------------------------------------------------------
+
+    def policy_for(self, task_type: str) -> Policy:
+        return self.policies.get(task_type) or self.policies[GLOBAL]
+
+    def set_policies(self, policies: list[Policy]) -> None:
+        table = {GLOBAL: Policy()}
+        table.update({p.scope: p for p in policies})
+        self.policies = table
+
+    def strategy_for(self, policy: Policy) -> Strategy:
+        cached = self._strategies.get(policy.scope)
+        if cached is not None and cached[0] == policy:
+            return cached[1]
+        params = {k: v for k, v in policy.params.items() if k != "reward_weights"}
+        if policy.strategy == "learned":
+            strategy = make(
+                "learned",
+                learning=self.learning,
+                mode=policy.mode,
+                weights=policy.reward_weights(),
+                clock=self.now,
+                **params,
+            )
+        else:
+            strategy = STRATEGIES[policy.strategy](**params)
+        self._strategies[policy.scope] = (policy, strategy)
+        return strategy
+
+    # --- the Router -------------------------------------------------------------------
+
+    def choose(self, task: TaskView, agents: list[AgentSlot]) -> Decision:
+        policy = self.policy_for(task.type)
+        ejected = False
+        if self.detector.agents:
+            now = self.now()
+            for slot in agents:
+                slot.ejected = self.detector.is_ejected(slot.agent_id, now)
+                ejected |= slot.ejected
+        decision = self._decide(policy, task, agents)
+        if decision.agent_id is None and ejected:
+            # Panic mode (as Envoy's): when ejection leaves no agent at all, route
+            # as if nobody were ejected rather than hold the work.
+            for slot in agents:
+                slot.ejected = False
+            decision = self._decide(policy, task, agents)
+            decision.explanation["panic"] = "every eligible agent is ejected: ejection ignored"
+        if policy.scope != GLOBAL:
+            decision.explanation["policy_scope"] = policy.scope
+        return decision
+
+    def _decide(self, policy: Policy, task: TaskView, agents: list[AgentSlot]) -> Decision:
+        if policy.strategy == DEFAULT_STRATEGY and not policy.params:
+            decision = self._default.choose(task, agents)  # the hot path: plain Python
+        else:
+            strategy = self.strategy_for(policy)
+            if policy.strategy == "learned":
+                self._group(agents)
+            decision = strategy.select(task, Fleet.from_slots(agents))
+        return decision
+
+    def _group(self, agents: list[AgentSlot]) -> None:
+        for slot in agents:
+            if slot.agent_id not in self._grouped:
+                self._grouped.add(slot.agent_id)
+                self.learning.agent_row(
+                    slot.agent_id, group=peer_group(slot.agent_type, slot.capabilities)
+                )
+
+    # --- learning -----------------------------------------------------------------------
+
+    def apply(self, outcomes: list[Any]) -> None:
+        """Committed outcomes (``hooks.Outcome``): learn, and judge for ejection."""
+        for o in outcomes:
+            at = o.at.timestamp()
+            self.learning.observe(
+                o.agent_id,
+                o.task_type,
+                success=o.success,
+                latency=o.latency,
+                feedback=o.feedback,
+                now=at,
+            )
+            if o.success is not None:
+                verdict = self.detector.record(o.agent_id, o.success, at)
+                if verdict == "ejected":
+                    self.learning.forget(o.agent_id, keep=0.25, now=at)
+
+    def replace_learning(self, state: LearningState) -> None:
+        self.learning = state
+        self._strategies.clear()
+        self._grouped.clear()
+
+
+_engines: weakref.WeakKeyDictionary[Database, RoutingEngine] = weakref.WeakKeyDictionary()
+
+
+def bind(db: Database, engine: RoutingEngine) -> None:
+    _engines[db] = engine
+
+
+def engine_of(db: Any) -> RoutingEngine | None:
+    return _engines.get(db) if isinstance(db, Database) else None

@@ -1,0 +1,168 @@
+"""Outlier ejection from task outcomes (every connection mode, workers too).
+
+Two rules, per agent:
+
+- failures in a row eject it: ``consecutive`` of them for an agent without a
+  record yet; for one with a record of success rate ``p``, as many as make
+  ``(1 - p)^k < alpha`` (an agent that fails half its tasks often fails five in
+  a row; one that never fails rarely fails two);
+- a success-rate drop that is statistically significant ejects it: the last
+  ``window`` outcomes are tested against the agent's own record before them
+  (at least ``min_baseline`` outcomes) with a one-sided exact binomial test;
+  ``P(X <= successes | window, baseline rate) < alpha`` is a drop, not bad luck.
+  With the defaults a healthy agent is ejected by chance about once per
+  thousand windows tested, and an agent whose success rate halves loses its
+  traffic within ``window`` tasks.
+
+An ejection lasts ``base_seconds x times ejected`` (capped at ``max_seconds``).
+When it runs out the agent is on probation: routable again, and its next
+outcome decides; a success re-admits it, a failure ejects it again, for
+longer. After an ejection the window becomes the new baseline (the agent is
+judged by what it is now, and the learning engine forgets most of what it
+knew of it: see :meth:`LearningState.forget`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ymera.routing.fleet import Fleet
+
+
+@dataclass
+class _Agent:
+    consecutive: int = 0
+    window: deque[bool] = field(default_factory=deque)
+    base_s: float = 0.0
+    base_f: float = 0.0
+    ejected_until: float | None = None
+    probation: bool = False
+    times: int = 0
+    reason: str | None = None
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    p = min(max(p, 0.0), 1.0)
+    return math.fsum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+class OutlierDetector:
+    def __init__(
+        self,
+        *,
+        consecutive: int = 5,
+        window: int = 20,
+        alpha: float = 1e-3,
+        min_baseline: int = 20,
+        base_seconds: float = 30.0,
+        max_seconds: float = 300.0,
+    ) -> None:
+        self.consecutive = consecutive
+        self.window = window
+        self.alpha = alpha
+        self.min_baseline = min_baseline
+        self.base_seconds = base_seconds
+        self.max_seconds = max_seconds
+        self.agents: dict[str, _Agent] = {}
+        self.ejections = 0
+
+    def record(self, agent_id: str, success: bool, now: float) -> str | None:
+        """Feed one outcome; returns "ejected", "readmitted" or None."""
+        a = self.agents.get(agent_id)
+        if a is None:
+            a = self.agents[agent_id] = _Agent()
+        if a.probation:
+            a.probation = False
+            if success:
+                a.ejected_until = None
+                a.consecutive = 0
+                return "readmitted"
+            return self._eject(a, now, "failed its probation task")
+        if a.ejected_until is not None:  # finishing work it had before the ejection
+            return None
+        a.consecutive = 0 if success else a.consecutive + 1
+        a.window.append(success)
+        if len(a.window) > self.window:
+            old = a.window.popleft()
+            if old:
+                a.base_s += 1
+            else:
+                a.base_f += 1
+        if success:
+            return None
+        known = a.base_s + a.base_f >= self.min_baseline
+        p0 = (a.base_s + sum(a.window) + 1) / (a.base_s + a.base_f + len(a.window) + 2)
+        if a.consecutive >= self.consecutive and (
+            not known or (1.0 - p0) ** a.consecutive < self.alpha
+        ):
+            return self._eject(a, now, f"{a.consecutive} consecutive failures")
+        if len(a.window) == self.window and known:
+            k = sum(a.window)
+            p0 = (a.base_s + 1) / (a.base_s + a.base_f + 2)
+            pv = binom_cdf(k, self.window, p0)
+            if pv < self.alpha:
+                reason = f"success rate dropped to {k}/{self.window} from {p0:.2f} (p={pv:.1e})"
+                a.base_s, a.base_f = float(k), float(self.window - k)
+                return self._eject(a, now, reason)
+        return None
+
+    def _eject(self, a: _Agent, now: float, reason: str) -> str:
+        a.times += 1
+        a.ejected_until = now + min(self.max_seconds, self.base_seconds * a.times)
+        a.reason = reason
+        a.consecutive = 0
+        a.window.clear()
+        self.ejections += 1
+        return "ejected"
+
+    def is_ejected(self, agent_id: str, now: float) -> bool:
+        a = self.agents.get(agent_id)
+        if a is None or a.ejected_until is None:
+            return False
+        if now >= a.ejected_until and not a.probation:
+            a.probation = True  # one task decides
+            return False
+        return not a.probation
+
+    def ejected(self, now: float) -> list[str]:
+        return [i for i in list(self.agents) if self.is_ejected(i, now)]
+
+    def apply(self, fleet: Fleet, now: float) -> None:
+        """Mark the fleet's ejected agents (and keep probationers to one task)."""
+        fleet.ejected[:] = False
+        for agent_id, a in self.agents.items():
+            if a.ejected_until is None:
+                continue
+            row = fleet.by_key.get(agent_id)
+            if row is None:
+                continue
+            if self.is_ejected(agent_id, now):
+                fleet.ejected[row] = True
+            elif a.probation and fleet.load[row] > 0:
+                fleet.ejected[row] = True  # its probation task is still running
+
+    def describe(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for agent_id, a in self.agents.items():
+            if a.ejected_until is None:
+                continue
+            out.append(
+                {
+                    "agent_id": agent_id,
+                    "reason": a.reason,
+                    "times": a.times,
+                    "probation": a.probation or now >= a.ejected_until,
+                    "until": a.ejected_until,
+                }
+            )
+        return out
+
+    def reset(self, agent_id: str | None = None) -> None:
+        if agent_id is None:
+            self.agents.clear()
+        else:
+            self.agents.pop(agent_id, None)

@@ -1,0 +1,34 @@
+"""Refresh this replica's routing engine from the database: policies and the
+learned statistics every replica writes (and, at start, what survived a restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from ymera.routing import service as routing_service
+from ymera.routing.engine import RoutingEngine
+from ymera.routing.learning import service as learning_service
+from ymera.state import AppState
+
+log = structlog.get_logger("ymera.routing")
+
+
+async def refresh_routing(state: AppState) -> None:
+    engine: RoutingEngine = state.extras["routing"]
+    async with state.db.transaction(readonly=True) as session:
+        await routing_service.refresh(session, engine=engine)
+        await learning_service.refresh(session, engine=engine, now=state.clock.now())
+
+
+async def routing_refresh_loop(state: AppState, stop: asyncio.Event) -> None:
+    interval = state.settings.routing.refresh_interval
+    while not stop.is_set():
+        try:
+            await refresh_routing(state)
+        except Exception as exc:  # keep routing on what it has
+            log.warning("routing_refresh_failed", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -1,0 +1,56 @@
+"""Outlier ejection on task outcomes: consecutive failures, a significant
+success-rate drop (and not a chance dip), probation and re-admission."""
+
+from __future__ import annotations
+
+import random
+
+from ymera.routing.fleet import Fleet
+from ymera.routing.health import OutlierDetector, binom_cdf
+
+
+def test_binomial_tail() -> None:
+    assert abs(binom_cdf(0, 3, 0.5) - 0.125) < 1e-12
+    assert abs(binom_cdf(3, 3, 0.5) - 1.0) < 1e-12
+
+
+def test_consecutive_failures_eject_then_probation_readmits() -> None:
+    d = OutlierDetector(consecutive=3, base_seconds=10, max_seconds=25)
+    assert [d.record("a", False, t) for t in (1, 2)] == [None, None]
+    assert d.record("a", False, 3) == "ejected"
+    assert d.is_ejected("a", 12.9)
+    assert not d.is_ejected("a", 13.0)  # probation: one task decides
+    assert d.record("a", False, 14) == "ejected"  # failed it: ejected for longer
+    assert d.is_ejected("a", 14 + 19.9)
+    assert not d.is_ejected("a", 14 + 20)
+    assert d.record("a", True, 35) == "readmitted"
+    assert not d.is_ejected("a", 36)
+    fleet = Fleet()
+    fleet.add("a", capacity=2)
+    d.apply(fleet, 36)
+    assert not fleet.ejected[0]
+
+
+def test_a_reliable_agent_needs_fewer_failures_in_a_row() -> None:
+    weak = OutlierDetector(consecutive=3, min_baseline=20)
+    strong = OutlierDetector(consecutive=3, min_baseline=20)
+    rng = random.Random(1)
+    for t in range(60):
+        weak.record("a", rng.random() < 0.4, t)  # fails often: three in a row is normal
+        strong.record("a", t % 30 != 0, t)
+    verdicts = [weak.record("a", False, 100 + i) for i in range(3)]
+    assert verdicts == [None, None, None]
+    assert [strong.record("a", False, 100 + i) for i in range(3)][-1] == "ejected"
+
+
+def test_a_significant_drop_ejects_within_the_window_and_chance_does_not() -> None:
+    rng = random.Random(7)
+    d = OutlierDetector(consecutive=50, window=20, alpha=1e-3)
+    for t in range(200):
+        assert d.record("healthy", rng.random() < 0.8, t) is None
+    for t in range(200):
+        d.record("degrading", rng.random() < 0.9, t)
+    verdicts = [d.record("degrading", rng.random() < 0.3, 200 + i) for i in range(20)]
+    assert "ejected" in verdicts  # within one window of tasks
+    reason = d.agents["degrading"].reason or ""
+    assert reason.startswith("success rate dropped")

@@ -1,0 +1,250 @@
+"""Each strategy behind the one interface, the shared filter, and explanations."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ymera.routing.fleet import Fleet
+from ymera.routing.learning.model import LearningState, Mode
+from ymera.routing.strategies import STRATEGIES, make
+from ymera.routing.types import AgentSlot, TaskView
+
+
+def fleet_of(*specs: dict[str, object]) -> Fleet:
+    fleet = Fleet()
+    for spec in specs:
+        spec = dict(spec)
+        fleet.add(str(spec.pop("id")), **spec)  # type: ignore[arg-type]
+    return fleet
+
+
+def task(**kw: object) -> TaskView:
+    base: dict[str, object] = {"id": "t1", "type": "code", "required_capabilities": ["py"]}
+    base.update(kw)
+    return TaskView(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_applies_the_shared_filter(name: str) -> None:
+    fleet = fleet_of(
+        {"id": "ok", "capabilities": {"py": 0.5}, "capacity": 2},
+        {"id": "offline", "capabilities": {"py": 1.0}, "capacity": 2, "status": "OFFLINE"},
+        {"id": "paused", "capabilities": {"py": 1.0}, "capacity": 2, "status": "PAUSED"},
+        {"id": "error", "capabilities": {"py": 1.0}, "capacity": 2, "status": "ERROR"},
+        {"id": "open", "capabilities": {"py": 1.0}, "capacity": 2, "circuit_open": True},
+        {"id": "full", "capabilities": {"py": 1.0}, "capacity": 2, "load": 2},
+        {"id": "nopy", "capabilities": {"go": 1.0}, "capacity": 2},
+        {"id": "other", "capabilities": {"py": 1.0}, "capacity": 2, "task_types": ["x"]},
+        {"id": "ejected", "capabilities": {"py": 1.0}, "capacity": 2},
+        {"id": "hinted-out", "capabilities": {"py": 1.0}, "capacity": 2},
+        {"id": "tester", "capabilities": {"py": 1.0}, "capacity": 2, "agent_type": "TESTER"},
+    )
+    fleet.ejected[fleet.by_key["ejected"]] = True
+    strategy = make(name, seed=3)
+    for _ in range(5):
+        d = strategy.select(task(excluded_agents=["hinted-out"]), fleet)
+        assert d.agent_id == "tester" or d.agent_id == "ok"
+    d = strategy.select(task(excluded_agents=["hinted-out"], agent_type="DEVELOPER"), fleet)
+    assert d.agent_id is None
+    reasons = {r["name"]: r["reason"] for r in d.explanation["rejected"]}
+    assert reasons == {
+        "ok": "not a DEVELOPER agent",
+        "offline": "not a DEVELOPER agent",
+        "paused": "not a DEVELOPER agent",
+        "error": "not a DEVELOPER agent",
+        "open": "not a DEVELOPER agent",
+        "full": "not a DEVELOPER agent",
+        "nopy": "not a DEVELOPER agent",
+        "other": "has no handler for task type 'code'",
+        "ejected": "not a DEVELOPER agent",
+        "hinted-out": "excluded by the task's routing hints",
+        "tester": "not a DEVELOPER agent",
+    }
+    d = strategy.select(task(excluded_agents=["hinted-out", "tester"]), fleet)
+    assert d.agent_id == "ok"
+    reasons = {r["name"]: r["reason"] for r in d.explanation["rejected"]}
+    assert reasons == {
+        "offline": "status OFFLINE is not routable",
+        "paused": "status PAUSED is not routable",
+        "error": "status ERROR is not routable",
+        "open": "circuit open",
+        "full": "no free capacity",
+        "nopy": "missing capabilities: py",
+        "other": "has no handler for task type 'code'",
+        "ejected": "ejected by outlier detection",
+        "hinted-out": "excluded by the task's routing hints",
+        "tester": "excluded by the task's routing hints",
+    }
+    assert d.explanation["strategy"] == name
+    assert d.explanation["chosen"]["name"] == "ok"
+    assert d.explanation["chosen"]["why"]
+    assert [c["name"] for c in d.explanation["candidates"]] == ["ok"]
+    assert "score" in d.explanation["candidates"][0]["score"]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_preferred_agents_go_first(name: str) -> None:
+    fleet = fleet_of(
+        {"id": "a", "capabilities": {"py": 0.9}, "capacity": 4},
+        {"id": "b", "capabilities": {"py": 0.1}, "capacity": 4, "load": 3},
+    )
+    d = make(name, seed=1).select(task(preferred_agents=["b"]), fleet)
+    assert d.agent_id == "b"
+    assert d.explanation["chosen"]["why"].startswith("preferred")
+
+
+def test_round_robin_cycles_per_type() -> None:
+    fleet = fleet_of(
+        *({"id": f"a{i}", "capabilities": {"py": 0.5}, "capacity": 9} for i in range(3))
+    )
+    rr = make("round_robin")
+    picks = [rr.select(task(), fleet).agent_id for _ in range(6)]
+    assert picks == ["a0", "a1", "a2", "a0", "a1", "a2"]
+    fleet.set_status(1, "PAUSED")
+    assert [rr.select(task(), fleet).agent_id for _ in range(3)] == ["a0", "a2", "a0"]
+    assert rr.select(task(type="other"), fleet).agent_id == "a0"
+
+
+def test_least_loaded_and_capability_match() -> None:
+    fleet = fleet_of(
+        {"id": "busy-expert", "capabilities": {"py": 0.9}, "capacity": 4, "load": 3},
+        {"id": "idle-novice", "capabilities": {"py": 0.2}, "capacity": 4},
+        {"id": "idle-mid", "capabilities": {"py": 0.5}, "capacity": 4},
+    )
+    assert make("least_loaded").select(task(), fleet).agent_id == "idle-mid"
+    d = make("capability_match").select(task(), fleet)
+    assert d.agent_id == "busy-expert"
+    assert d.explanation["candidates"][0]["score"]["proficiency"] == 0.9
+
+
+def test_power_of_two_prefers_the_less_loaded_of_its_draws() -> None:
+    fleet = fleet_of(
+        *(
+            {"id": f"a{i}", "capabilities": {"py": 0.5}, "capacity": 10, "load": i}
+            for i in range(10)
+        )
+    )
+    p2 = make("power_of_two", seed=7)
+    picks = Counter(p2.select(task(), fleet).agent_id for _ in range(400))
+    # a9 can only win when drawn with itself, which never happens.
+    assert "a9" not in picks
+    assert picks["a0"] > picks["a8"]
+    d = p2.select(task(), fleet)
+    assert sum(c["score"]["sampled"] for c in d.explanation["candidates"]) == 2
+
+
+def test_weighted_follows_static_weights() -> None:
+    fleet = fleet_of(
+        {"id": "heavy", "capabilities": {"py": 0.5}, "capacity": 10**6},
+        {"id": "light", "capabilities": {"py": 0.5}, "capacity": 10**6},
+        {"id": "zero", "capabilities": {"py": 0.5}, "capacity": 10**6},
+    )
+    w = make("weighted", seed=5, weights={"heavy": 3.0, "light": 1.0, "zero": 0.0})
+    picks = Counter(w.select(task(), fleet).agent_id for _ in range(2000))
+    assert picks["zero"] == 0
+    assert 2.4 < picks["heavy"] / picks["light"] < 3.7
+    d = w.select(task(), fleet)
+    probs = {c["name"]: c["score"]["probability"] for c in d.explanation["candidates"]}
+    assert probs == {"heavy": 0.75, "light": 0.25, "zero": 0.0}
+
+
+def _learned_fleet() -> tuple[Fleet, LearningState]:
+    fleet = fleet_of(
+        {"id": "good", "capabilities": {"py": 0.5}, "capacity": 2},
+        {"id": "bad", "capabilities": {"py": 0.5}, "capacity": 2},
+    )
+    learning = LearningState()
+    for i in range(40):
+        learning.observe("good", "code", success=i % 10 != 0, latency=1.0, now=1.0)
+        learning.observe("bad", "code", success=i % 10 == 0, latency=1.0, now=1.0)
+    return fleet, learning
+
+
+def test_learned_modes() -> None:
+    fleet, learning = _learned_fleet()
+    active = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 2.0, seed=1)
+    picks = Counter(active.select(task(), fleet).agent_id for _ in range(200))
+    assert picks["good"] > 190
+    d = active.select(task(), fleet)
+    assert d.explanation["learning_mode"] == "ACTIVE"
+    scores = {c["name"]: c["score"] for c in d.explanation["candidates"]}
+    assert scores["good"]["success_mean"] > 0.8 > 0.2 > scores["bad"]["success_mean"]
+    assert scores["good"]["observations"] == 40
+    # PASSIVE: recorded, not used: least loaded decides.
+    fleet.load[fleet.by_key["good"]] = 1
+    passive = make("learned", learning=learning, mode=Mode.PASSIVE, clock=lambda: 2.0)
+    d = passive.select(task(), fleet)
+    assert d.agent_id == "bad"
+    assert d.explanation["learning_mode"] == "PASSIVE"
+
+
+def test_learned_prices_load() -> None:
+    fleet = fleet_of(
+        {"id": "best", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
+        {"id": "fine", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
+    )
+    learning = LearningState()
+    for i in range(200):
+        learning.observe("best", "code", success=i % 20 != 0, latency=10.0, now=1.0)  # 0.95
+        learning.observe("fine", "code", success=i % 10 != 0, latency=10.0, now=1.0)  # 0.90
+    rl = make("learned", learning=learning, mode=Mode.REINFORCEMENT, clock=lambda: 1.0, seed=2)
+    assert rl.select(task(), fleet).agent_id == "best"
+    # Three queued on "best": ~30 s of wait = 0.6 of reward, far more than its edge.
+    fleet.load[fleet.by_key["best"]] = 4
+    d = rl.select(task(), fleet)
+    assert d.agent_id == "fine"
+    best = next(c for c in d.explanation["candidates"] if c["name"] == "best")
+    assert best["score"]["load_cost"] == pytest.approx(0.02 * 4 * 10.0, rel=0.2)
+
+
+def test_reinforcement_weighs_latency_and_feedback() -> None:
+    fleet = fleet_of(
+        {"id": "slow", "capabilities": {"py": 0.5}, "capacity": 9},
+        {"id": "fast", "capabilities": {"py": 0.5}, "capacity": 9},
+    )
+    learning = LearningState()
+    for _ in range(100):
+        learning.observe("slow", "code", success=True, latency=30.0, now=1.0)
+        learning.observe("fast", "code", success=True, latency=1.0, now=1.0)
+    rl = make("learned", learning=learning, mode=Mode.REINFORCEMENT, clock=lambda: 1.0, seed=2)
+    assert rl.select(task(), fleet).agent_id == "fast"
+    active = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=2)
+    assert {active.select(task(), fleet).agent_id for _ in range(50)} == {"slow", "fast"}
+
+
+def test_large_fleet_decisions_use_a_shortlist() -> None:
+    rng = np.random.default_rng(0)
+    fleet = Fleet()
+    learning = LearningState()
+    for i in range(3000):
+        fleet.add(f"a{i}", capabilities={"py": 0.5}, capacity=2, rebuild=False)
+    fleet.rebuild()
+    for i in range(3000):
+        for _ in range(10):
+            learning.observe(
+                f"a{i}", "code", success=bool(rng.random() < 0.4), latency=1.0, now=1.0
+            )
+    for _ in range(300):
+        learning.observe("a1234", "code", success=True, latency=1.0, now=1.0)
+    rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=4)
+    d = rl.select(task(), fleet)
+    assert d.explanation["candidates_total"] == 3000
+    assert len(d.explanation["candidates"]) == 20
+    assert Counter(rl.select(task(), fleet).agent_id for _ in range(20))["a1234"] >= 15
+
+
+def test_router_protocol_on_slots() -> None:
+    slots = [
+        AgentSlot("a", "a", {"py": 0.5}, load=0, max_concurrency=1, status="PAUSED"),
+        AgentSlot("b", "b", {"py": 0.5}, load=0, max_concurrency=1, ejected=True),
+        AgentSlot("c", "c", {"py": 0.5}, load=0, max_concurrency=1),
+    ]
+    for name in STRATEGIES:
+        d = make(name).choose(task(), slots)
+        assert d.agent_id == "c", name
+        reasons = [r["reason"] for r in d.explanation["rejected"]]
+        assert reasons == ["status PAUSED is not routable", "ejected by outlier detection"]
