@@ -14,14 +14,14 @@ ModeName = Literal["PASSIVE", "ACTIVE", "REINFORCEMENT"]
 
 
 class RewardWeightsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     success: float = Field(default=1.0, ge=0, le=100)
     latency: float = Field(default=0.02, ge=0, le=100, description="Cost per second of latency.")
     feedback: float = Field(default=0.0, ge=0, le=100)
 
 
 class PolicyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     weights: dict[str, float] | None = Field(
         default=None, description="weighted: agent id or name -> static weight."
     )
@@ -32,15 +32,14 @@ class PolicyParams(BaseModel):
     exploration: float | None = Field(
         default=None, ge=0, le=1, description="learned: 1 = plain Thompson sampling."
     )
-    seed: int | None = Field(default=None, description="Random strategies: a fixed seed.")
 
 
 class PolicyIn(BaseModel):
     """A routing policy: the strategy and the learning mode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     task_type: str | None = Field(
-        default=None, max_length=100, description="Null: the global policy."
+        default=None, min_length=1, max_length=100, description="Null: the global policy."
     )
     strategy: StrategyName = "least_loaded"
     mode: ModeName = "PASSIVE"
