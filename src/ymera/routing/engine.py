@@ -19,7 +19,7 @@ from ymera.db.database import Database
 from ymera.kit.clock import Clock
 from ymera.routing.fleet import Fleet
 from ymera.routing.health import OutlierDetector
-from ymera.routing.learning.model import LearningState, Mode, RewardWeights
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights, outcome_sums
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
 from ymera.routing.strategies.least_loaded import LeastLoaded
 from ymera.routing.types import AgentSlot, Decision, TaskView
@@ -141,21 +141,36 @@ class RoutingEngine:
     # --- learning -----------------------------------------------------------------------
 
     def apply(self, outcomes: list[Any]) -> None:
-        """Committed outcomes (``hooks.Outcome``): learn, and judge for ejection."""
+        """Committed outcomes (``hooks.Outcome``): learn, and judge for ejection.
+
+        A commit's outcomes of one (agent, type) are learned as one sum (a batch
+        of results is hundreds of outcomes of a few agents); an ejection first
+        learns what came before it, then forgets."""
+        sums: dict[tuple[str, str], list[Any]] = {}
+
+        def learn() -> None:
+            for (agent_id, task_type), (vals, count, at) in sums.items():
+                self.learning.observe_sums(agent_id, task_type, vals, count=count, now=at)
+            sums.clear()
+
         for o in outcomes:
             at = o.at.timestamp()
-            self.learning.observe(
-                o.agent_id,
-                o.task_type,
-                success=o.success,
-                latency=o.latency,
-                feedback=o.feedback,
-                now=at,
-            )
+            vals, count = outcome_sums(o.success, o.latency, o.feedback)
+            acc = sums.get((o.agent_id, o.task_type))
+            if acc is None:
+                sums[(o.agent_id, o.task_type)] = [vals, count, at]
+            else:
+                total = acc[0]
+                for name, v in vals.items():
+                    total[name] = total.get(name, 0.0) + v
+                acc[1] += count
+                acc[2] = max(acc[2], at)
             if o.success is not None:
                 verdict = self.detector.record(o.agent_id, o.success, at)
                 if verdict == "ejected":
+                    learn()
                     self.learning.forget(o.agent_id, keep=0.25, now=at)
+        learn()
 
     def replace_learning(self, state: LearningState) -> None:
         self.learning = state

@@ -75,6 +75,24 @@ class _Table:
         self.n = n
 
 
+def outcome_sums(
+    success: bool | None, latency: float | None, feedback: float | None
+) -> tuple[dict[str, float], int]:
+    """The statistics one outcome adds (unweighted), and whether it counts as a
+    judged attempt (1) or only feedback or latency (0)."""
+    vals: dict[str, float] = {}
+    count = 0
+    if success is not None:
+        vals["s" if success else "f"] = 1.0
+        count = 1
+    if latency is not None:
+        x = math.log(max(latency, 1e-3))
+        vals.update(ln_n=1.0, ln_sum=x, ln_sq=x * x)
+    if feedback is not None:
+        vals.update(fb_n=1.0, fb_sum=float(feedback))
+    return vals, count
+
+
 class LearningState:
     """Discounted per (agent, task type) statistics with peer pooling."""
 
@@ -175,18 +193,23 @@ class LearningState:
         group: str | None = None,
     ) -> None:
         """One outcome (success and latency) and/or one feedback score (0..1)."""
+        vals, count = outcome_sums(success, latency, feedback)
+        self.observe_sums(agent_id, task_type, vals, count=count, now=now, group=group)
+
+    def observe_sums(
+        self,
+        agent_id: str,
+        task_type: str,
+        vals: dict[str, float],
+        *,
+        count: int,
+        now: float,
+        group: str | None = None,
+    ) -> None:
+        """Several outcomes of one (agent, type) at once: their summed statistics
+        (:func:`outcome_sums` added up) and how many carried a success."""
         col = self.type_col(task_type)
         row = self.agent_row(agent_id, group)
-        vals: dict[str, float] = {}
-        count = 0
-        if success is not None:
-            vals["s" if success else "f"] = 1.0
-            count = 1
-        if latency is not None:
-            x = math.log(max(latency, 1e-3))
-            vals.update(ln_n=1.0, ln_sum=x, ln_sq=x * x)
-        if feedback is not None:
-            vals.update(fb_n=1.0, fb_sum=float(feedback))
         self._add(self.cells, row, col, vals, now, count=count)
         self._add(self.peer, self.group_of[row], col, vals, now, count=count)
         self._add(self.every, 0, col, vals, now, count=count)

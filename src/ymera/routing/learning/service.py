@@ -113,9 +113,21 @@ def _write(session: Session) -> None:
         return
     engine = engine_of(session.info.get(DB_KEY))
     half_life = engine.cfg.learning_half_life if engine else None
-    rows = sorted(
-        (_row(o, half_life) for o in outcomes), key=lambda r: (r["agent_id"], r["task_type"])
-    )
+    # One row per (agent, type, era): the sums are additive, and a batch of
+    # results is hundreds of outcomes of a few agents.
+    merged: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for o in outcomes:
+        row = _row(o, half_life)
+        key = (row["agent_id"], row["task_type"], row["era"])
+        into = merged.get(key)
+        if into is None:
+            merged[key] = row
+            continue
+        for name in STATS:
+            into[name] += row[name]
+        into["n"] += row["n"]
+        into["updated_at"] = max(into["updated_at"], row["updated_at"])
+    rows = [merged[k] for k in sorted(merged)]
     session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
     session.info[_APPLY] = outcomes
 
