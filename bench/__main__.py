@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("events", "dispatch", "editor")
+BENCHMARKS = ("events", "dispatch", "editor", "chat", "upload")
 
 
 def main(argv: list[str]) -> int:
