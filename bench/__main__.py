@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("events", "dispatch", "editor", "routing_sim")
+BENCHMARKS = ("events", "dispatch", "editor", "chat", "upload", "routing_sim")
 
 
 def main(argv: list[str]) -> int:

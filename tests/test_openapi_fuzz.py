@@ -52,8 +52,10 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("PATCH", "/api/v1/agents/{agent_id}"): frozenset({"invalid_field"}),
     # Task input is capped in bytes of JSON, which a schema cannot state; a task's
     # workspace_id must name an existing workspace.
-    ("POST", "/api/v1/tasks"): frozenset({"input_too_large", "unknown_workspace"}),
-    ("POST", "/api/v1/tasks/batch"): frozenset({"input_too_large", "unknown_workspace"}),
+    ("POST", "/api/v1/tasks"): frozenset({"input_too_large", "unknown_workspace", "unknown_file"}),
+    ("POST", "/api/v1/tasks/batch"): frozenset(
+        {"input_too_large", "unknown_workspace", "unknown_file"}
+    ),
     # A workflow's steps form a graph whose references, cycles, reachability and
     # expressions a schema cannot check; a run's input is capped in bytes of JSON.
     ("POST", "/api/v1/workflows"): frozenset({"invalid_workflow"}),
@@ -68,9 +70,16 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     ),
     # A raw upload needs a name; a multipart one a well-formed body with a file part.
     ("POST", "/api/v1/files"): frozenset({"name_required", "invalid_multipart"}),
-    # An upload is bytes to the schema; only unpacking tells a valid archive.
+    # An upload is bytes to the schema; only unpacking tells a valid archive
+    # (or the uploaded file it names must exist).
     ("POST", "/api/v1/workspaces/archive"): frozenset(
-        {"unsupported_archive", "invalid_archive", "unsafe_archive", "archive_too_large"}
+        {
+            "unsupported_archive",
+            "invalid_archive",
+            "unsafe_archive",
+            "archive_too_large",
+            "unknown_file",
+        }
     ),
 }
 # A `cursor` is opaque: only values the server issued are valid.

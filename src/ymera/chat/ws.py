@@ -135,7 +135,11 @@ class ChatSocket:
         self.conn = conn
         keepalive = None
         try:
-            await self.hub.join(conn, start, last_seq)
+            try:
+                await self.hub.join(conn, start, last_seq)
+            except RuntimeError:
+                await conn.close(1011, "the session could not be opened; reconnect")
+                raise
             keepalive = asyncio.create_task(self._keepalive(conn), name=f"chat-ping-{conn.id}")
             while not conn.closed:
                 raw = await self.ws.receive_text()

@@ -7,6 +7,7 @@ import typer
 from ymera import __version__
 from ymera.cli import (
     agents,
+    chat,
     config,
     db,
     keys,
@@ -33,6 +34,7 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(workspaces.app, name="workspaces")
 app.add_typer(workflows.app, name="workflows")
+app.add_typer(chat.app, name="chat")
 
 
 @app.command()

@@ -14,6 +14,8 @@ FINAL_TASK_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "DEAD"})
 WORKSPACES = "/api/v1/workspaces"
 WORKFLOWS = "/api/v1/workflows"
 WORKFLOW_RUNS = "/api/v1/workflow-runs"
+CHAT = "/api/v1/chat/sessions"
+FILES = "/api/v1/files"
 # A workflow run in one of these states will not change again (unless retried).
 FINAL_RUN_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
@@ -60,3 +62,20 @@ def handle_text(response: httpx.Response) -> str:
 
 def review_body(comment: str | None) -> dict[str, Any]:
     return {"comment": comment} if comment else {}
+
+
+def message_body(
+    content: str, file_ids: list[str] | None, to: dict[str, Any] | str | None
+) -> dict[str, Any]:
+    """A chat message; ``to`` an agent's name (str) or an address (dict)."""
+    body: dict[str, Any] = {"content": content, "file_ids": list(file_ids or [])}
+    if to is not None:
+        body["to"] = {"agent": to} if isinstance(to, str) else to
+    return body
+
+
+def participant_ref(ref: str) -> dict[str, str]:
+    """``agent:NAME`` (or an agent id after ``agent:``) or a user (id or username)."""
+    if ref.startswith("agent:"):
+        return {"agent": ref[len("agent:") :]}
+    return {"user": ref[len("user:") :] if ref.startswith("user:") else ref}

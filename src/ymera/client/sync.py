@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 
 from ymera.client._base import (
+    CHAT,
     DEFAULT_TIMEOUT,
+    FILES,
     FINAL_RUN_STATUSES,
     FINAL_TASK_STATUSES,
     WORKFLOW_RUNS,
@@ -20,6 +22,8 @@ from ymera.client._base import (
     handle,
     handle_text,
     idempotency_headers,
+    message_body,
+    participant_ref,
     review_body,
     task_body,
 )
@@ -330,6 +334,75 @@ class Client:
         """What a session's applied edits changed, as one unified diff."""
         path = f"{WORKSPACES}/{workspace_id}/sessions/{session_id}/diff"
         return handle_text(self._http.get(path, headers=auth_headers(self._token)))
+
+    # chat (docs/chat.md)
+    def create_chat_session(
+        self, title: str, participants: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A session with participants: usernames/user ids, or ``agent:NAME``."""
+        body = {"title": title, "participants": [participant_ref(p) for p in participants or []]}
+        return dict(self.request("POST", CHAT, json=body))
+
+    def list_chat_sessions(self, **params: Any) -> dict[str, Any]:
+        return dict(self.request("GET", CHAT, params=params))
+
+    def get_chat_session(self, session_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{CHAT}/{session_id}"))
+
+    def archive_chat_session(self, session_id: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"{CHAT}/{session_id}/archive"))
+
+    def add_chat_participant(self, session_id: str, ref: str) -> dict[str, Any]:
+        path = f"{CHAT}/{session_id}/participants"
+        return dict(self.request("POST", path, json=participant_ref(ref)))
+
+    def remove_chat_participant(self, session_id: str, participant_id: str) -> None:
+        self.request("DELETE", f"{CHAT}/{session_id}/participants/{participant_id}")
+
+    def post_chat_message(
+        self,
+        session_id: str,
+        content: str,
+        *,
+        file_ids: list[str] | None = None,
+        to: dict[str, Any] | str | None = None,
+    ) -> dict[str, Any]:
+        """Post a message; ``to`` (an agent's name, or ``{"agent_type": ...}``...) asks an agent."""
+        body = message_body(content, file_ids, to)
+        return dict(self.request("POST", f"{CHAT}/{session_id}/messages", json=body))
+
+    def chat_history(self, session_id: str, **params: Any) -> dict[str, Any]:
+        """A page of messages (``after_seq``, ``before_seq``, ``cursor``, ``limit``)."""
+        return dict(self.request("GET", f"{CHAT}/{session_id}/messages", params=params))
+
+    # files (docs/files.md)
+    def upload_file(
+        self,
+        name: str,
+        content: bytes | Iterator[bytes],
+        *,
+        ttl_seconds: int | None = None,
+        tags: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Upload bytes (or an iterator of chunks: streamed, never held whole)."""
+        params = {"name": name, "ttl_seconds": ttl_seconds, "tag": tags}
+        headers = {"Content-Type": "application/octet-stream"}
+        return dict(self.request("POST", FILES, params=params, content=content, headers=headers))
+
+    def list_files(self, **params: Any) -> dict[str, Any]:
+        return dict(self.request("GET", FILES, params=params))
+
+    def get_file(self, file_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{FILES}/{file_id}"))
+
+    def download_file(self, file_id: str) -> bytes:
+        resp = self._http.get(f"{FILES}/{file_id}/content", headers=auth_headers(self._token))
+        if not resp.is_success:
+            handle(resp)
+        return resp.content
+
+    def delete_file(self, file_id: str) -> None:
+        self.request("DELETE", f"{FILES}/{file_id}")
 
     # workflows (docs/workflows.md)
     def create_workflow(self, definition: dict[str, Any]) -> dict[str, Any]:

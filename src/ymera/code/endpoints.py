@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
@@ -29,6 +29,7 @@ from ymera.code.schemas import (
     workspace_out,
 )
 from ymera.code.storage import WorkspaceStore
+from ymera.files import service as files_service
 from ymera.kit.pagination import Page
 from ymera.state import DbSession, State
 
@@ -142,9 +143,9 @@ async def create_workspace(
     max_body_size=UPLOAD_CEILING,
     openapi_extra={
         "requestBody": {
-            "required": True,
+            "required": False,
             "description": "The archive's bytes (zip, tar, tar.gz, tar.bz2 or tar.xz; told "
-            "apart by content, not by name or Content-Type).",
+            "apart by content, not by name or Content-Type); none with `file_id`.",
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
@@ -162,6 +163,14 @@ async def create_workspace_from_archive(
     init_git: Annotated[
         bool, Query(description="Make it a git repository with the files as first commit.")
     ] = False,
+    file_id: Annotated[
+        str | None,
+        Query(
+            max_length=36,
+            description="Unpack this uploaded file (Files API) instead of the request body; "
+            "it is then attached to the workspace. Unknown or unreadable: 422 `unknown_file`.",
+        ),
+    ] = None,
 ) -> ArchiveWorkspaceOut:
     """Create a workspace from an uploaded archive (the request body).
 
@@ -171,6 +180,19 @@ async def create_workspace_from_archive(
     (422 `unsafe_archive`), and archives past the unpacked-size, member-count or
     compression-ratio limits (413 `archive_too_large`). A `.git` directory in the
     archive is dropped."""
+    if file_id is not None:
+        ws, result = await service.create_from_file(
+            session,
+            store=store,
+            storage=files_service.storage_of(state),
+            principal=principal,
+            name=name,
+            description=description,
+            init_git=init_git,
+            file_id=file_id,
+            now=state.clock.now(),
+        )
+        return _archive_out(ws, result)
     length = request.headers.get("content-length")
     ws, result = await service.create_from_archive(
         session,
@@ -183,6 +205,10 @@ async def create_workspace_from_archive(
         declared_size=int(length) if length and length.isdigit() else None,
         now=state.clock.now(),
     )
+    return _archive_out(ws, result)
+
+
+def _archive_out(ws: Any, result: Any) -> ArchiveWorkspaceOut:
     return ArchiveWorkspaceOut(
         workspace=workspace_out(ws),
         format=result.format,

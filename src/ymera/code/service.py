@@ -222,6 +222,44 @@ async def create_workspace(
     return await _save(session, ws, store, principal)
 
 
+async def create_from_file(
+    session: AsyncSession,
+    *,
+    store: WorkspaceStore,
+    storage: Any,
+    principal: Principal,
+    name: str,
+    description: str,
+    init_git: bool,
+    file_id: str,
+    now: datetime,
+) -> tuple[Workspace, ExtractResult]:
+    """A workspace unpacked from an archive already uploaded to the Files API (by id:
+    422 `unknown_file` unless the principal may read it); the file is then attached
+    to the workspace (its metadata's `attached_to`)."""
+    from ymera.files import service as files_service
+
+    await files_service.check_references(session, principal=principal, file_ids=[file_id], now=now)
+    download = await files_service.open_content(
+        session, storage=storage, principal=principal, file_id=file_id, range_header=None, now=now
+    )
+    ws, result = await create_from_archive(
+        session,
+        store=store,
+        principal=principal,
+        name=name,
+        description=description,
+        init_git=init_git,
+        body=download.chunks,
+        declared_size=download.file.size,
+        now=now,
+    )
+    await files_service.attach(
+        session, file_ids=[file_id], resource_type="workspace", resource_id=ws.id, now=now
+    )
+    return ws, result
+
+
 async def create_from_archive(
     session: AsyncSession,
     *,

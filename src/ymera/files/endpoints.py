@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -16,9 +16,10 @@ from ymera.files import service
 from ymera.files.errors import FileTooLarge
 from ymera.files.multipart import MULTIPART_OVERHEAD, MultipartFile, boundary_of
 from ymera.files.rules import content_disposition
-from ymera.files.schemas import FileOut
+from ymera.files.schemas import Attachment, FileOut
 from ymera.files.storage import BlobStorage
 from ymera.kit.pagination import Page
+from ymera.models.files import File
 from ymera.state import DbSession, State
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
@@ -150,24 +151,53 @@ async def list_files(
     principal: Read,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    tag: Tag | None = None,
+    owner_id: Annotated[
+        str | None,
+        Query(max_length=80, description="Admins and operators: only this owner's files."),
+    ] = None,
+    temporary: Annotated[
+        bool | None, Query(description="true: only files with a TTL; false: only permanent ones.")
+    ] = None,
+    attached_to: Annotated[
+        Literal["task", "chat_message", "workspace"] | None,
+        Query(description="Only files attached to a resource of this type."),
+    ] = None,
 ) -> Page[FileOut]:
     """List files, newest first, with cursor pagination: the caller's own (admins and
-    operators: everyone's). Expired temporary files are left out."""
+    operators: everyone's, or `owner_id`'s), filtered by `tag`, `temporary` and
+    `attached_to`. Expired temporary files are left out."""
     page = await service.list_files(
-        session, principal=principal, cursor=cursor, limit=limit, now=state.clock.now()
+        session,
+        principal=principal,
+        cursor=cursor,
+        limit=limit,
+        now=state.clock.now(),
+        owner_id=owner_id,
+        tag=tag,
+        temporary=temporary,
+        attached_type=attached_to,
     )
-    return Page[FileOut](
-        items=[FileOut.model_validate(f) for f in page.items], next_cursor=page.next_cursor
-    )
+    return Page[FileOut](items=await _out(session, page.items), next_cursor=page.next_cursor)
+
+
+async def _out(session: DbSession, files: list[File]) -> list[FileOut]:
+    links = await service.attachments(session, [f.id for f in files])
+    out = []
+    for file in files:
+        item = FileOut.model_validate(file)
+        item.attached_to = [Attachment(**a) for a in links.get(file.id, [])]
+        out.append(item)
+    return out
 
 
 @router.get("/{file_id}", response_model=FileOut)
 async def get_file(file_id: str, session: DbSession, state: State, principal: Read) -> FileOut:
-    """A file's metadata."""
+    """A file's metadata, with what it is attached to (tasks, chat messages, workspaces)."""
     file = await service.get_file(
         session, principal=principal, file_id=file_id, now=state.clock.now()
     )
-    return FileOut.model_validate(file)
+    return (await _out(session, [file]))[0]
 
 
 @router.delete("/{file_id}", status_code=204)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, func, or_, select
+from sqlalchemy import ColumnElement, String, cast, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.models.chat import FileLink
@@ -37,11 +37,22 @@ async def list_files(
     before_id: str | None,
     now: datetime,
     limit: int,
+    tag: str | None = None,
+    temporary: bool | None = None,
+    attached_type: str | None = None,
 ) -> Sequence[File]:
     """Newest first (ids sort by creation); `owner_id` None: everyone's."""
     stmt = select(File).where(_live(now))
     if owner_id is not None:
         stmt = stmt.where(File.owner_id == owner_id)
+    if tag is not None:
+        # Tags are [A-Za-z0-9._:-]: their JSON text is the tag in quotes, on any backend.
+        stmt = stmt.where(cast(File.tags, String).like(f'%"{tag}"%'))
+    if temporary is not None:
+        stmt = stmt.where(File.expires_at.is_not(None) if temporary else File.expires_at.is_(None))
+    if attached_type is not None:
+        linked = select(FileLink.file_id).where(FileLink.resource_type == attached_type)
+        stmt = stmt.where(File.id.in_(linked))
     if before_id is not None:
         stmt = stmt.where(File.id < before_id)
     stmt = stmt.order_by(File.id.desc()).limit(limit)

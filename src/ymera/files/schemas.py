@@ -7,6 +7,13 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Attachment(BaseModel):
+    """Something a file is attached to."""
+
+    type: str = Field(description="`task`, `chat_message` or `workspace`.")
+    id: str
+
+
 class FileOut(BaseModel):
     """An uploaded file's metadata (the body: `GET /api/v1/files/{id}/content`)."""
 
@@ -23,3 +30,7 @@ class FileOut(BaseModel):
         default=None, description="When a temporary file (`ttl_seconds`) stops being served."
     )
     tags: list[str]
+    attached_to: list[Attachment] = Field(
+        default_factory=list,
+        description="What references the file: tasks, chat messages, workspaces.",
+    )

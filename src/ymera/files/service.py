@@ -301,17 +301,27 @@ async def list_files(
     cursor: str | None,
     limit: int,
     now: datetime,
+    owner_id: str | None = None,
+    tag: str | None = None,
+    temporary: bool | None = None,
+    attached_type: str | None = None,
 ) -> Slice[File]:
-    """Newest first: the principal's own files (admins and operators: everyone's)."""
+    """Newest first: the principal's own files (admins and operators: everyone's, or
+    `owner_id`'s), optionally only those with `tag`, only temporary (or permanent)
+    ones, only those attached to a resource of `attached_type`."""
     after = decode_cursor(cursor)
     before_id = str(after["id"]) if after and "id" in after else None
+    owner = owner_id if _sees_all(principal) else owner_of(principal)
     rows = list(
         await repository.list_files(
             session,
-            owner_id=None if _sees_all(principal) else owner_of(principal),
+            owner_id=owner,
             before_id=before_id,
             now=now,
             limit=limit + 1,
+            tag=tag,
+            temporary=temporary,
+            attached_type=attached_type,
         )
     )
     next_cursor = encode_cursor({"id": rows[limit - 1].id}) if len(rows) > limit else None

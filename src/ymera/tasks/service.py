@@ -29,6 +29,7 @@ from ymera.auth.principal import Principal
 from ymera.code import service as code_service
 from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ymera.events.outbox import record_event
+from ymera.files import service as files_service
 from ymera.kit import jsonx
 from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
@@ -270,6 +271,7 @@ async def submit(
         if existing:  # expired: free the key for this request
             await repository.clear_idempotency(session, [t.id for t in existing])
     await _check_workspaces(session, principal, specs)
+    await _check_files(session, principal, specs, now)
     rows: list[dict[str, Any]] = []
     for spec in specs:
         if spec.input and len(jsonx.dumpb(spec.input)) > MAX_INPUT_BYTES:
@@ -328,6 +330,14 @@ async def submit(
                 "Idempotency-Key is being used by a concurrent request"
             ) from exc
     for row in rows:
+        if row["file_ids"]:
+            await files_service.attach(
+                session,
+                file_ids=row["file_ids"],
+                resource_type="task",
+                resource_id=row["id"],
+                now=now,
+            )
         record_event(
             session,
             type="task.pending",
@@ -338,6 +348,16 @@ async def submit(
         )
     # The rows are what was inserted: no need to read them back.
     return records, True
+
+
+async def _check_files(
+    session: AsyncSession, principal: Principal, specs: Sequence[TaskCreate], now: datetime
+) -> None:
+    """Every file the specs attach exists and the submitter may read it (422
+    `unknown_file`); only when some spec attaches files."""
+    wanted = [f for spec in specs for f in spec.file_ids]
+    if wanted:
+        await files_service.check_references(session, principal=principal, file_ids=wanted, now=now)
 
 
 async def _check_workspaces(
