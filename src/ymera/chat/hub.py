@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Coroutine, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,6 +53,31 @@ class FrameSink(Protocol):
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
+class _Resumed:
+    """A send started in the caller that had to wait: awaiting this (in the sender
+    task) waits for what it waits for and runs it to its end."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        self.coro = coro
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        waiting = self.waiting
+        while True:
+            try:
+                yield waiting
+            except BaseException as exc:  # cancelled: the send is told, and ends
+                try:
+                    waiting = self.coro.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                waiting = self.coro.send(None)
+            except StopIteration:
+                return
+
+
 @dataclass(eq=False)
 class ChatConnection:
     """One client's WebSocket to one session."""
@@ -68,17 +93,22 @@ class ChatConnection:
     id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     def __post_init__(self) -> None:
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.queue_size)
+        self._queue: asyncio.Queue[str | _Resumed | None] = asyncio.Queue(maxsize=self.queue_size)
         self._pending: list[tuple[int, str]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._busy = False  # the sender is sending (eager sends would overtake it)
         self.last_heard = asyncio.get_running_loop().time()
 
     def start(self) -> None:
         self._sender = asyncio.create_task(self._send_loop(), name=f"chat-send-{self.id}")
 
     def offer(self, text: str) -> None:
-        """Queue a frame; a full queue cuts the connection (4408)."""
+        """Send a frame, or queue it behind those not sent yet; a full queue cuts the
+        connection (4408)."""
         if self.closed:
+            return
+        if not self._busy and self._queue.empty() and self._sender is not None:
+            self._send_eagerly(text)
             return
         try:
             self._queue.put_nowait(text)
@@ -114,13 +144,34 @@ class ChatConnection:
         for seq, text in pending:
             self.offer_message(seq, text)
 
+    def _send_eagerly(self, text: str) -> None:
+        """Run the send right here, in the caller (a room forwarding to hundreds of
+        connections): a writable socket takes the frame at once, without waking a
+        task per connection. A send that has to wait (the socket's buffer is full)
+        goes on in the sender task, ahead of anything queued after it."""
+        coro = self.sink.send_text(text)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # the socket is gone; the receive side notices too
+            log.info("chat_send_stopped", conn=self.id, error=repr(exc))
+            self.closed = True
+            return
+        self._queue.put_nowait(_Resumed(coro, waiting))
+
     async def _send_loop(self) -> None:
         try:
             while True:
                 item = await self._queue.get()
                 if item is None:
                     return
-                await self.sink.send_text(item)
+                self._busy = True
+                if isinstance(item, _Resumed):
+                    await item
+                else:
+                    await self.sink.send_text(item)
+                self._busy = False
         except Exception as exc:  # the socket is gone; the receive side notices too
             log.info("chat_send_stopped", conn=self.id, error=repr(exc))
             self.closed = True

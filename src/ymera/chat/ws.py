@@ -63,6 +63,23 @@ def default_retry(state: AppState) -> RetryPolicy:
     )
 
 
+class _Sink:
+    """The socket as the hub writes to it: text frames go straight to the ASGI
+    ``send`` (past Starlette's per-call state checks: the hub sends thousands of
+    frames a second, and only once the socket is accepted); closing goes through
+    Starlette."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._send = ws._send
+
+    async def send_text(self, data: str) -> None:
+        await self._send({"type": "websocket.send", "text": data})
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._ws.close(code=code, reason=reason)
+
+
 class ChatSocket:
     """One client connection: handshake, then the receive loop."""
 
@@ -129,7 +146,7 @@ class ChatSocket:
         conn = ChatConnection(
             session_id=self.session_id,
             participant_id=start.participant_id,
-            sink=self.ws,
+            sink=_Sink(self.ws),
             queue_size=settings.send_queue_size,
         )
         self.conn = conn
