@@ -6,6 +6,7 @@ from ymera.models.auth import ApiKey, RefreshToken, User
 from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
 from ymera.models.files import File
+from ymera.models.knowledge import Experience
 from ymera.models.routing import LearningStat, RoutingPolicy
 from ymera.models.tasks import Task, TaskRouting
 from ymera.models.workflows import Workflow, WorkflowRun, WorkflowStep
@@ -22,6 +23,7 @@ __all__ = [
     "EditSession",
     "Event",
     "EventSequencer",
+    "Experience",
     "File",
     "LearningStat",
     "RefreshToken",
