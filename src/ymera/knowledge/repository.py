@@ -187,9 +187,9 @@ async def text_search(
             else "websearch_to_tsquery('english', :q)"
         )
         sql = (
-            "SELECT k.seq, ts_rank_cd(k.search, tq) AS r "  # noqa: S608
-            f"FROM knowledge k, {query} AS tq "
-            f"WHERE k.search @@ tq{where} ORDER BY r DESC, k.seq DESC "
+            "SELECT k.seq, ts_rank_cd(k.search, q.tq) AS r "  # noqa: S608
+            f"FROM knowledge k, (SELECT {query} AS tq) AS q "
+            f"WHERE k.search @@ q.tq{where} ORDER BY r DESC, k.seq DESC "
             "LIMIT :limit OFFSET :offset"
         )
     rows = (await session.execute(text(sql), params)).all()
