@@ -5,6 +5,7 @@ a real worker process."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,11 @@ async def test_worker_reads_and_adds_knowledge(live: LiveServer, processes: Proc
     assert added["notes"] == "it worked"
     got = await h.client.get(f"/api/v1/knowledge/{added['id']}", headers=dev)
     assert got.json()["created_by"].startswith("key:")
+    # Stop the worker while this event loop (the server's) still runs, so it can
+    # say goodbye; the fixture's blocking wait would stall the server meanwhile.
+    worker.send_signal(signal.SIGTERM)
+
+    async def exited() -> bool:
+        return not worker.alive()
+
+    await async_wait_for(exited, timeout=15, what="the worker to exit")
