@@ -10,6 +10,8 @@ from ymera.cli import (
     config,
     db,
     keys,
+    knowledge,
+    routing,
     serve,
     tasks,
     users,
@@ -33,6 +35,9 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(tasks.app, name="tasks")
 app.add_typer(workspaces.app, name="workspaces")
 app.add_typer(workflows.app, name="workflows")
+app.add_typer(routing.app, name="routing")
+app.add_typer(routing.learning_app, name="learning")
+app.add_typer(knowledge.app, name="knowledge")
 
 
 @app.command()
