@@ -36,6 +36,9 @@ from ymera.errors import COMMON_RESPONSES, PROBLEM_SCHEMA, install_handlers
 from ymera.events.endpoints import router as events_router
 from ymera.files.endpoints import router as files_router
 from ymera.kit.clock import Clock, SystemClock
+from ymera.knowledge import recorder as knowledge_recorder
+from ymera.knowledge.endpoints import router as knowledge_router
+from ymera.knowledge.semantic import Embedder
 from ymera.middleware import RequestContextMiddleware, drain_signal
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
@@ -45,6 +48,7 @@ from ymera.routing.engine import bind as bind_routing
 from ymera.runtime.agent_probe import agent_metrics_loop, agent_probe_loop
 from ymera.runtime.file_loops import FILE_LOOPS
 from ymera.runtime.health_monitor import health_monitor_loop
+from ymera.runtime.knowledge_loop import knowledge_embed_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
 from ymera.runtime.routing_loop import refresh_routing, routing_refresh_loop
 from ymera.runtime.task_loops import TASK_LOOPS
@@ -75,6 +79,7 @@ API_ROUTERS = (
     chat_router,
     routing_router,
     learning_router,
+    knowledge_router,
 )
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -157,6 +162,8 @@ def create_app(
         routing = RoutingEngine(settings.routing, state.clock)
         bind_routing(state.db, routing)
         state.extras["routing"] = routing
+        state.extras["knowledge"] = Embedder(enabled=settings.knowledge.semantic)
+        knowledge_recorder.bind(state.db, settings.knowledge)
         dispatcher = Dispatcher(state, hub, router=routing)
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
@@ -188,7 +195,7 @@ def create_app(
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
         default_loops = (*default_loops, agent_probe_loop, agent_metrics_loop)
         default_loops = (*default_loops, principal_cache_loop, *FILE_LOOPS)
-        default_loops = (*default_loops, routing_refresh_loop)
+        default_loops = (*default_loops, routing_refresh_loop, knowledge_embed_loop)
         runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
         grace = settings.server.graceful_shutdown_seconds
@@ -215,6 +222,7 @@ def create_app(
             await hub.close_all()
             await chat_hub.close()
             await state.bus.close()
+            knowledge_recorder.unbind(state.db)
             await state.db.dispose()
             log.info("stopped")
 

@@ -397,6 +397,43 @@ class RoutingSettings(BaseModel):
     )
 
 
+class KnowledgeSettings(BaseModel):
+    record_tasks: bool = Field(
+        default=True,
+        description="Record an experience for every task that ends (SUCCEEDED, FAILED, DEAD), "
+        "in the transaction that ends it.",
+    )
+    summary_chars: int = Field(
+        default=2000,
+        ge=100,
+        le=100_000,
+        description="A recorded experience keeps this much of the task's input (JSON text).",
+    )
+    notes_chars: int = Field(
+        default=2000,
+        ge=100,
+        le=100_000,
+        description="A recorded experience keeps this much of the result or the error message.",
+    )
+    semantic: bool = Field(
+        default=True,
+        description="Rank by meaning too (embeddings) when the `semantic` extra is installed; "
+        "false: text search only.",
+    )
+    semantic_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Hybrid ranking: score = (1 - w) x normalised text rank + w x cosine "
+        "similarity.",
+    )
+    embed_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between passes embedding experiences recorded from tasks.",
+    )
+
+
 class LogSettings(BaseModel):
     # Both the alias (YMERA_LOG__JSON) and the field name (json_format) are accepted.
     model_config = ConfigDict(populate_by_name=True)
@@ -450,6 +487,7 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     log: LogSettings = LogSettings()
     routing: RoutingSettings = RoutingSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -47,7 +47,9 @@ EXPRESSION_INDEXES = {"ix_tasks_queue"}
 
 
 def _comparable(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
-    return not (type_ == "index" and name in EXPRESSION_INDEXES)
+    if type_ == "index" and name in EXPRESSION_INDEXES:
+        return False
+    return migrate.include_object(obj, name, type_, reflected, other)
 
 
 async def _schema_diff(db: Database) -> list[Any]:
@@ -86,7 +88,8 @@ async def test_upgrade_from_empty_creates_every_table_and_matches_models(
 
     assert await migrate.is_at_head(empty_db) is True
     assert await migrate.current_revision(empty_db) == migrate.head_revision()
-    assert await _tables(empty_db) == MODEL_TABLES | {"alembic_version"}
+    tables = {t for t in await _tables(empty_db) if not migrate.is_text_index_table(t)}
+    assert tables == MODEL_TABLES | {"alembic_version"}
     assert await _schema_diff(empty_db) == []
     # The sequencer row the relay locks is seeded by the migration.
     async with empty_db.engine.connect() as conn:
@@ -118,7 +121,8 @@ async def test_downgrade_newest_then_upgrade_again(empty_db: Database) -> None:
     await migrate.upgrade(empty_db)
 
     assert await migrate.is_at_head(empty_db) is True
-    assert await _tables(empty_db) == MODEL_TABLES | {"alembic_version"}
+    tables = {t for t in await _tables(empty_db) if not migrate.is_text_index_table(t)}
+    assert tables == MODEL_TABLES | {"alembic_version"}
     assert await _schema_diff(empty_db) == []
 
 
@@ -132,7 +136,8 @@ async def test_apps_in_one_process_migrating_at_once_do_not_collide(
     try:
         await asyncio.gather(*(migrate.upgrade(db) for db in dbs))
         assert all([await migrate.is_at_head(db) for db in dbs])
-        assert await _tables(dbs[0]) == MODEL_TABLES | {"alembic_version"}
+        tables = {t for t in await _tables(dbs[0]) if not migrate.is_text_index_table(t)}
+        assert tables == MODEL_TABLES | {"alembic_version"}
         async with dbs[0].engine.connect() as conn:
             count = (await conn.execute(text("SELECT count(*) FROM event_sequencer"))).scalar_one()
         assert count == 1

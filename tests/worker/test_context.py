@@ -77,8 +77,10 @@ def make_ctx(url: str, frames: list[dict[str, Any]]) -> TaskContext:
 def test_public_names_are_pinned() -> None:
     assert set(ymera.worker.__all__) == {
         "Handler",
+        "KnowledgeError",
         "TaskContext",
         "TaskFailed",
+        "TaskKnowledge",
         "TaskWorkspace",
         "Worker",
         "WorkerStopped",

@@ -11,6 +11,8 @@ from ymera.cli import (
     config,
     db,
     keys,
+    knowledge,
+    routing,
     serve,
     tasks,
     users,
@@ -35,6 +37,9 @@ app.add_typer(tasks.app, name="tasks")
 app.add_typer(workspaces.app, name="workspaces")
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(chat.app, name="chat")
+app.add_typer(routing.app, name="routing")
+app.add_typer(routing.learning_app, name="learning")
+app.add_typer(knowledge.app, name="knowledge")
 
 
 @app.command()

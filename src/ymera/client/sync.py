@@ -489,3 +489,81 @@ class Client:
         """Forget what was learned (all, one agent's, one task type's)."""
         params = {k: v for k, v in {"agent_id": agent_id, "task_type": task_type}.items() if v}
         return dict(self.request("POST", "/api/v1/learning/reset", params=params))
+
+    def remove_routing_policy(self, task_type: str) -> None:
+        """Remove a task type's policy (it follows the global one again)."""
+        self.request("DELETE", f"/api/v1/routing/policy/{task_type}")
+
+    # --- knowledge -------------------------------------------------------------------------
+
+    def add_experience(
+        self,
+        task_type: str,
+        summary: str,
+        *,
+        notes: str = "",
+        outcome: str | None = None,
+        agent_id: str | None = None,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Add an experience to the knowledge base."""
+        body = {
+            "task_type": task_type,
+            "summary": summary,
+            "notes": notes,
+            "outcome": outcome,
+            "agent_id": agent_id,
+            "task_id": task_id,
+        }
+        return dict(self.request("POST", "/api/v1/knowledge", json=body))
+
+    def get_experience(self, experience_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/v1/knowledge/{experience_id}"))
+
+    def delete_experience(self, experience_id: str) -> None:
+        self.request("DELETE", f"/api/v1/knowledge/{experience_id}")
+
+    def search_knowledge(
+        self,
+        q: str | None = None,
+        *,
+        task_type: str | None = None,
+        agent_id: str | None = None,
+        outcome: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> dict[str, Any]:
+        """A page of experiences: ranked by relevance to ``q`` (web-search syntax),
+        or newest first without it; ``next_cursor`` continues."""
+        params = {
+            "q": q,
+            "type": task_type,
+            "agent_id": agent_id,
+            "outcome": outcome,
+            "cursor": cursor,
+            "limit": limit,
+        }
+        return dict(self.request("GET", "/api/v1/knowledge", params=params))
+
+    def similar_experiences(
+        self,
+        *,
+        task_id: str | None = None,
+        text: str | None = None,
+        task_type: str | None = None,
+        outcome: str | None = None,
+        limit: int = 5,
+    ) -> list[dict[str, Any]]:
+        """Past experiences like a task (``task_id``) or a ``text``, most similar first."""
+        params = {
+            "task_id": task_id,
+            "text": text,
+            "type": task_type,
+            "outcome": outcome,
+            "limit": limit,
+        }
+        return list(self.request("GET", "/api/v1/knowledge/similar", params=params))
+
+    def knowledge_status(self) -> dict[str, Any]:
+        """How the knowledge base ranks (text or hybrid) and why."""
+        return dict(self.request("GET", "/api/v1/knowledge/status"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from pathlib import Path
+from typing import Any
 
 import structlog
 from alembic import command
@@ -33,6 +34,29 @@ def _process_lock() -> asyncio.Lock:
     if lock is None:
         lock = _process_locks[loop] = asyncio.Lock()
     return lock
+
+
+# Text-search objects the migrations create per dialect, outside the models (see
+# ymera.knowledge.repository): the FTS5 table and its shadow tables (SQLite), the
+# generated tsvector column and its GIN index (PostgreSQL).
+TEXT_INDEX_TABLE = "knowledge_fts"
+TEXT_INDEX_COLUMNS = {("knowledge", "search")}
+TEXT_INDEXES = {"ix_knowledge_search"}
+
+
+def is_text_index_table(name: str | None) -> bool:
+    return bool(name) and (name == TEXT_INDEX_TABLE or str(name).startswith(TEXT_INDEX_TABLE + "_"))
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
+    """For autogenerate: leave the text-search objects alone."""
+    if type_ == "table":
+        return not is_text_index_table(name)
+    if type_ == "column":
+        return (getattr(getattr(obj, "table", None), "name", None), name) not in TEXT_INDEX_COLUMNS
+    if type_ == "index":
+        return name not in TEXT_INDEXES
+    return True
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -7,6 +7,7 @@ from ymera.models.chat import ChatMessage, ChatParticipant, ChatSession, ChatTas
 from ymera.models.code import Edit, EditFile, EditSession, Workspace
 from ymera.models.events import Event, EventSequencer
 from ymera.models.files import File
+from ymera.models.knowledge import Experience
 from ymera.models.routing import LearningStat, RoutingPolicy
 from ymera.models.tasks import Task, TaskRouting
 from ymera.models.workflows import Workflow, WorkflowRun, WorkflowStep
@@ -27,6 +28,7 @@ __all__ = [
     "EditSession",
     "Event",
     "EventSequencer",
+    "Experience",
     "File",
     "FileLink",
     "LearningStat",

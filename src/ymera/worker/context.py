@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from ymera.worker.knowledge import TaskKnowledge
 from ymera.worker.workspace import TaskWorkspace
 
 
@@ -23,6 +24,10 @@ class TaskContext:
     ``workspace``: for a code task (one submitted with a ``workspace_id``), the
     workspace its handler edits (:class:`~ymera.worker.TaskWorkspace`); None
     otherwise.
+
+    ``knowledge``: the knowledge base (:class:`~ymera.worker.TaskKnowledge`):
+    ``await ctx.knowledge.similar()`` before working, ``await ctx.knowledge.add(...)``
+    after.
     """
 
     task_id: str
@@ -42,8 +47,13 @@ class TaskContext:
     workspace_id: str | None = None
     workspace_mode: str | None = None
     workspace: TaskWorkspace | None = field(default=None, init=False)
+    knowledge: TaskKnowledge = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        base, key = self._http
+        self.knowledge = TaskKnowledge(
+            url=base, api_key=key, task_id=self.task_id, task_type=self.task_type
+        )
         if self.workspace_id:
             base, key = self._http
             self.workspace = TaskWorkspace(
