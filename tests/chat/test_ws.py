@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from typing import Any
 
 import pytest
 import websockets
@@ -23,13 +24,21 @@ from tests.chat.helpers import (
 from tests.fixtures.backends import Backend
 from tests.fixtures.live import LiveServer
 from tests.fixtures.waiting import wait_until
+from ymera.auth.dependencies import authenticate
+from ymera.chat import service
 from ymera.config import Settings
+from ymera.tasks.schemas import RetryPolicy
 
 
 @pytest.fixture
 def settings(backend: Backend) -> Settings:
     return backend.settings(
-        chat={"max_resume_gap": 30, "send_queue_size": 10, "max_message_chars": 2_000_000}
+        chat={
+            "max_resume_gap": 30,
+            "send_queue_size": 10,
+            "max_message_chars": 2_000_000,
+            "resync_interval": 0.3,
+        }
     )
 
 
@@ -195,3 +204,42 @@ async def test_a_client_that_reads_too_slowly_is_cut_with_4408(live: LiveServer)
         await post(h.client, alice, sid, big)
     await wait_until(cut, timeout=10, what="the slow client to be cut")
     assert await close_code(slow.ws, timeout=20) == 4408
+
+
+async def _post_unpublished(h: Any, headers: dict[str, str], sid: str, content: str) -> None:
+    """Store a message whose publication is lost (its frames dropped before commit)."""
+    principal = await authenticate(h.state, token_of(headers))
+    async with h.state.db.transaction() as session:
+        await service.post_message(
+            session,
+            principal=principal,
+            session_id=sid,
+            content=content,
+            file_ids=[],
+            to=None,
+            now=h.state.clock.now(),
+            default_retry=RetryPolicy(),
+        )
+        service.take_outgoing(session.info)
+
+
+async def test_a_lost_publication_is_caught_up_from_the_database(live: LiveServer) -> None:
+    h = live.harness
+    _, alice = await user(h, "alice")
+    sid = (await new_session(h.client, alice))["id"]
+    a = await ChatClient.connect(live.base_url, sid, token_of(alice))
+    await post(h.client, alice, sid, "one")
+    await _post_unpublished(h, alice, sid, "two (never published)")
+    await post(h.client, alice, sid, "three")
+    frames = await a.messages(3)
+    # The room read "two" from the database (the gap before "three", or its periodic check).
+    assert [(f["seq"], f["message"]["content"]) for f in frames] == [
+        (1, "one"),
+        (2, "two (never published)"),
+        (3, "three"),
+    ]
+    # With nothing after it, the idle room's periodic check finds it.
+    await _post_unpublished(h, alice, sid, "four (never published)")
+    (frame,) = await a.messages(1)
+    assert (frame["seq"], frame["recovered"]) == (4, False)
+    await a.close()
