@@ -59,6 +59,8 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/workflows"): frozenset({"invalid_workflow"}),
     ("POST", "/api/v1/workflows/validate"): frozenset({"invalid_workflow"}),
     ("POST", "/api/v1/workflow-runs"): frozenset({"input_too_large"}),
+    # Similar to a task or to a text: exactly one of the two query parameters.
+    ("GET", "/api/v1/knowledge/similar"): frozenset({"task_or_text"}),
     # An upload is bytes to the schema; only unpacking tells a valid archive.
     ("POST", "/api/v1/workspaces/archive"): frozenset(
         {"unsupported_archive", "invalid_archive", "unsafe_archive", "archive_too_large"}
