@@ -61,6 +61,8 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/workflows"): frozenset({"invalid_workflow"}),
     ("POST", "/api/v1/workflows/validate"): frozenset({"invalid_workflow"}),
     ("POST", "/api/v1/workflow-runs"): frozenset({"input_too_large"}),
+    # Similar to a task or to a text: exactly one of the two query parameters.
+    ("GET", "/api/v1/knowledge/similar"): frozenset({"task_or_text"}),
     # Participants, addressed agents and attached files must exist; a message's
     # length is capped by a setting.
     ("POST", "/api/v1/chat/sessions"): frozenset({"unknown_participant"}),

@@ -107,6 +107,7 @@ async def test_bad_input_is_422(harness: AppHarness) -> None:
     for params in ({}, {"text": "x", "task_id": "y"}):
         resp = await harness.client.get("/api/v1/knowledge/similar", params=params, headers=dev)
         assert resp.status_code == 422, (params, resp.text)
+        assert resp.json()["code"] == "task_or_text"
 
 
 async def test_ranked_search_filters_and_pagination(harness: AppHarness) -> None:

@@ -139,7 +139,7 @@ async def similar_experiences(
     `type` says otherwise; its own experience left out) or like a `text`, most
     similar first: what an agent reads before working."""
     if (task_id is None) == (text is None):
-        raise Unprocessable("Give exactly one of task_id and text", code="validation_error")
+        raise Unprocessable("Give exactly one of task_id and text", code="task_or_text")
     hits = await service.similar(
         session,
         principal=principal,
