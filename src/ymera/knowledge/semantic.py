@@ -11,10 +11,11 @@ base ranks by text alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,11 +88,43 @@ class Embedder:
         if not self.active or not texts:
             return None
         try:
-            return await asyncio.to_thread(self.encode_sync, texts)
+            vectors: list[bytes] = await _in_daemon_thread(self.encode_sync, texts)
+            return vectors
         except Exception as exc:  # a broken install: fall back to text search
             self.reason = f"the model failed to load: {exc!r}"
             log.warning("semantic_model_failed", error=repr(exc))
             return None
+
+
+async def _in_daemon_thread(fn: Callable[[Sequence[str]], list[bytes]], arg: Sequence[str]) -> Any:
+    """``fn(arg)`` on a daemon thread of its own. Loading the model takes seconds
+    and an encode may too: on the default executor, a shutdown (SIGTERM) would
+    wait for them past its grace period, since Python joins executor threads at
+    exit; a daemon thread is dropped instead, and an awaiting caller that is
+    cancelled returns at once."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = fn(arg)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="ymera-embedder", daemon=True).start()
+    return await future
 
 
 def cosine(query: bytes, blobs: Sequence[bytes]) -> np.ndarray:
