@@ -35,11 +35,6 @@ from ymera.logging import configure_logging
 # rich and every frame's locals (13 s for one 500 with an app in its frames).
 configure_logging("INFO", json_format=False)
 
-# Where the semantic extra is installed (CI), a server would load the embedding
-# model (torch) in every test that finishes a task; only tests/knowledge's
-# semantic tests ask for it. Servers the tests start inherit this.
-os.environ.setdefault("YMERA_KNOWLEDGE__SEMANTIC", "false")
-
 _backend_counts: Counter[str] = Counter()
 
 
