@@ -237,6 +237,29 @@ def test_large_fleet_decisions_use_a_shortlist() -> None:
     assert Counter(rl.select(task(), fleet).agent_id for _ in range(20))["a1234"] >= 15
 
 
+def test_the_cached_shortlist_drops_agents_no_longer_eligible() -> None:
+    fleet = Fleet()
+    learning = LearningState()
+    for i in range(400):
+        fleet.add(f"a{i}", capabilities={"py": 0.5}, capacity=1, rebuild=False)
+    fleet.rebuild()
+    for i in range(400):
+        for j in range(30):
+            learning.observe(f"a{i}", "code", success=j % 3 == 0, latency=1.0, now=1.0)
+    for _ in range(200):
+        learning.observe("a7", "code", success=True, latency=1.0, now=1.0)
+    rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=5)
+    first = rl.select(task(), fleet)
+    assert first.agent_id == "a7"
+    listed = first.explanation["candidates"]
+    assert listed[0]["agent_id"] == "a7"
+    assert listed[0]["score"]["score"] >= max(c["score"]["score"] or -1 for c in listed)
+    fleet.load[7] = 1  # busy now (capacity rule): the cached shortlist must skip it
+    again = rl.select(task(), fleet)
+    assert again.agent_id not in (None, "a7")
+    assert again.explanation["candidates_total"] == 399
+
+
 def test_router_protocol_on_slots() -> None:
     slots = [
         AgentSlot("a", "a", {"py": 0.5}, load=0, max_concurrency=1, status="PAUSED"),

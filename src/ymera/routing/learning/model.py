@@ -320,9 +320,12 @@ class LearningState:
         """A cheap optimistic bound on success (own record, mean + 2 sd): what a
         shortlist of a large candidate set is cut by."""
         col = self.type_col(task_type)
-        own = self._column(self.cells, col, rows, now)
-        a = 1.0 + own[S]
-        b = 1.0 + own[F]
+        a = 1.0 + self.cells.data[S, col, rows]
+        b = 1.0 + self.cells.data[F, col, rows]
+        if self.half_life:
+            k = np.exp2(-np.maximum(now - self.cells.t[col, rows], 0.0) / self.half_life)
+            a = 1.0 + (a - 1.0) * k
+            b = 1.0 + (b - 1.0) * k
         out: np.ndarray = a / (a + b) + 2 * np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
         return out
 
