@@ -108,7 +108,7 @@ class Learned(Strategy):
             "latency_expected": est.latency,
             "wait_expected": wait,
             "observations": est.n,
-            "pooled_prior": np.minimum(self.learning.prior_strength, est.peer_n),
+            "pooled_prior": est.prior,
             "peer_success": est.peer_success,
         }
         if self.mode is Mode.PASSIVE:
