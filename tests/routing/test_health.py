@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from ymera.routing.fleet import Fleet
-from ymera.routing.health import OutlierDetector, binom_cdf
+from ymera.routing.health import OutlierDetector, beta_binom_cdf, binom_cdf, run_probability
 
 
 def test_binomial_tail() -> None:
@@ -54,3 +54,21 @@ def test_a_significant_drop_ejects_within_the_window_and_chance_does_not() -> No
     assert "ejected" in verdicts  # within one window of tasks
     reason = d.agents["degrading"].reason or ""
     assert reason.startswith("success rate dropped")
+
+
+def test_a_short_record_makes_a_dip_weak_evidence() -> None:
+    # 18 of 20, then 11 of 20: against an exact 0.9 rate that is a drop
+    # (p ~ 1e-4); against what twenty outcomes tell of the agent, it is not.
+    d = OutlierDetector(consecutive=50, window=20, min_baseline=20, alpha=1e-3)
+    first = [True] * 18 + [False] * 2
+    second = [True, False] * 9 + [True, True]  # 11 successes, no long run
+    verdicts = [d.record("a", ok, t) for t, ok in enumerate(first + second)]
+    assert "ejected" not in verdicts
+    assert binom_cdf(11, 20, 0.9) < 1e-3 < beta_binom_cdf(11, 20, 19, 3)
+
+
+def test_beta_binomial_tail_and_runs() -> None:
+    assert abs(beta_binom_cdf(20, 20, 3, 4) - 1.0) < 1e-12
+    # With a huge record the beta-binomial is the binomial.
+    assert abs(beta_binom_cdf(5, 20, 9000, 1000) - binom_cdf(5, 20, 0.9)) < 1e-6
+    assert abs(run_probability(3, 59, 3) - (3 / 62) * (4 / 63) * (5 / 64)) < 1e-12

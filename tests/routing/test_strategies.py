@@ -237,6 +237,29 @@ def test_large_fleet_decisions_use_a_shortlist() -> None:
     assert Counter(rl.select(task(), fleet).agent_id for _ in range(20))["a1234"] >= 15
 
 
+def test_the_cached_shortlist_drops_agents_no_longer_eligible() -> None:
+    fleet = Fleet()
+    learning = LearningState()
+    for i in range(400):
+        fleet.add(f"a{i}", capabilities={"py": 0.5}, capacity=1, rebuild=False)
+    fleet.rebuild()
+    for i in range(400):
+        for j in range(30):
+            learning.observe(f"a{i}", "code", success=j % 3 == 0, latency=1.0, now=1.0)
+    for _ in range(200):
+        learning.observe("a7", "code", success=True, latency=1.0, now=1.0)
+    rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=5)
+    first = rl.select(task(), fleet)
+    assert first.agent_id == "a7"
+    listed = first.explanation["candidates"]
+    assert listed[0]["agent_id"] == "a7"
+    assert listed[0]["score"]["score"] >= max(c["score"]["score"] or -1 for c in listed)
+    fleet.load[7] = 1  # busy now (capacity rule): the cached shortlist must skip it
+    again = rl.select(task(), fleet)
+    assert again.agent_id not in (None, "a7")
+    assert again.explanation["candidates_total"] == 399
+
+
 def test_router_protocol_on_slots() -> None:
     slots = [
         AgentSlot("a", "a", {"py": 0.5}, load=0, max_concurrency=1, status="PAUSED"),
@@ -248,3 +271,39 @@ def test_router_protocol_on_slots() -> None:
         assert d.agent_id == "c", name
         reasons = [r["reason"] for r in d.explanation["rejected"]]
         assert reasons == ["status PAUSED is not routable", "ejected by outlier detection"]
+
+
+def _pooled_strength(spread: float, seed: int) -> float:
+    """The prior strength a newcomer gets from 20 peers whose true success
+    rates spread by ``spread`` around 0.7 (300 outcomes each)."""
+    rng = np.random.default_rng(seed)
+    learning = LearningState()
+    for i in range(20):
+        p = float(np.clip(0.7 + rng.normal(0.0, spread), 0.02, 0.98))
+        learning.agent_row(f"a{i}", group="g")
+        for _ in range(300):
+            learning.observe(f"a{i}", "code", success=bool(rng.random() < p), now=1.0)
+    new = learning.agent_row("new", group="g")
+    return float(learning.view(np.array([new]), "code", 1.0).prior[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prior_strength_is_estimated_from_the_peers_spread(seed: int) -> None:
+    # Peers that agree make a strong prior, peers that differ a weak one.
+    # Beta(m p, m (1 - p)) has sd sqrt(p (1 - p) / (m + 1)): spread 0.2 is m ~ 4.
+    alike = _pooled_strength(0.02, seed)
+    apart = _pooled_strength(0.2, seed)
+    assert alike >= 30.0
+    assert 1.0 <= apart <= 15.0  # 20 peers: the spread itself is estimated roughly
+
+
+def test_prior_strength_falls_back_without_enough_peers() -> None:
+    learning = LearningState(prior_strength=4.0)
+    learning.agent_row("a", group="g")
+    for _ in range(30):
+        learning.observe("a", "code", success=True, now=1.0)
+    new = learning.agent_row("new", group="g")
+    assert learning.view(np.array([new]), "code", 1.0).prior[0] == 4.0
+    off = LearningState(prior_strength=0.0)
+    off.observe("a", "code", success=True, now=1.0)
+    assert off.view(np.array([off.agent_row("b")]), "code", 1.0).prior[0] == 0.0

@@ -111,26 +111,30 @@ class Eligibility:
 
 def eligible(task: TaskView, fleet: Fleet) -> Eligibility:
     static_codes, rows = _static(task, fleet)
-    dynamic = np.where(
-        ~fleet.routable[rows],
-        NOT_ROUTABLE,
-        np.where(
-            fleet.circuit_open[rows],
-            CIRCUIT_OPEN,
-            np.where(
-                fleet.ejected[rows],
-                EJECTED,
-                np.where(fleet.load[rows] >= fleet.limit[rows], NO_CAPACITY, OK),
-            ),
-        ),
-    ).astype(np.int8)
+    n = len(fleet)
+    # Whole-fleet boolean operations (contiguous, cheap), then reasons only for
+    # the few blocked rows.
+    blocked = ~fleet.routable[:n] | fleet.circuit_open[:n] | fleet.ejected[:n]
+    blocked |= fleet.load[:n] >= fleet.limit[:n]
+    in_rows = blocked[rows]
     codes = static_codes.copy()
-    codes[rows] = dynamic
+    stopped = rows[in_rows]
+    if len(stopped):
+        codes[stopped] = np.where(
+            ~fleet.routable[stopped],
+            NOT_ROUTABLE,
+            np.where(
+                fleet.circuit_open[stopped],
+                CIRCUIT_OPEN,
+                np.where(fleet.ejected[stopped], EJECTED, NO_CAPACITY),
+            ),
+        )
+    dynamic_ok = ~in_rows
     for key in task.excluded_agents:
         row = fleet.by_key.get(key)
         if row is not None and static_codes[row] != NO_HANDLER:
             codes[row] = EXCLUDED
-    candidates = rows[dynamic == OK]
+    candidates = rows[dynamic_ok]
     if task.excluded_agents:
         candidates = candidates[codes[candidates] == OK]
     if task.preferred_agents:

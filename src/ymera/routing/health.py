@@ -3,16 +3,17 @@
 Two rules, per agent:
 
 - failures in a row eject it: ``consecutive`` of them for an agent without a
-  record yet; for one with a record of success rate ``p``, as many as make
-  ``(1 - p)^k < alpha`` (an agent that fails half its tasks often fails five in
-  a row; one that never fails rarely fails two);
+  record yet; for one with a record, as many as are improbable (``< alpha``)
+  under its record taken as a Beta posterior (an agent that fails half its
+  tasks often fails five in a row; one that never fails rarely fails two);
 - a success-rate drop that is statistically significant ejects it: the last
   ``window`` outcomes are tested against the agent's own record before them
-  (at least ``min_baseline`` outcomes) with a one-sided exact binomial test;
-  ``P(X <= successes | window, baseline rate) < alpha`` is a drop, not bad luck.
-  With the defaults a healthy agent is ejected by chance about once per
-  thousand windows tested, and an agent whose success rate halves loses its
-  traffic within ``window`` tasks.
+  (at least ``min_baseline`` outcomes) with a one-sided beta-binomial test:
+  ``P(X <= successes)`` for ``window`` more trials of an agent whose rate is
+  known only as far as its record tells (a short record is weak evidence, so a
+  chance dip after twenty good outcomes is no drop) ``< alpha`` is a drop, not
+  bad luck. An agent whose success rate halves loses its traffic within about
+  ``window`` tasks.
 
 An ejection lasts ``base_seconds x times ejected`` (capped at ``max_seconds``).
 When it runs out the agent is on probation: routable again, and its next
@@ -48,6 +49,26 @@ def binom_cdf(k: int, n: int, p: float) -> float:
     """P(X <= k) for X ~ Binomial(n, p)."""
     p = min(max(p, 0.0), 1.0)
     return math.fsum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+def _lbeta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def beta_binom_cdf(k: int, n: int, a: float, b: float) -> float:
+    """P(X <= k) for X ~ BetaBinomial(n, a, b): successes in ``n`` more trials
+    of an agent whose success rate is known only as a Beta(a, b) posterior
+    (a short record is weak evidence, so it takes a larger dip to count)."""
+    lb = _lbeta(a, b)
+    return min(
+        1.0,
+        math.fsum(math.comb(n, i) * math.exp(_lbeta(i + a, n - i + b) - lb) for i in range(k + 1)),
+    )
+
+
+def run_probability(k: int, a: float, b: float) -> float:
+    """Predictive probability of ``k`` failures in a row under Beta(a, b)."""
+    return math.exp(_lbeta(a, b + k) - _lbeta(a, b))
 
 
 class OutlierDetector:
@@ -95,15 +116,18 @@ class OutlierDetector:
         if success:
             return None
         known = a.base_s + a.base_f >= self.min_baseline
-        p0 = (a.base_s + sum(a.window) + 1) / (a.base_s + a.base_f + len(a.window) + 2)
-        if a.consecutive >= self.consecutive and (
-            not known or (1.0 - p0) ** a.consecutive < self.alpha
-        ):
-            return self._eject(a, now, f"{a.consecutive} consecutive failures")
+        if a.consecutive >= self.consecutive:
+            # The record before this run of failures, as a Beta posterior.
+            wins = sum(a.window)
+            before_f = max(a.base_f + len(a.window) - wins - a.consecutive, 0.0)
+            if not known or (
+                run_probability(a.consecutive, a.base_s + wins + 1, before_f + 1) < self.alpha
+            ):
+                return self._eject(a, now, f"{a.consecutive} consecutive failures")
         if len(a.window) == self.window and known:
             k = sum(a.window)
             p0 = (a.base_s + 1) / (a.base_s + a.base_f + 2)
-            pv = binom_cdf(k, self.window, p0)
+            pv = beta_binom_cdf(k, self.window, a.base_s + 1, a.base_f + 1)
             if pv < self.alpha:
                 reason = f"success rate dropped to {k}/{self.window} from {p0:.2f} (p={pv:.1e})"
                 a.base_s, a.base_f = float(k), float(self.window - k)

@@ -10,10 +10,21 @@ is linear, so a peer group's sums decay exactly as the sum of its members'.
 
 Experience sharing: an agent's prior for a task type is pooled from its peers
 (agents with the same agent type and capabilities; when none of them has done
-that type, every agent that has): ``min(prior_strength, peers' count)``
-pseudo-observations at the peers' success rate and latency. Its own
-observations add to that, so a newcomer starts where its peers are, not at
-zero, and its own record takes over as it grows.
+that type, every agent that has): ``min(m, peers' count)`` pseudo-observations
+at the peers' success rate and latency. Its own observations add to that, so a
+newcomer starts where its peers are, not at zero, and its own record takes
+over as it grows.
+
+The prior strength ``m`` is estimated from the data (empirical Bayes, method
+of moments): when at least ``EB_MIN_AGENTS`` peers have ``EB_MIN_N``
+outcomes of the type, the spread of their success rates beyond what binomial
+noise explains is the spread of a Beta(m p, m (1 - p)) prior:
+``m = p (1 - p) / between-agent variance - 1``, kept within
+``[1, EB_MAX_STRENGTH]``. Peers that agree make a strong prior (a newcomer
+is trusted to be like them); peers that differ a weak one. Without enough
+peers ``prior_strength`` is used; ``prior_strength = 0`` turns sharing off.
+Estimates are cached per type and refreshed after ``EB_REFRESH`` new
+outcomes of the type.
 """
 
 from __future__ import annotations
@@ -28,6 +39,10 @@ STATS = ("s", "f", "ln_n", "ln_sum", "ln_sq", "fb_n", "fb_sum")
 _AT = {name: i for i, name in enumerate(STATS)}
 S, F, LN_N, LN_SUM, LN_SQ, FB_N, FB_SUM = range(len(STATS))
 DEFAULT_LATENCY = 1.0  # seconds, assumed before anyone has finished a task
+EB_MIN_AGENTS = 3  # peers with a record needed to estimate the prior strength
+EB_MIN_N = 5.0  # outcomes of the type that make a record
+EB_MAX_STRENGTH = 50.0  # pseudo-observations at most (a prior never outweighs 50 outcomes)
+EB_REFRESH = 64  # new outcomes of a type before its prior strengths are re-estimated
 
 
 class Mode(StrEnum):
@@ -96,9 +111,19 @@ def outcome_sums(
 class LearningState:
     """Discounted per (agent, task type) statistics with peer pooling."""
 
-    def __init__(self, *, half_life: float | None = None, prior_strength: float = 4.0) -> None:
+    def __init__(
+        self,
+        *,
+        half_life: float | None = None,
+        prior_strength: float = 4.0,
+        empirical_prior: bool = True,
+    ) -> None:
         self.half_life = half_life
         self.prior_strength = prior_strength
+        self.empirical_prior = empirical_prior
+        # Per type column: (outcomes seen when estimated, strength per group, fleet-wide).
+        self._strength: dict[int, tuple[int, np.ndarray, float]] = {}
+        self._seen: dict[int, int] = {}  # outcomes learned per type column
         self.agents: dict[str, int] = {}
         self.agent_ids: list[str] = []
         self.types: dict[str, int] = {}
@@ -140,6 +165,7 @@ class LearningState:
                 self._add(self.peer, g, col, vals, self.cells.t[col, row], sign=1.0, count=0)
         self.group_of[row] = g
         self._group_arr = None
+        self._strength.clear()
 
     def type_col(self, task_type: str) -> int:
         col = self.types.get(task_type)
@@ -213,6 +239,7 @@ class LearningState:
         self._add(self.cells, row, col, vals, now, count=count)
         self._add(self.peer, self.group_of[row], col, vals, now, count=count)
         self._add(self.every, 0, col, vals, now, count=count)
+        self._seen[col] = self._seen.get(col, 0) + count
 
     def load_cell(
         self, agent_id: str, task_type: str, values: dict[str, float], *, n: int, at: float
@@ -245,7 +272,9 @@ class LearningState:
     def reset(self, *, agent_id: str | None = None, task_type: str | None = None) -> None:
         if agent_id is None and task_type is None:
             self.__init__(  # type: ignore[misc]
-                half_life=self.half_life, prior_strength=self.prior_strength
+                half_life=self.half_life,
+                prior_strength=self.prior_strength,
+                empirical_prior=self.empirical_prior,
             )
             return
         rows = [self.agents[agent_id]] if agent_id is not None and agent_id in self.agents else []
@@ -289,7 +318,8 @@ class LearningState:
             peer_n = peer[S] + peer[F]
         peer = np.maximum(peer, 0.0) if self.prior_strength else peer * 0.0
         peer_n = peer[S] + peer[F]
-        m = np.minimum(self.prior_strength, peer_n)
+        strength = self.strengths(rows, col, thin)
+        m = np.minimum(strength, peer_n)
         p_peer = (peer[S] + 0.5) / (peer_n + 1.0)
         alpha = 1.0 + m * p_peer + own[S]
         beta = 1.0 + m * (1.0 - p_peer) + own[F]
@@ -314,15 +344,93 @@ class LearningState:
             weight=own[S] + own[F],
             peer_n=peer_n,
             peer_success=p_peer,
+            prior=m,
         )
+
+    def strengths(self, rows: np.ndarray, col: int, thin: np.ndarray) -> np.ndarray:
+        """The prior strength for agent rows on type column ``col`` (their peer
+        group's, or the whole fleet's where ``thin``)."""
+        if not self.prior_strength:
+            return np.zeros(len(rows))
+        if not self.empirical_prior:
+            return np.full(len(rows), self.prior_strength)
+        cached = self._strength.get(col)
+        seen = self._seen.get(col, 0)
+        if cached is None or seen - cached[0] >= EB_REFRESH:
+            per_group, fleet_wide = self._estimate_strengths(col)
+            cached = (seen, per_group, fleet_wide)
+            self._strength[col] = cached
+        out: np.ndarray = np.where(thin, cached[2], cached[1][self._groups()[rows]])
+        return out
+
+    def _estimate_strengths(self, col: int) -> tuple[np.ndarray, float]:
+        """Method-of-moments prior strength per peer group (and fleet-wide) for
+        one type column: ``p (1 - p) / (variance of rates - binomial noise) - 1``."""
+        k = len(self.agent_ids)
+        s = self.cells.data[S, col, :k]
+        n = s + self.cells.data[F, col, :k]
+        groups = self._groups()[:k]
+        per_group = np.full(len(self.groups), float(self.prior_strength))
+        known = n >= EB_MIN_N
+        if not known.any():
+            return per_group, float(self.prior_strength)
+        s, n, g = s[known], n[known], groups[known]
+        rate = s / n
+
+        def strength(
+            cnt: np.ndarray,
+            ss: np.ndarray,
+            nn: np.ndarray,
+            r1: np.ndarray,
+            r2: np.ndarray,
+            inv_n: np.ndarray,
+        ) -> np.ndarray:
+            p = ss / np.maximum(nn, 1e-9)
+            c = np.maximum(cnt, 2.0)
+            mean = r1 / c
+            var = (r2 - c * mean * mean) / (c - 1.0)  # sample variance of the rates
+            noise = p * (1.0 - p) * inv_n / c
+            between = var - noise
+            pq = np.maximum(p * (1.0 - p), 1e-6)
+            m = np.where(between > 0, pq / np.maximum(between, 1e-12) - 1.0, EB_MAX_STRENGTH)
+            out: np.ndarray = np.clip(m, 1.0, EB_MAX_STRENGTH)
+            return out
+
+        size = len(self.groups)
+        cnt = np.bincount(g, minlength=size).astype(float)
+        est = strength(
+            cnt,
+            np.bincount(g, weights=s, minlength=size),
+            np.bincount(g, weights=n, minlength=size),
+            np.bincount(g, weights=rate, minlength=size),
+            np.bincount(g, weights=rate * rate, minlength=size),
+            np.bincount(g, weights=1.0 / n, minlength=size),
+        )
+        per_group = np.where(cnt >= EB_MIN_AGENTS, est, per_group)
+        fleet_wide = float(self.prior_strength)
+        if len(rate) >= EB_MIN_AGENTS:
+            fleet_wide = float(
+                strength(
+                    np.array([float(len(rate))]),
+                    np.array([s.sum()]),
+                    np.array([n.sum()]),
+                    np.array([rate.sum()]),
+                    np.array([(rate * rate).sum()]),
+                    np.array([(1.0 / n).sum()]),
+                )[0]
+            )
+        return per_group, fleet_wide
 
     def success_bounds(self, rows: np.ndarray, task_type: str, now: float) -> np.ndarray:
         """A cheap optimistic bound on success (own record, mean + 2 sd): what a
         shortlist of a large candidate set is cut by."""
         col = self.type_col(task_type)
-        own = self._column(self.cells, col, rows, now)
-        a = 1.0 + own[S]
-        b = 1.0 + own[F]
+        a = 1.0 + self.cells.data[S, col, rows]
+        b = 1.0 + self.cells.data[F, col, rows]
+        if self.half_life:
+            k = np.exp2(-np.maximum(now - self.cells.t[col, rows], 0.0) / self.half_life)
+            a = 1.0 + (a - 1.0) * k
+            b = 1.0 + (b - 1.0) * k
         out: np.ndarray = a / (a + b) + 2 * np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
         return out
 
@@ -349,6 +457,7 @@ class Estimates:
     weight: np.ndarray  # own discounted outcomes
     peer_n: np.ndarray  # pooled pseudo-observations available
     peer_success: np.ndarray
+    prior: np.ndarray  # pseudo-observations pooled (the prior strength used)
 
     @property
     def success(self) -> np.ndarray:

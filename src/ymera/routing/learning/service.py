@@ -228,9 +228,7 @@ async def stats(
                 "feedback_count": round(float(est.feedback_n[0]), 4),
                 "expected_reward": round(float(est.reward(weights)[0]), 4),
                 "pooled_prior": {
-                    "pseudo_observations": round(
-                        float(min(state.prior_strength, est.peer_n[0])), 4
-                    ),
+                    "pseudo_observations": round(float(est.prior[0]), 4),
                     "peer_success": round(float(est.peer_success[0]), 4),
                 },
                 "updated_at": r.updated_at,

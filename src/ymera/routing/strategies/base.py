@@ -9,7 +9,6 @@ does the rest, the same for all: filter, hints, explanation.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -27,9 +26,12 @@ MAX_LISTED = 20
 @dataclass
 class Ranking:
     chosen: int  # position in the candidate array
-    parts: dict[str, np.ndarray]  # score components, one value per candidate
+    parts: dict[str, np.ndarray]  # score components, one value per candidate (or per subset)
     why: str
     extra: dict[str, Any] | None = None  # strategy-level facts (e.g. learning mode)
+    # When set: the positions (in the candidate array) ``parts`` are given for,
+    # the only ones a strategy scored (a shortlist of a large candidate set).
+    subset: np.ndarray | None = None
 
 
 class Strategy:
@@ -79,20 +81,26 @@ class Strategy:
         candidates: list[dict[str, Any]] = []
         if ranking is not None:
             score = ranking.parts.get("score")
+            sub = ranking.subset
+            scored = len(rows) if sub is None else len(sub)
             if score is None:
-                order = np.arange(min(len(rows), MAX_LISTED))
-            elif len(rows) > MAX_LISTED:
+                order = np.arange(min(scored, MAX_LISTED))
+            elif scored > MAX_LISTED:
                 top = np.argpartition(-score, MAX_LISTED)[:MAX_LISTED]
                 order = top[np.argsort(-score[top], kind="stable")]
             else:
                 order = np.argsort(-score, kind="stable")
             listed = [int(p) for p in order]
-            if ranking.chosen not in listed:
-                listed = [ranking.chosen, *listed[: MAX_LISTED - 1]]
+            chosen = ranking.chosen
+            if sub is not None:
+                chosen = int(np.flatnonzero(sub == ranking.chosen)[0])
+            if chosen not in listed:
+                listed = [chosen, *listed[: MAX_LISTED - 1]]
             names = list(ranking.parts)
             at = np.asarray(listed)
-            columns = [_plain(ranking.parts[k][at]) for k in names]
-            for j, pos in enumerate(listed):
+            columns = _columns([ranking.parts[k][at] for k in names])
+            positions = listed if sub is None else [int(sub[j]) for j in listed]
+            for j, pos in enumerate(positions):
                 row = int(rows[pos])
                 candidates.append(
                     {
@@ -124,11 +132,26 @@ class Strategy:
         return out
 
 
-def _plain(values: np.ndarray) -> list[Any]:
-    """JSON-ready values (floats to 4 decimals; NaN and infinities to None)."""
-    out: list[Any] = values.tolist()
-    if values.dtype.kind == "f":
-        out = [round(v, 4) if math.isfinite(v) else None for v in out]
+def _columns(values: list[np.ndarray]) -> list[list[Any]]:
+    """JSON-ready columns (floats to 4 decimals; NaN and infinities to None),
+    rounded in one vector operation (a per-value ``round`` was most of the cost
+    of explaining a decision)."""
+    out: list[list[Any]] = [[] for _ in values]
+    floats = [i for i, v in enumerate(values) if v.dtype.kind == "f"]
+    for i, v in enumerate(values):
+        if v.dtype.kind != "f":
+            out[i] = v.tolist()
+    if floats:
+        block = np.vstack([values[i] for i in floats])
+        finite = np.isfinite(block)
+        rounded = np.round(np.where(finite, block, 0.0), 4).tolist()
+        if not finite.all():
+            rounded = [
+                [x if ok else None for x, ok in zip(row, fin, strict=True)]
+                for row, fin in zip(rounded, finite.tolist(), strict=True)
+            ]
+        for i, row in zip(floats, rounded, strict=True):
+            out[i] = row
     return out
 
 

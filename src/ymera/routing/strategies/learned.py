@@ -41,6 +41,7 @@ class Learned(Strategy):
         clock: Callable[[], float] = time.time,
         sample_size: int = 48,
         exploration: float = 1.0,
+        refresh: int = 128,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
@@ -50,6 +51,7 @@ class Learned(Strategy):
         self.clock = clock
         self.sample_size = sample_size
         self.exploration = exploration
+        self.refresh = refresh
 
     def _rows(self, fleet: Fleet) -> np.ndarray:
         """Learning rows of the fleet's agents (registered on first sight)."""
@@ -64,12 +66,26 @@ class Learned(Strategy):
         return out
 
     def _shortlist(
-        self, rows: np.ndarray, lrows: np.ndarray, task: TaskView, now: float
+        self, rows: np.ndarray, lrows: np.ndarray, task: TaskView, fleet: Fleet, now: float
     ) -> np.ndarray:
-        """Positions worth sampling when there are too many candidates."""
-        bound = self.learning.success_bounds(lrows, task.type, now)
-        top = np.argpartition(-bound, self.sample_size)[: self.sample_size]
-        extra = self.rng.choice(len(rows), size=self.sample_size // 4, replace=False)
+        """Positions worth sampling when there are too many candidates: the best
+        by an optimistic bound on success (mean + 2 sd; the ones Thompson
+        sampling could pick), cached per task shape and refreshed every
+        ``refresh`` decisions, that are still candidates; plus a few at random."""
+        key = ("shortlist", id(self), task.type, tuple(task.required_capabilities), task.agent_type)
+        cached = fleet.cache.get(key)
+        if cached is None or cached[1] <= 0:
+            bound = self.learning.success_bounds(lrows, task.type, now)
+            size = min(2 * self.sample_size, len(rows) - 1)
+            top_rows = rows[np.argpartition(-bound, size)[:size]]
+            cached = [np.sort(top_rows), self.refresh]
+            fleet.cache[key] = cached
+        cached[1] -= 1
+        top_rows = cached[0]
+        pos = np.minimum(np.searchsorted(rows, top_rows), len(rows) - 1)
+        top = pos[rows[pos] == top_rows]  # those still candidates
+        # Random probes (with replacement: no permutation of the whole set).
+        extra = self.rng.integers(0, len(rows), size=self.sample_size // 4)
         out: np.ndarray = np.unique(np.concatenate([top, extra]))
         return out
 
@@ -78,7 +94,7 @@ class Learned(Strategy):
         lrows = self._rows(fleet)[rows]
         keep: np.ndarray | None = None
         if len(rows) > self.sample_size * 2 and self.mode is not Mode.PASSIVE:
-            keep = self._shortlist(rows, lrows, task, now)
+            keep = self._shortlist(rows, lrows, task, fleet, now)
             lrows = lrows[keep]
         sub = rows if keep is None else rows[keep]
         est = self.learning.view(lrows, task.type, now)
@@ -92,7 +108,7 @@ class Learned(Strategy):
             "latency_expected": est.latency,
             "wait_expected": wait,
             "observations": est.n,
-            "pooled_prior": np.minimum(self.learning.prior_strength, est.peer_n),
+            "pooled_prior": est.prior,
             "peer_success": est.peer_success,
         }
         if self.mode is Mode.PASSIVE:
@@ -100,9 +116,7 @@ class Learned(Strategy):
             chosen = int(np.argmin(ratio))
             parts = {"score": 1.0 - ratio, "load_ratio": ratio, **parts}
             why = "PASSIVE learning: least loaded (what is learned is recorded, not used)"
-            return Ranking(
-                self._full(keep, chosen), self._expand(keep, len(rows), parts), why, extra
-            )
+            return Ranking(self._full(keep, chosen), parts, why, extra, subset=keep)
         mean = est.success
         draw = mean + self.exploration * (self.rng.beta(est.alpha, est.beta) - mean)
         if self.mode is Mode.REINFORCEMENT:
@@ -124,22 +138,8 @@ class Learned(Strategy):
             if self.mode is Mode.REINFORCEMENT
             else "highest sampled success net of its queue's wait (Thompson sampling)"
         )
-        return Ranking(self._full(keep, chosen), self._expand(keep, len(rows), parts), why, extra)
+        return Ranking(self._full(keep, chosen), parts, why, extra, subset=keep)
 
     @staticmethod
     def _full(keep: np.ndarray | None, pos: int) -> int:
         return pos if keep is None else int(keep[pos])
-
-    @staticmethod
-    def _expand(
-        keep: np.ndarray | None, n: int, parts: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """Score parts over all candidates (those not shortlisted score -inf)."""
-        if keep is None:
-            return parts
-        out = {}
-        for k, v in parts.items():
-            full = np.full(n, -np.inf if k == "score" else np.nan)
-            full[keep] = v
-            out[k] = full
-        return out
