@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,9 +34,22 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from ymera.db.sqlite_inline import inline_connect
 from ymera.kit import jsonx
+
+T = TypeVar("T")
+
+# PostgreSQL's deadlock_detected and serialization_failure.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _is_retryable_conflict(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
+    )
+
 
 _EMPTY_JSON: dict[str, Any] = {"[]": list, "{}": dict, "null": lambda: None}
 
@@ -215,6 +229,23 @@ class Database:
                 await session.rollback()
                 raise
             await session.commit()
+
+    async def run_in_transaction(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 3
+    ) -> T:
+        """``work`` in a transaction of its own, run again (up to ``attempts``
+        times) when PostgreSQL picks it as a deadlock's victim or fails it for
+        serialisation: such a transaction did nothing and may simply run again.
+        For work that locks rows in an order other writers cannot share."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(attempts),
+            retry=retry_if_exception(_is_retryable_conflict),
+            reraise=True,
+        ):
+            with attempt:
+                async with self.transaction() as session:
+                    return await work(session)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def notify_outbox(self) -> None:
         self.outbox_signal.set()

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.auth.dependencies import require
@@ -168,28 +167,6 @@ async def get_run(run_id: str, session: DbSession, principal: Read) -> RunDetail
     return _detail(run, steps)
 
 
-# PostgreSQL's deadlock_detected and serialization_failure: the transaction did
-# nothing and may simply run again.
-_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-async def _in_transaction(
-    state: AppState, work: Callable[[AsyncSession], Awaitable[RunDetail]]
-) -> RunDetail:
-    """Run ``work`` in a transaction of its own, again (up to three times) if the
-    database chose it as a deadlock's victim: cancelling locks the run's tasks and
-    then the run, while a task of the run that ends at the same moment (another
-    batch, another replica) holds its task and may want the others."""
-    for attempt in range(3):
-        try:
-            async with state.db.transaction() as session:
-                return await work(session)
-        except DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) not in _RETRYABLE_SQLSTATES or attempt == 2:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 @runs_router.post("/{run_id}/cancel", response_model=RunDetail)
 async def cancel_run(
     run_id: str,
@@ -206,7 +183,10 @@ async def cancel_run(
         )
         return _detail(run, steps)
 
-    return await _in_transaction(state, work)
+    # Cancelling locks the run's tasks, then the run, while a task of the run
+    # ending at the same moment (another batch, another replica) holds its task
+    # and may want the others: a deadlock's victim simply runs again.
+    return await state.db.run_in_transaction(work)
 
 
 @runs_router.post("/{run_id}/retry", response_model=RunDetail)
@@ -220,7 +200,7 @@ async def retry_run(run_id: str, state: State, principal: Write) -> RunDetail:
         )
         return _detail(run, steps)
 
-    return await _in_transaction(state, work)
+    return await state.db.run_in_transaction(work)  # locks as cancel_run does
 
 
 @runs_router.get(
