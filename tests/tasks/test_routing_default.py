@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ymera.tasks.routing import AgentSlot, CapabilityLeastLoaded, TaskView
+from ymera.tasks.routing import AgentSlot, LeastLoaded, TaskView
 
 
 def slot(name: str, load: int = 0, cap: int = 4, **kw: object) -> AgentSlot:
@@ -13,7 +13,7 @@ def slot(name: str, load: int = 0, cap: int = 4, **kw: object) -> AgentSlot:
 
 
 def test_least_loaded_among_capable_then_proficiency() -> None:
-    router = CapabilityLeastLoaded()
+    router = LeastLoaded()
     task = TaskView(id="t", type="x", required_capabilities=["py"])
     agents = [
         slot("busy", load=3),
@@ -33,7 +33,7 @@ def test_least_loaded_among_capable_then_proficiency() -> None:
 
 
 def test_hints_and_handled_types() -> None:
-    router = CapabilityLeastLoaded()
+    router = LeastLoaded()
     agents = [slot("a"), slot("b", load=2), slot("c", task_types=frozenset({"other"}))]
     preferred = TaskView(id="t", type="x", required_capabilities=[], preferred_agents=["b"])
     assert router.choose(preferred, agents).agent_id == "b"
@@ -46,7 +46,7 @@ def test_hints_and_handled_types() -> None:
 
 
 def test_full_agents_are_skipped() -> None:
-    decision = CapabilityLeastLoaded().choose(
+    decision = LeastLoaded().choose(
         TaskView(id="t", type="x", required_capabilities=[]), [slot("full", load=4)]
     )
     assert decision.agent_id is None

@@ -24,7 +24,7 @@ from ymera.agents.status import ROUTABLE, AgentStatus
 from ymera.kit.aio import wait_any
 from ymera.state import AppState
 from ymera.tasks import service
-from ymera.tasks.routing import AgentSlot, CapabilityLeastLoaded, Router
+from ymera.tasks.routing import AgentSlot, LeastLoaded, Router
 
 log = structlog.get_logger("ymera.dispatcher")
 
@@ -57,7 +57,7 @@ class Dispatcher:
     def __init__(self, state: AppState, hub: WorkerHub, router: Router | None = None) -> None:
         self.state = state
         self.hub = hub
-        self.router = router or CapabilityLeastLoaded()
+        self.router = router or LeastLoaded()
         self.signal = asyncio.Event()
         self.assigned = 0
         # Whether queued tasks may be waiting: cleared when a pass finds the queue

@@ -35,7 +35,7 @@ from ymera.models.agents import Agent
 from ymera.resilience.breaker import BreakerState, CircuitBreaker
 from ymera.state import AppState
 from ymera.tasks import repository, service
-from ymera.tasks.routing import AgentSlot, CapabilityLeastLoaded, Router
+from ymera.tasks.routing import AgentSlot, LeastLoaded, Router
 
 log = structlog.get_logger("ymera.push")
 
@@ -69,7 +69,7 @@ class Pusher:
 
     def __init__(self, state: AppState, router: Router | None = None) -> None:
         self.state = state
-        self.router = router or CapabilityLeastLoaded()
+        self.router = router or LeastLoaded()
         self.signal = asyncio.Event()
         self.breakers: dict[str, CircuitBreaker] = {}
         self.inflight: set[asyncio.Task[None]] = set()

@@ -7,12 +7,8 @@ from ymera.routing.filter import rejection
 from ymera.routing.strategies.least_loaded import LeastLoaded
 from ymera.routing.types import AgentSlot, Decision, Router, TaskView
 
-# The default policy (least loaded among capable agents, preferred ones first).
-CapabilityLeastLoaded = LeastLoaded
-
 __all__ = [
     "AgentSlot",
-    "CapabilityLeastLoaded",
     "Decision",
     "LeastLoaded",
     "Router",
