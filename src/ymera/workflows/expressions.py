@@ -49,12 +49,14 @@ class ExpressionError(Exception):
         self.source = source
 
 
-def _check_nesting(text: str) -> None:
-    """Refuse deeply nested brackets before parsing (the parser recurses)."""
-    depth = 0
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """The characters of ``text`` from ``start`` that stand outside a quoted
+    string (``'...'``, ``"..."``, `` `...` ``, backslash escapes inside), with
+    their index; the quotes themselves are left out."""
     quote: str | None = None
     escaped = False
-    for char in text:
+    for i in range(start, len(text)):
+        char = text[i]
         if quote is not None:
             if escaped:
                 escaped = False
@@ -62,10 +64,17 @@ def _check_nesting(text: str) -> None:
                 escaped = True
             elif char == quote:
                 quote = None
-            continue
-        if char in "'\"`":
+        elif char in "'\"`":
             quote = char
-        elif char in _OPEN:
+        else:
+            yield i, char
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse deeply nested brackets before parsing (the parser recurses)."""
+    depth = 0
+    for _, char in _unquoted(text):
+        if char in _OPEN:
             depth += 1
             if depth > MAX_NESTING:
                 raise ExpressionError(
@@ -217,21 +226,8 @@ def _closing_brace(text: str, start: int) -> int:
     """Index of the ``}`` that closes a ``${`` whose expression starts at ``start``
     (braces and quotes inside the expression are skipped over); -1 if none."""
     depth = 0
-    quote: str | None = None
-    escaped = False
-    for i in range(start, len(text)):
-        char = text[i]
-        if quote is not None:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == quote:
-                quote = None
-            continue
-        if char in "'\"`":
-            quote = char
-        elif char == "{":
+    for i, char in _unquoted(text, start):
+        if char == "{":
             depth += 1
         elif char == "}":
             if depth == 0:
