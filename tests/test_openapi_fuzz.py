@@ -51,10 +51,25 @@ SCHEMA_INEXPRESSIBLE_RULES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/agents"): frozenset({"endpoint_required"}),
     ("PATCH", "/api/v1/agents/{agent_id}"): frozenset({"invalid_field"}),
     # Task input is capped in bytes of JSON, which a schema cannot state; a task's
-    # workspace_id must name an existing workspace.
-    ("POST", "/api/v1/tasks"): frozenset({"input_too_large", "unknown_workspace", "unknown_file"}),
+    # workspace_id, files and pinned agents must exist; preferred_only needs
+    # preferred_agents.
+    ("POST", "/api/v1/tasks"): frozenset(
+        {
+            "input_too_large",
+            "unknown_workspace",
+            "unknown_file",
+            "unknown_agent",
+            "invalid_routing_hints",
+        }
+    ),
     ("POST", "/api/v1/tasks/batch"): frozenset(
-        {"input_too_large", "unknown_workspace", "unknown_file"}
+        {
+            "input_too_large",
+            "unknown_workspace",
+            "unknown_file",
+            "unknown_agent",
+            "invalid_routing_hints",
+        }
     ),
     # A workflow's steps form a graph whose references, cycles, reachability and
     # expressions a schema cannot check; a run's input is capped in bytes of JSON.

@@ -10,6 +10,7 @@ from typing import Any
 from tests.chat.helpers import ChatClient, new_session, post, token_of, user
 from tests.fixtures.live import LiveServer
 from tests.tasks.test_worker_e2e import make_agent, running, wait_task
+from ymera.auth.permissions import Role
 from ymera.worker import TaskContext, TaskFailed, Worker
 
 
@@ -82,3 +83,47 @@ async def test_unknown_agent_is_422_and_takes_no_seq(live: LiveServer) -> None:
     assert resp.status_code == 422
     assert resp.json()["code"] == "unknown_agent"
     assert (await post(h.client, alice, sid, "ok"))["seq"] == 1
+
+
+async def test_question_to_a_busy_agent_waits_for_it(live: LiveServer) -> None:
+    """Addressed by name, only that agent answers: while it is busy the question
+    waits (another agent that takes `chat` tasks answers other questions meanwhile)."""
+    h = live.harness
+    _, alice = await user(h, "alice")
+    helper, helper_key = await make_agent(h, "helper", max_concurrency=1)
+    other, other_key = await make_agent(h, "other", max_concurrency=1)
+    sid = (await new_session(h.client, alice))["id"]
+    release = asyncio.Event()
+    busy = Worker(live.base_url, helper_key, concurrency=1)
+    spare = Worker(live.base_url, other_key, concurrency=1)
+
+    @busy.handler("chat")
+    async def slow(ctx: TaskContext) -> dict[str, Any]:
+        await release.wait()
+        return {"content": f"helper: {ctx.input['content']}"}
+
+    @spare.handler("chat")
+    async def quick(ctx: TaskContext) -> dict[str, Any]:
+        return {"content": f"other: {ctx.input['content']}"}
+
+    async with running(busy), running(spare):
+        first = await post(h.client, alice, sid, "one", to={"agent": "helper"})
+        await wait_task(h, first["task_id"], "RUNNING")
+        pinned = await post(h.client, alice, sid, "two", to={"agent": "helper"})
+        anyone = await post(h.client, alice, sid, "three", to={})
+        # The later, unpinned question went to the free agent; the pinned one,
+        # ahead of it in the queue, was not given to it.
+        done = await wait_task(h, anyone["task_id"], "SUCCEEDED")
+        assert done["agent_id"] == other["id"]
+        admin = await h.headers(Role.ADMIN)
+        waiting = (await h.client.get(f"/api/v1/tasks/{pinned['task_id']}", headers=admin)).json()
+        assert (waiting["status"], waiting["agent_id"]) == ("PENDING", None)
+        assert waiting["preferred_only"] is True
+        release.set()
+        answered = await wait_task(h, pinned["task_id"], "SUCCEEDED")
+        assert answered["agent_id"] == helper["id"]
+        assert answered["result"] == {"content": "helper: two"}
+        routing = (
+            await h.client.get(f"/api/v1/tasks/{pinned['task_id']}/routing", headers=admin)
+        ).json()
+        assert routing["decision"]["chosen"]["agent_id"] == helper["id"]

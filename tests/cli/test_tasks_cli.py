@@ -108,3 +108,20 @@ async def test_submit_is_idempotent_and_checks_its_input(cli: Cli, live: LiveSer
     invalid = await run(cli, "tasks", "submit", "bad type!")
     assert invalid.exit_code == 1
     assert "error:" in invalid.output
+
+
+async def test_submit_only_pins_the_task_to_its_agents(cli: Cli, live: LiveServer) -> None:
+    await api_cli(cli, live)
+    lonely = await run(cli, "tasks", "submit", "echo", "--only")
+    assert lonely.exit_code == 1
+    assert "--only needs at least one --agent" in lonely.output
+    ghost = await run(cli, "tasks", "submit", "echo", "--agent", "ghost", "--only")
+    assert ghost.exit_code == 1
+    assert "ghost" in ghost.output
+    assert "Traceback" not in ghost.output
+    admin = await live.harness.headers(Role.ADMIN)
+    body = {"name": "pinned", "type": "CUSTOM"}
+    assert (await live.harness.client.post("/api/v1/agents", json=body, headers=admin)).is_success
+    pinned = task_id(await ok(cli, "tasks", "submit", "echo", "--agent", "pinned", "--only"))
+    task = (await live.harness.client.get(f"/api/v1/tasks/{pinned}", headers=admin)).json()
+    assert (task["preferred_agents"], task["preferred_only"]) == (["pinned"], True)

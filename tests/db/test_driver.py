@@ -46,6 +46,7 @@ def _new_task(now: datetime) -> dict[str, object]:
         "file_ids": [],
         "preferred_agents": ["a1"],
         "excluded_agents": [],
+        "preferred_only": True,
         "max_attempts": 4,
         "attempt": 0,
         "retry_initial": 0.5,

@@ -97,6 +97,30 @@ def test_preferred_agents_go_first(name: str) -> None:
     assert d.explanation["chosen"]["why"].startswith("preferred")
 
 
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_preferred_only_never_routes_elsewhere(name: str) -> None:
+    fleet = fleet_of(
+        {"id": "a", "capabilities": {"py": 0.9}, "capacity": 4},
+        {"id": "b", "capabilities": {"py": 0.1}, "capacity": 4, "load": 4},
+        {"id": "c", "capabilities": {"go": 1.0}, "capacity": 4},
+    )
+    strategy = make(name, seed=1)
+    # The pinned agent is full: soft preference falls back to "a"; a pin waits.
+    assert strategy.select(task(preferred_agents=["b"]), fleet).agent_id == "a"
+    d = strategy.select(task(preferred_agents=["b"], preferred_only=True), fleet)
+    assert d.agent_id is None
+    reasons = {r["name"]: r["reason"] for r in d.explanation["rejected"]}
+    assert reasons == {
+        "a": "not one of the task's preferred agents (preferred_only)",
+        "b": "no free capacity",
+        "c": "missing capabilities: py",
+    }
+    fleet.load[fleet.by_key["b"]] = 3
+    d = strategy.select(task(preferred_agents=["b"], preferred_only=True), fleet)
+    assert d.agent_id == "b"
+    assert d.explanation["chosen"]["why"].startswith("preferred")
+
+
 def test_round_robin_cycles_per_type() -> None:
     fleet = fleet_of(
         *({"id": f"a{i}", "capabilities": {"py": 0.5}, "capacity": 9} for i in range(3))

@@ -51,3 +51,22 @@ def test_full_agents_are_skipped() -> None:
     )
     assert decision.agent_id is None
     assert decision.explanation["rejected"][0]["reason"] == "no free capacity"
+
+
+def test_preferred_only_waits_for_the_pinned_agent() -> None:
+    router = LeastLoaded()
+    agents = [slot("a"), slot("b", load=4)]
+    pinned = TaskView(
+        id="t", type="x", required_capabilities=[], preferred_agents=["b"], preferred_only=True
+    )
+    decision = router.choose(pinned, agents)
+    assert decision.agent_id is None
+    reasons = {r["name"]: r["reason"] for r in decision.explanation["rejected"]}
+    assert reasons == {
+        "a": "not one of the task's preferred agents (preferred_only)",
+        "b": "no free capacity",
+    }
+    agents[1].load = 1
+    decision = router.choose(pinned, agents)
+    assert decision.agent_id == "b"
+    assert decision.explanation["chosen"]["why"].startswith("preferred")

@@ -23,6 +23,16 @@ async def get_by_name(session: AsyncSession, name: str) -> Agent | None:
     return (await session.execute(select(Agent).where(Agent.name == name))).scalar_one_or_none()
 
 
+async def known_keys(session: AsyncSession, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` (agent ids or names) name a registered agent."""
+    wanted = list(set(keys))
+    stmt = select(Agent.id, Agent.name).where(or_(Agent.id.in_(wanted), Agent.name.in_(wanted)))
+    found: set[str] = set()
+    for agent_id, name in (await session.execute(stmt)).all():
+        found.update((agent_id, name))
+    return found & set(wanted)
+
+
 async def replace_capabilities(
     session: AsyncSession, agent_id: str, caps: Sequence[tuple[str, float]]
 ) -> None:

@@ -438,7 +438,10 @@ async def _ask_agent(
         type=CHAT_TASK_TYPE,
         input=task_input,
         file_ids=list(message.file_ids),
+        # Addressed by name: that agent and no other answers (the task waits for
+        # a free slot of its); by type or capability: routing chooses.
         preferred_agents=[agent_id] if agent_id else [],
+        preferred_only=agent_id is not None,
         agent_type=to.agent_type,
         required_capabilities=list(to.capabilities),
     )

@@ -112,6 +112,10 @@ def submit(
     agent: Annotated[
         list[str] | None, typer.Option("--agent", help="Preferred agent (id or name); repeatable.")
     ] = None,
+    only: Annotated[
+        bool,
+        typer.Option("--only", help="Only the --agent agents may take it (it waits for one)."),
+    ] = False,
     timeout: Annotated[
         float | None, typer.Option(help="Execution timeout per attempt, seconds.")
     ] = None,
@@ -128,6 +132,10 @@ def submit(
         "priority": priority,
         "preferred_agents": agent or [],
     }
+    if only:
+        if not agent:
+            fail("--only needs at least one --agent")
+        fields["preferred_only"] = True
     if timeout is not None:
         fields["timeout"] = timeout
     body = _json_object(input)

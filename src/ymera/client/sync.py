@@ -175,7 +175,7 @@ class Client:
         **fields: Any,
     ) -> dict[str, Any]:
         """Submit a task (``fields``: priority, required_capabilities, deadline, timeout,
-        retry, file_ids, preferred_agents, excluded_agents). The same
+        retry, file_ids, preferred_agents, excluded_agents, preferred_only). The same
         ``idempotency_key`` with the same body returns the original task."""
         return dict(
             self.request(

@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint, desc, text
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    desc,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ymera.db.base import Base, JSONType
@@ -64,6 +74,8 @@ class Task(Base):
     file_ids: Mapped[list[str]] = mapped_column(JSONType, default=list)
     preferred_agents: Mapped[list[str]] = mapped_column(JSONType, default=list)
     excluded_agents: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # Only the preferred agents may take the task (it waits for one of them).
+    preferred_only: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     attempt: Mapped[int] = mapped_column(Integer, default=0)

@@ -5,7 +5,8 @@ by the task's routing hints, it is of the agent type the task asks for, it has
 every required capability, its status is routable (not OFFLINE, ERROR or
 PAUSED), its circuit is closed, outlier detection has not ejected it, and its
 load is under its limit (capacity rule). Preferred agents (routing hints) that
-pass go first: when any of them is eligible, only they are candidates.
+pass go first: when any of them is eligible, only they are candidates; with
+``preferred_only`` no other agent ever is (the task waits for one of them).
 
 :func:`rejection` answers for one agent slot (the dispatcher's scans);
 :func:`eligible` for a whole :class:`~ymera.routing.fleet.Fleet` at once, as
@@ -30,6 +31,7 @@ NOT_ROUTABLE = 5
 CIRCUIT_OPEN = 6
 EJECTED = 7
 NO_CAPACITY = 8
+NOT_PREFERRED = 9
 
 
 def rejection(task: TaskView, agent: AgentSlot) -> str | None:
@@ -38,6 +40,10 @@ def rejection(task: TaskView, agent: AgentSlot) -> str | None:
         return f"has no handler for task type {task.type!r}"
     if agent.agent_id in task.excluded_agents or agent.name in task.excluded_agents:
         return "excluded by the task's routing hints"
+    if task.preferred_only and not (
+        agent.agent_id in task.preferred_agents or agent.name in task.preferred_agents
+    ):
+        return "not one of the task's preferred agents (preferred_only)"
     if task.agent_type is not None and agent.agent_type != task.agent_type:
         return f"not a {task.agent_type} agent"
     missing = [c for c in task.required_capabilities if c not in agent.capabilities]
@@ -60,6 +66,8 @@ def reason_text(code: int, task: TaskView, fleet: Fleet, row: int) -> str:
         return f"has no handler for task type {task.type!r}"
     if code == EXCLUDED:
         return "excluded by the task's routing hints"
+    if code == NOT_PREFERRED:
+        return "not one of the task's preferred agents (preferred_only)"
     if code == WRONG_TYPE:
         return f"not a {task.agent_type} agent"
     if code == MISSING_CAPS:
@@ -138,8 +146,15 @@ def eligible(task: TaskView, fleet: Fleet) -> Eligibility:
     if task.excluded_agents:
         candidates = candidates[codes[candidates] == OK]
     if task.preferred_agents:
-        wanted = [fleet.by_key.get(k) for k in task.preferred_agents]
-        mine = sorted({r for r in wanted if r is not None and codes[r] == OK})
+        wanted = {r for r in (fleet.by_key.get(k) for k in task.preferred_agents) if r is not None}
+        mine = sorted(r for r in wanted if codes[r] == OK)
+        if task.preferred_only:
+            # Every other handler is refused for that reason (a blocked preferred
+            # agent keeps its own reason).
+            others = codes == OK
+            others[list(wanted)] = False
+            codes[others] = NOT_PREFERRED
+            return Eligibility(np.asarray(mine, dtype=np.int64), codes, True)
         if mine:
             return Eligibility(np.asarray(mine, dtype=np.int64), codes, True)
     return Eligibility(candidates, codes, False)

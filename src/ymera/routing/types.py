@@ -38,6 +38,8 @@ class TaskView:
     required_capabilities: list[str]
     preferred_agents: list[str] = field(default_factory=list)
     excluded_agents: list[str] = field(default_factory=list)
+    # Only the preferred agents may take the task (else they only go first).
+    preferred_only: bool = False
     agent_type: str | None = None  # only agents of this type (None: any)
 
 

@@ -34,6 +34,13 @@ class TaskCreate(BaseModel):
     file_ids: list[str] = Field(default_factory=list, max_length=100)
     preferred_agents: list[str] = Field(default_factory=list, max_length=50)
     excluded_agents: list[str] = Field(default_factory=list, max_length=50)
+    preferred_only: bool = Field(
+        default=False,
+        description="Only the preferred agents (ids or names) may take the task: it waits "
+        "for one of them to be free instead of going to another agent. Needs "
+        "`preferred_agents` (else 422 `invalid_routing_hints`); when none of them is "
+        "registered: 422 `unknown_agent`.",
+    )
     workflow_step_id: str | None = Field(default=None, max_length=36)
     agent_type: AgentType | None = Field(
         default=None, description="Only an agent of this type may take the task."
@@ -75,6 +82,7 @@ class TaskOut(BaseModel):
     file_ids: list[str]
     preferred_agents: list[str]
     excluded_agents: list[str]
+    preferred_only: bool
     attempt: int
     max_attempts: int
     agent_id: str | None

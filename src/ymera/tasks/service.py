@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.agents import metrics as agent_metrics
+from ymera.agents import repository as agents_repository
 from ymera.agents import service as agents_service
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
@@ -63,6 +64,14 @@ class IdempotencyConflict(Conflict):
 
 class UnknownWorkspace(Unprocessable):
     code = "unknown_workspace"
+
+
+class UnknownPinnedAgent(Unprocessable):
+    code = "unknown_agent"
+
+
+class InvalidRoutingHints(Unprocessable):
+    code = "invalid_routing_hints"
 
 
 class WorkspaceNotReadable(Forbidden):
@@ -272,6 +281,7 @@ async def submit(
             await repository.clear_idempotency(session, [t.id for t in existing])
     await _check_workspaces(session, principal, specs)
     await _check_files(session, principal, specs, now)
+    await _check_pinned(session, specs)
     rows: list[dict[str, Any]] = []
     for spec in specs:
         if spec.input and len(jsonx.dumpb(spec.input)) > MAX_INPUT_BYTES:
@@ -291,6 +301,7 @@ async def submit(
                 "file_ids": list(spec.file_ids),
                 "preferred_agents": list(spec.preferred_agents),
                 "excluded_agents": list(spec.excluded_agents),
+                "preferred_only": spec.preferred_only,
                 "max_attempts": policy.max_attempts,
                 "attempt": 0,
                 "retry_initial": policy.initial,
@@ -358,6 +369,27 @@ async def _check_files(
     wanted = [f for spec in specs for f in spec.file_ids]
     if wanted:
         await files_service.check_references(session, principal=principal, file_ids=wanted, now=now)
+
+
+async def _check_pinned(session: AsyncSession, specs: Sequence[TaskCreate]) -> None:
+    """A task only its preferred agents may take names at least one registered
+    agent (422 `unknown_agent`: it would wait forever); one query, only when some
+    spec is pinned."""
+    pinned = [spec for spec in specs if spec.preferred_only]
+    if not pinned:
+        return
+    if not all(spec.preferred_agents for spec in pinned):
+        raise InvalidRoutingHints("preferred_only needs at least one agent in preferred_agents")
+    known = await agents_repository.known_keys(
+        session, [key for spec in pinned for key in spec.preferred_agents]
+    )
+    for spec in pinned:
+        if not known.intersection(spec.preferred_agents):
+            raise UnknownPinnedAgent(
+                "preferred_only: none of the preferred agents "
+                f"{', '.join(repr(k) for k in spec.preferred_agents[:5])} is registered",
+                agents=spec.preferred_agents[:10],
+            )
 
 
 async def _check_workspaces(
@@ -551,7 +583,7 @@ async def _queue_head(
     takeable = 0
     offset = 0
     # Whether some free agent could take a task depends only on its type,
-    # required capabilities, exclusions and agent type (agents do not change
+    # required capabilities, exclusions, pin and agent type (agents do not change
     # meanwhile): decided once per such shape, not once per row.
     shapes: dict[tuple[Any, ...], bool] = {}
     for page in range(CLAIM_PAGES):
@@ -564,6 +596,7 @@ async def _queue_head(
                 row.type,
                 tuple(row.required_capabilities),
                 tuple(row.excluded_agents),
+                tuple(row.preferred_agents) if row.preferred_only else None,
                 row.agent_type,
             )
             could = shapes.get(shape)
@@ -580,7 +613,9 @@ def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
         id=row.id,
         type=row.type,
         required_capabilities=list(row.required_capabilities),
+        preferred_agents=list(row.preferred_agents),
         excluded_agents=list(row.excluded_agents),
+        preferred_only=bool(row.preferred_only),
         agent_type=row.agent_type,
     )
     return any(rejection(view, agent) is None for agent in by_id.values())
@@ -724,6 +759,7 @@ def _pick(row: Any, by_id: dict[str, AgentSlot], router: Router, now: datetime) 
         required_capabilities=list(row.required_capabilities),
         preferred_agents=list(row.preferred_agents),
         excluded_agents=list(row.excluded_agents),
+        preferred_only=bool(row.preferred_only),
         agent_type=row.agent_type,
     )
     decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
