@@ -346,6 +346,13 @@ class ChatSettings(BaseModel):
         description="How often an idle session checks the database for messages the bus "
         "failed to carry (a failed publish), seconds.",
     )
+    presence_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        description="Every replica announces who is connected to it every third of this, "
+        "seconds; participants of a replica not heard from this long (it crashed) are "
+        "shown offline.",
+    )
     history_for_agents: int = Field(
         default=20,
         ge=0,

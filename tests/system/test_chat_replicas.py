@@ -2,7 +2,8 @@
 bus (issue 6 point 7): a client on replica A receives what is posted on replica B;
 a client cut off without a close handshake resumes on the other replica and gets
 exactly what it missed, once, in order; an agent connected to B answers a
-question asked on A, its chunks and its reply reaching clients on both."""
+question asked on A, its chunks and its reply reaching clients on both; when B
+is killed, its participants go offline on A within the presence TTL."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.system
 
 SHARED_SECRET = "system-test-shared-secret-0123456789abcdef"
 PASSWORD = "bob-password-123456"
+PRESENCE_TTL = 1.5
 
 
 @pytest.fixture
@@ -40,19 +42,19 @@ def _ok(resp: httpx.Response, status: int = 200) -> Any:
 async def test_chat_across_two_replicas_over_redis(
     cluster_env: dict[str, str], processes: ProcessManager, tmp_path: Any
 ) -> None:
-    env = {**fast_settings(), **cluster_env}
+    env = {**fast_settings(extra={"YMERA_CHAT__PRESENCE_TTL": str(PRESENCE_TTL)}), **cluster_env}
     a = YmeraServer(processes, tmp_path / "a", env=env, name="replica-a")
     a.start()
     b = YmeraServer(processes, tmp_path / "b", env=env, name="replica-b")
     b.token = a.token  # one admin, one secret: the token works on both
     b.start()
     admin = a.api()
-    _ok(
+    bob_id = _ok(
         admin.http.post(
             "/api/v1/users", json={"username": "bob", "password": PASSWORD, "role": "developer"}
         ),
         201,
-    )
+    )["id"]
     agent, key = admin.create_worker_agent("chatbot", ["talk"])
     start_worker(processes, "bot-on-b", b.url, key)
     admin.wait_agent(agent["id"], "IDLE")
@@ -121,8 +123,18 @@ async def test_chat_across_two_replicas_over_redis(
             assert reply["message"]["content"] == "bot-on-b heard: how are you"
             assert reply["message"]["sender_id"] == f"agent:{agent['id']}"
             assert reply["seq"] == 3 + total + 1
-        await alice.close()
+        # Bob moves back to B alone; B crashes (no goodbye on the bus): A shows
+        # him offline once B has been silent for the presence TTL.
         await bob.close()
+        await alice.expect("presence", participant_id=f"user:{bob_id}", status="offline")
+        bob = await ChatClient.connect(b.url, sid, bob_token)
+        await alice.expect("presence", participant_id=f"user:{bob_id}", status="online")
+        b.kill()
+        gone = await alice.expect(
+            "presence", participant_id=f"user:{bob_id}", status="offline", timeout=15
+        )
+        assert "replica" not in gone
+        await alice.close()
 
 
 async def _until_reply(

@@ -17,6 +17,12 @@ session talks fills it and is cut with close code 4408.
 
 Frames that are not messages (typing, presence, streamed agent output, session
 changes) are forwarded as they come, without numbers and without catch-up.
+
+Presence: each room knows who is connected here and, per other replica, who is
+connected there. Every replica announces its rooms' participants every third of
+``chat.presence_ttl`` (``presence_here``); a room shows the difference each
+announcement makes, and a replica not heard from for ``presence_ttl`` (it
+crashed, or lost the bus) has its participants shown offline.
 """
 
 from __future__ import annotations
@@ -214,6 +220,7 @@ class Room:
         self.tasks: dict[str, str] = {}  # open chat task -> the message that asked
         self.local: dict[str, int] = {}  # participant -> connections here
         self.remote: dict[str, set[str]] = {}  # replica -> participants online there
+        self.heard: dict[str, float] = {}  # replica -> when it last spoke (loop time)
         self.ready = asyncio.Event()
         self.failed: BaseException | None = None
         self.pump = asyncio.create_task(self._pump(), name=f"chat-room-{session_id}")
@@ -286,11 +293,11 @@ class Room:
             self._forward_message(data)
         elif kind == "presence_sync":
             if data.get("replica") != self.hub.replica and self.local:
-                await self.hub.publish(self.channel, self._presence_here())
+                await self.hub.publish(self.channel, self.presence_here())
         elif kind == "presence_here":
             replica = str(data.get("replica"))
             if replica != self.hub.replica:
-                self.remote[replica] = set(data.get("online") or [])
+                self._announced(replica, set(data.get("online") or []))
         elif kind == "presence":
             self._presence(data)
         elif kind == "typing":
@@ -312,6 +319,7 @@ class Room:
     def _presence(self, data: dict[str, Any]) -> None:
         replica = str(data.get("replica"))
         if replica != self.hub.replica:
+            self.heard[replica] = asyncio.get_running_loop().time()
             who = str(data.get("participant_id"))
             online = self.remote.setdefault(replica, set())
             if data.get("status") == "online":
@@ -321,8 +329,37 @@ class Room:
         out = {k: v for k, v in data.items() if k != "replica"}
         self.broadcast(jsonx.dumps(out))
 
-    def _presence_here(self) -> dict[str, Any]:
+    def presence_here(self) -> dict[str, Any]:
         return {"type": "presence_here", "replica": self.hub.replica, "online": sorted(self.local)}
+
+    def _announced(self, replica: str, online: set[str]) -> None:
+        """Another replica said who is connected to it: show what that changes
+        (a presence frame lost on the bus, or a room that started after them)."""
+        self.heard[replica] = asyncio.get_running_loop().time()
+        before = set(self.online())
+        self.remote[replica] = online
+        self._show_changes(before)
+
+    def expire(self, now: float, ttl: float) -> None:
+        """Forget the replicas not heard from for ``ttl`` seconds: their
+        participants go offline unless connected elsewhere."""
+        lost = [r for r, at in self.heard.items() if now - at > ttl]
+        if not lost:
+            return
+        before = set(self.online())
+        for replica in lost:
+            del self.heard[replica]
+            gone = self.remote.pop(replica, set())
+            log.info("chat_replica_lost", session=self.session_id, replica=replica, gone=len(gone))
+        self._show_changes(before)
+
+    def _show_changes(self, before: set[str]) -> None:
+        after = set(self.online())
+        for who, status in [(w, "offline") for w in sorted(before - after)] + [
+            (w, "online") for w in sorted(after - before)
+        ]:
+            frame = {"type": "presence", "participant_id": who, "status": status}
+            self.broadcast(jsonx.dumps(frame))
 
     def _forward_message(self, frame: dict[str, Any]) -> None:
         seq = int(frame["seq"])
@@ -362,12 +399,14 @@ class ChatHub:
         self._outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._publisher: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None
+        self._presence_task: asyncio.Task[None] | None = None
         self.slow_consumers_cut = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         self._publisher = asyncio.create_task(self._publish_loop(), name="chat-publisher")
+        self._presence_task = asyncio.create_task(self._presence_loop(), name="chat-presence")
 
     async def close(self) -> None:
         for room in list(self.rooms.values()):
@@ -375,7 +414,7 @@ class ChatHub:
                 await conn.close(CLOSE_GOING_AWAY, "server shutting down")
             room.close()
         self.rooms.clear()
-        for task in (self._publisher, self._relay):
+        for task in (self._publisher, self._relay, self._presence_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -400,6 +439,21 @@ class ChatHub:
 
     async def publish(self, channel: str, frame: dict[str, Any]) -> None:
         await self.state.bus.publish(channel, frame)
+
+    async def _presence_loop(self) -> None:
+        """Announce this replica's participants in every room with some, and expire
+        the replicas gone silent, every third of ``chat.presence_ttl``."""
+        ttl = self.state.settings.chat.presence_ttl
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(ttl / 3)
+            for room in list(self.rooms.values()):
+                room.expire(loop.time(), ttl)
+                if room.local:
+                    try:
+                        await self.publish(room.channel, room.presence_here())
+                    except Exception as exc:  # the next round tries again
+                        log.warning("chat_presence_failed", error=repr(exc))
 
     async def _publish_loop(self) -> None:
         while True:
