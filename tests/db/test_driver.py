@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ymera.db import driver, migrate
 from ymera.db.database import Database
@@ -186,3 +186,52 @@ async def test_events_are_numbered_in_order_with_or_without_the_sequencer_row(
         (5, "r1", {"i": 1}),
     ]
     assert last == 5
+
+
+async def test_many_rows_at_once_read_back_the_same(db: Database) -> None:
+    """Several rows in one call (PostgreSQL: one statement over arrays): every
+    value, NULLs and JSON included, reads back as written."""
+    now = datetime(2026, 12, 6, 9, 30, 0, 250000, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(3)]
+    rows[1]["deadline"] = None
+    rows[2]["input"] = {}
+    rows[2]["timeout_seconds"] = None
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+    later = now + timedelta(seconds=1)
+    async with db.transaction() as session:
+        await repository.lock_rows(session, [str(r["id"]) for r in rows])
+        for i, row in enumerate(rows[:2]):
+            report = await repository.get_row(session, str(row["id"]))
+            assert report is not None
+            report.status = "SUCCEEDED"
+            report.result = {"i": i}
+            report.finished_at = later
+    async with db.transaction(readonly=True) as session:
+        tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
+    for i, row in enumerate(rows):
+        task = tasks[row["id"]]
+        for name, value in row.items():
+            if i < 2 and name in ("status", "finished_at"):
+                continue
+            assert getattr(task, name) == value, (i, name)
+        if i < 2:
+            assert (task.status, task.result, task.finished_at) == ("SUCCEEDED", {"i": i}, later)
+        else:
+            assert (task.status, task.result, task.finished_at) == ("PENDING", None, None)
+
+
+async def test_a_value_too_long_for_its_column_fails_on_postgresql(db: Database) -> None:
+    """Many rows at once still refuse a string longer than its column (never cut)."""
+    if not db.url.startswith("postgresql"):
+        pytest.skip("SQLite does not enforce lengths")
+    now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(2)]
+    rows[1]["type"] = "x" * 101  # tasks.type is VARCHAR(100)
+
+    async def insert() -> None:
+        async with db.transaction() as session:
+            await repository.insert_tasks(session, rows)
+
+    with pytest.raises(DBAPIError):
+        await insert()

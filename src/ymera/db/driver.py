@@ -122,14 +122,74 @@ def placeholders(count: int) -> str:
 # SQL text built from this project's own table and column names (never input).
 
 
+# Row-at-a-time statements built below, with their shape: on PostgreSQL an
+# executemany of one runs as a single statement over arrays instead (see
+# _array_sql).
+_SHAPES: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {}
+
+
 def insert_sql(table: str, columns: Sequence[str]) -> str:
     names = ", ".join(columns)
-    return f"INSERT INTO {table} ({names}) VALUES ({placeholders(len(columns))})"  # noqa: S608
+    sql = f"INSERT INTO {table} ({names}) VALUES ({placeholders(len(columns))})"  # noqa: S608
+    _SHAPES[sql] = ("insert", table, tuple(columns), None)
+    return sql
 
 
 def update_sql(table: str, columns: Sequence[str], key: str = "id") -> str:
     sets = ", ".join(f"{column} = ?" for column in columns)
-    return f"UPDATE {table} SET {sets} WHERE {key} = ?"  # noqa: S608
+    sql = f"UPDATE {table} SET {sets} WHERE {key} = ?"  # noqa: S608
+    _SHAPES[sql] = ("update", table, tuple(columns), key)
+    return sql
+
+
+def _array_type(table: str, column: str) -> tuple[str, str]:
+    """The PostgreSQL array type a column's values are sent in, and the cast back
+    to the column's type. Strings go as ``text[]`` (a cast to ``varchar(n)`` would
+    cut a value that is too long instead of failing; assigning text fails), JSON
+    as its text (the values are serialised already)."""
+    from sqlalchemy.dialects import postgresql
+
+    from ymera.db.base import Base
+
+    dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+    name = Base.metadata.tables[table].c[column].type.compile(dialect=dialect)
+    if name in ("JSON", "JSONB"):
+        return "text[]", f"::{name.lower()}"
+    if name.startswith(("VARCHAR", "TEXT", "CHAR")):
+        return "text[]", ""
+    return f"{name}[]", ""
+
+
+@functools.lru_cache(maxsize=64)
+def _array_sql(template: str) -> str | None:
+    """PostgreSQL: the statement ``template`` (from :func:`insert_sql` or
+    :func:`update_sql`) as one statement over arrays of its parameters, one array
+    per column (``unnest``): one statement for the whole batch instead of one per
+    row (asyncpg's executemany binds and executes each row), about half the
+    client's CPU and far less of the server's. Parameters: the columns
+    (:func:`_columns`)."""
+    shape = _SHAPES.get(template)
+    if shape is None:
+        return None
+    kind, table, columns, key = shape
+    names = [*columns, key] if key is not None else list(columns)
+    types = [_array_type(table, name) for name in names]
+    arrays = ", ".join(f"${i}::{array}" for i, (array, _) in enumerate(types, 1))
+    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+    source = f"unnest({arrays}) AS u({aliases})"
+    if kind == "insert":
+        picks = ", ".join(f"u.c{i}{cast}" for i, (_, cast) in enumerate(types))
+        return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM {source}"  # noqa: S608
+    sets = ", ".join(f"{name} = u.c{i}{types[i][1]}" for i, name in enumerate(columns))
+    last = len(columns)
+    # "= ANY" of the keys too: without it the planner joins a large batch by
+    # scanning the whole table (it cannot see that each key matches one row).
+    keys = f"{table}.{key} = ANY(${last + 1}::{types[last][0]})"
+    return f"UPDATE {table} SET {sets} FROM {source} WHERE {table}.{key} = u.c{last} AND {keys}"  # noqa: S608
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def select_by_keys_sql(
@@ -183,13 +243,24 @@ async def execute_many(
         await connection.exec_driver_sql(sql, list(rows))
         return
     adapter = await _asyncpg(connection)
-    await _pg(adapter, sql, rows, lambda pg: pg.executemany(sql, rows))
+    await _pg_many(adapter, template, sql, rows)
 
 
-async def _execute_many_in(adapter: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+async def _pg_many(adapter: Any, template: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    arrays = _array_sql(template) if len(rows) > 1 else None
+    if arrays is not None:
+        params = _columns(rows)
+        await _pg(adapter, arrays, params, lambda pg: pg.execute(arrays, *params))
+    else:
+        await _pg(adapter, sql, rows, lambda pg: pg.executemany(sql, rows))
+
+
+async def _execute_many_in(
+    adapter: Any, template: str, sql: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
     if adapter._transaction is None:
         await adapter._start_transaction()
-    await _pg(adapter, sql, rows, lambda pg: pg.executemany(sql, rows))
+    await _pg_many(adapter, template, sql, rows)
 
 
 def execute_many_sync(
@@ -204,7 +275,7 @@ def execute_many_sync(
     if dialect != "postgresql":
         connection.exec_driver_sql(sql, list(rows))
         return
-    await_only(_execute_many_in(connection.connection.dbapi_connection, sql, rows))
+    await_only(_execute_many_in(connection.connection.dbapi_connection, template, sql, rows))
 
 
 async def fetch(
