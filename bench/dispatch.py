@@ -366,7 +366,10 @@ def server_env(tmp: Path, **extra: str) -> dict[str, str]:
             "YMERA_RATE_LIMIT__ENABLED": "false",
             "YMERA_AUTH__BOOTSTRAP_ADMIN": "false",
             "YMERA_LOG__LEVEL": "WARNING",
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            # This checkout's source first, so a second worktree (a baseline) runs its own.
+            "PYTHONPATH": os.pathsep.join(
+                str(Path(__file__).resolve().parent.parent / part) for part in ("src", "")
+            ),
             **extra,
         }
     )

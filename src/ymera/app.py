@@ -92,6 +92,7 @@ def build_state(
         echo=settings.db.echo,
         pool_size=settings.db.pool_size,
         max_overflow=settings.db.max_overflow,
+        ping_idle_seconds=settings.db.ping_idle_seconds,
         sqlite_busy_timeout_ms=settings.db.sqlite_busy_timeout_ms,
         sqlite_inline=settings.db.sqlite_inline,
     )

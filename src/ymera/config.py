@@ -50,6 +50,13 @@ class DatabaseSettings(BaseModel):
     max_overflow: int = Field(
         default=20, ge=0, description="PostgreSQL connections opened beyond the pool under load."
     )
+    ping_idle_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="PostgreSQL: check a pooled connection before use when it has been idle "
+        "this long (seconds); connections in use moments ago are not checked (a check costs "
+        "three round trips). 0 checks every time.",
+    )
     sqlite_busy_timeout_ms: int = Field(
         default=30_000, ge=0, description="How long a SQLite writer waits for the lock."
     )

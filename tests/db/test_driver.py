@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ymera.db import driver, migrate
 from ymera.db.database import Database
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
-from ymera.models.events import Event
+from ymera.models.events import Event, EventSequencer
 from ymera.models.tasks import Task
 from ymera.tasks import repository
 from ymera.tasks.service import _UNSET_AT_SUBMIT
@@ -133,3 +134,105 @@ async def test_events_written_at_the_driver_level_read_back_through_the_orm(db: 
     assert event.data == {"from": "RUNNING", "to": "SUCCEEDED", "n": 1.5}
     assert event.created_at.tzinfo is not None
     assert abs(event.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_driver_level_statements_share_the_transaction_and_raise_sqlalchemy_errors(
+    db: Database,
+) -> None:
+    """A duplicate id raises SQLAlchemy's IntegrityError (callers such as the
+    Idempotency-Key check catch it), and rolls back the whole unit of work,
+    including what ran earlier in it at the driver level."""
+    now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
+    first, second = _new_task(now), _new_task(now)
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, [first])
+
+    async def both() -> None:
+        async with db.transaction() as session:
+            await repository.insert_tasks(session, [second])
+            await repository.insert_tasks(session, [first])  # the same id again
+
+    with pytest.raises(IntegrityError):
+        await both()
+    async with db.transaction(readonly=True) as session:
+        ids = set((await session.execute(select(Task.id))).scalars())
+    assert ids == {first["id"]}  # the second task rolled back with the failure
+    async with db.transaction() as session:  # the connection is fine afterwards
+        await repository.insert_tasks(session, [second])
+    async with db.transaction(readonly=True) as session:
+        assert len(set((await session.execute(select(Task.id))).scalars())) == 2
+
+
+async def test_events_are_numbered_in_order_with_or_without_the_sequencer_row(
+    db: Database,
+) -> None:
+    """PostgreSQL numbers and inserts a commit's events in one statement; without
+    the sequencer row (never created) the row is created and numbering starts at 1."""
+    async with db.transaction() as session:
+        await session.execute(delete(EventSequencer))
+    for batch in (3, 2):
+        async with db.transaction() as session:
+            for i in range(batch):
+                record_event(
+                    session, type="t.x", resource_type="t", resource_id=f"r{i}", data={"i": i}
+                )
+    async with db.transaction(readonly=True) as session:
+        events = (await session.execute(select(Event).order_by(Event.seq))).scalars().all()
+        last = (await session.execute(select(EventSequencer.last_seq))).scalar_one()
+    assert [(e.seq, e.resource_id, e.data) for e in events] == [
+        (1, "r0", {"i": 0}),
+        (2, "r1", {"i": 1}),
+        (3, "r2", {"i": 2}),
+        (4, "r0", {"i": 0}),
+        (5, "r1", {"i": 1}),
+    ]
+    assert last == 5
+
+
+async def test_many_rows_at_once_read_back_the_same(db: Database) -> None:
+    """Several rows in one call (PostgreSQL: one statement over arrays): every
+    value, NULLs and JSON included, reads back as written."""
+    now = datetime(2026, 12, 6, 9, 30, 0, 250000, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(3)]
+    rows[1]["deadline"] = None
+    rows[2]["input"] = {}
+    rows[2]["timeout_seconds"] = None
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+    later = now + timedelta(seconds=1)
+    async with db.transaction() as session:
+        await repository.lock_rows(session, [str(r["id"]) for r in rows])
+        for i, row in enumerate(rows[:2]):
+            report = await repository.get_row(session, str(row["id"]))
+            assert report is not None
+            report.status = "SUCCEEDED"
+            report.result = {"i": i}
+            report.finished_at = later
+    async with db.transaction(readonly=True) as session:
+        tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
+    for i, row in enumerate(rows):
+        task = tasks[row["id"]]
+        for name, value in row.items():
+            if i < 2 and name in ("status", "finished_at"):
+                continue
+            assert getattr(task, name) == value, (i, name)
+        if i < 2:
+            assert (task.status, task.result, task.finished_at) == ("SUCCEEDED", {"i": i}, later)
+        else:
+            assert (task.status, task.result, task.finished_at) == ("PENDING", None, None)
+
+
+async def test_a_value_too_long_for_its_column_fails_on_postgresql(db: Database) -> None:
+    """Many rows at once still refuse a string longer than its column (never cut)."""
+    if not db.url.startswith("postgresql"):
+        pytest.skip("SQLite does not enforce lengths")
+    now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(2)]
+    rows[1]["type"] = "x" * 101  # tasks.type is VARCHAR(100)
+
+    async def insert() -> None:
+        async with db.transaction() as session:
+            await repository.insert_tasks(session, rows)
+
+    with pytest.raises(DBAPIError):
+        await insert()

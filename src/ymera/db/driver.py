@@ -5,11 +5,19 @@ parameter dict, running each column's bind processor) than SQLite spends
 storing the row: about 24 us against 9 us for a new task, measured on this
 project's machines. The few statements on the dispatch hot path (insert tasks
 and events, assign, save agents' reports, lock report rows) are therefore
-written here as SQL text with positional parameters and executed through
-``exec_driver_sql`` on the session's own connection (same transaction, same
-pool, no compilation, no per-value processing); their values are converted to
-what the driver stores once, here, in the same format the ORM's types use, so
-rows written either way read back the same (a test pins that).
+written here as SQL text with positional parameters and executed on the
+session's own connection (same transaction, same pool, no compilation, no
+per-value processing); their values are converted to what the driver stores
+once, here, in the same format the ORM's types use, so rows written either way
+read back the same (a test pins that).
+
+SQLite runs them through ``exec_driver_sql``. On PostgreSQL they go to the
+asyncpg connection itself (inside the transaction SQLAlchemy holds on it): even
+``exec_driver_sql`` cost about 100 us of CPU per statement against 25 us for
+asyncpg alone (its cursor emulation asks for each statement's attributes and
+builds a result), and the writer runs a dozen such statements per commit.
+Errors are raised as SQLAlchemy's (``IntegrityError``, ...), as through
+``exec_driver_sql``.
 
 Everything else keeps using the ORM and Core.
 """
@@ -19,15 +27,19 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.util import await_only
 
 from ymera.db.database import json_dumps, json_loads
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -110,14 +122,74 @@ def placeholders(count: int) -> str:
 # SQL text built from this project's own table and column names (never input).
 
 
+# Row-at-a-time statements built below, with their shape: on PostgreSQL an
+# executemany of one runs as a single statement over arrays instead (see
+# _array_sql).
+_SHAPES: dict[str, tuple[str, str, tuple[str, ...], str | None]] = {}
+
+
 def insert_sql(table: str, columns: Sequence[str]) -> str:
     names = ", ".join(columns)
-    return f"INSERT INTO {table} ({names}) VALUES ({placeholders(len(columns))})"  # noqa: S608
+    sql = f"INSERT INTO {table} ({names}) VALUES ({placeholders(len(columns))})"  # noqa: S608
+    _SHAPES[sql] = ("insert", table, tuple(columns), None)
+    return sql
 
 
 def update_sql(table: str, columns: Sequence[str], key: str = "id") -> str:
     sets = ", ".join(f"{column} = ?" for column in columns)
-    return f"UPDATE {table} SET {sets} WHERE {key} = ?"  # noqa: S608
+    sql = f"UPDATE {table} SET {sets} WHERE {key} = ?"  # noqa: S608
+    _SHAPES[sql] = ("update", table, tuple(columns), key)
+    return sql
+
+
+def _array_type(table: str, column: str) -> tuple[str, str]:
+    """The PostgreSQL array type a column's values are sent in, and the cast back
+    to the column's type. Strings go as ``text[]`` (a cast to ``varchar(n)`` would
+    cut a value that is too long instead of failing; assigning text fails), JSON
+    as its text (the values are serialised already)."""
+    from sqlalchemy.dialects import postgresql
+
+    from ymera.db.base import Base
+
+    dialect = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+    name = Base.metadata.tables[table].c[column].type.compile(dialect=dialect)
+    if name in ("JSON", "JSONB"):
+        return "text[]", f"::{name.lower()}"
+    if name.startswith(("VARCHAR", "TEXT", "CHAR")):
+        return "text[]", ""
+    return f"{name}[]", ""
+
+
+@functools.lru_cache(maxsize=64)
+def _array_sql(template: str) -> str | None:
+    """PostgreSQL: the statement ``template`` (from :func:`insert_sql` or
+    :func:`update_sql`) as one statement over arrays of its parameters, one array
+    per column (``unnest``): one statement for the whole batch instead of one per
+    row (asyncpg's executemany binds and executes each row), about half the
+    client's CPU and far less of the server's. Parameters: the columns
+    (:func:`_columns`)."""
+    shape = _SHAPES.get(template)
+    if shape is None:
+        return None
+    kind, table, columns, key = shape
+    names = [*columns, key] if key is not None else list(columns)
+    types = [_array_type(table, name) for name in names]
+    arrays = ", ".join(f"${i}::{array}" for i, (array, _) in enumerate(types, 1))
+    aliases = ", ".join(f"c{i}" for i in range(len(names)))
+    source = f"unnest({arrays}) AS u({aliases})"
+    if kind == "insert":
+        picks = ", ".join(f"u.c{i}{cast}" for i, (_, cast) in enumerate(types))
+        return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM {source}"  # noqa: S608
+    sets = ", ".join(f"{name} = u.c{i}{types[i][1]}" for i, name in enumerate(columns))
+    last = len(columns)
+    # "= ANY" of the keys too: without it the planner joins a large batch by
+    # scanning the whole table (it cannot see that each key matches one row).
+    keys = f"{table}.{key} = ANY(${last + 1}::{types[last][0]})"
+    return f"UPDATE {table} SET {sets} FROM {source} WHERE {table}.{key} = u.c{last} AND {keys}"  # noqa: S608
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def select_by_keys_sql(
@@ -137,25 +209,100 @@ def keys_param(dialect: str, keys: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(keys) if dialect == "sqlite" else (list(keys),)
 
 
+async def _asyncpg(connection: AsyncConnection) -> Any:
+    """SQLAlchemy's adapter of the asyncpg connection under ``connection``, its
+    transaction begun (the adapter otherwise begins it at the first statement)."""
+    adapter: Any = (await connection.get_raw_connection()).dbapi_connection
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    return adapter
+
+
+async def _pg(adapter: Any, sql: str, params: Any, call: Callable[[Any], Awaitable[T]]) -> T:
+    """``call(asyncpg_connection)``, with SQLAlchemy's error semantics."""
+    try:
+        async with adapter._execute_mutex:
+            return await call(adapter._connection)
+    except Exception as exc:
+        try:
+            adapter._handle_exception(exc)  # raises the DBAPI-level error
+        except Exception as dbapi_error:
+            raise DBAPIError.instance(sql, params, dbapi_error, adapter.dbapi.Error) from exc
+        raise  # pragma: no cover  (_handle_exception always raises)
+
+
 async def execute_many(
     connection: AsyncConnection, template: str, rows: Sequence[tuple[Any, ...]]
 ) -> None:
     """Run ``template`` once per row, as one executemany."""
-    if rows:
-        await connection.exec_driver_sql(render(template, connection.dialect.name), list(rows))
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    sql = render(template, dialect)
+    if dialect != "postgresql":
+        await connection.exec_driver_sql(sql, list(rows))
+        return
+    adapter = await _asyncpg(connection)
+    await _pg_many(adapter, template, sql, rows)
+
+
+async def _pg_many(adapter: Any, template: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    arrays = _array_sql(template) if len(rows) > 1 else None
+    if arrays is not None:
+        params = _columns(rows)
+        await _pg(adapter, arrays, params, lambda pg: pg.execute(arrays, *params))
+    else:
+        await _pg(adapter, sql, rows, lambda pg: pg.executemany(sql, rows))
+
+
+async def _execute_many_in(
+    adapter: Any, template: str, sql: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    await _pg_many(adapter, template, sql, rows)
 
 
 def execute_many_sync(
     connection: Connection, template: str, rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """:func:`execute_many` on a sync connection (in a session's before-commit hook)."""
-    if rows:
-        connection.exec_driver_sql(render(template, connection.dialect.name), list(rows))
+    """:func:`execute_many` on a sync connection (in a session's before-commit hook,
+    which runs in SQLAlchemy's greenlet, so it may wait on the event loop)."""
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    sql = render(template, dialect)
+    if dialect != "postgresql":
+        connection.exec_driver_sql(sql, list(rows))
+        return
+    await_only(_execute_many_in(connection.connection.dbapi_connection, template, sql, rows))
 
 
 async def fetch(
     connection: AsyncConnection, template: str, params: tuple[Any, ...]
 ) -> Sequence[Any]:
     """Rows of a query, as the driver returns them (convert with :class:`Values`)."""
-    result = await connection.exec_driver_sql(render(template, connection.dialect.name), params)
-    return result.all()
+    dialect = connection.dialect.name
+    sql = render(template, dialect)
+    if dialect != "postgresql":
+        return (await connection.exec_driver_sql(sql, params)).all()
+    adapter = await _asyncpg(connection)
+    rows: Sequence[Any] = await _pg(adapter, sql, params, lambda pg: pg.fetch(sql, *params))
+    return rows
+
+
+async def _fetch_in(adapter: Any, sql: str, params: tuple[Any, ...]) -> Sequence[Any]:
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    rows: Sequence[Any] = await _pg(adapter, sql, params, lambda pg: pg.fetch(sql, *params))
+    return rows
+
+
+def fetch_sync(connection: Connection, template: str, params: tuple[Any, ...]) -> Sequence[Any]:
+    """:func:`fetch` on a sync connection (in a session's before-commit hook)."""
+    dialect = connection.dialect.name
+    sql = render(template, dialect)
+    if dialect != "postgresql":
+        return connection.exec_driver_sql(sql, params).all()
+    rows: Sequence[Any] = await_only(_fetch_in(connection.connection.dbapi_connection, sql, params))
+    return rows
