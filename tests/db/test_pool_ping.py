@@ -11,11 +11,13 @@ from sqlalchemy.exc import DBAPIError
 from tests.fixtures.backends import Backend
 from ymera.db.database import Database
 
+# PostgreSQL's connection pool only (SQLite's connections are in-process files).
+pytestmark = pytest.mark.parametrize("backend", ["postgresql-redis"], indirect=True)
+
 
 @pytest.fixture
 def pg_url(backend: Backend, empty_database_url: str) -> str:
-    if backend.db_kind != "postgresql":
-        pytest.skip("PostgreSQL's connection pool")
+    assert backend.db_kind == "postgresql"
     return empty_database_url
 
 
