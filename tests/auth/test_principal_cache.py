@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from tests.auth.conftest import assert_problem, bearer, login, me, started
@@ -155,3 +156,47 @@ async def test_another_replicas_change_drops_the_cache_through_the_bus(
     finally:
         stop.set()
         await asyncio.wait_for(loop, 5)
+
+
+async def test_requests_that_miss_together_share_one_resolution(
+    harness: AppHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When an entry is missing (expired), the requests that arrive while it is
+    being resolved wait for that resolution instead of each reading the
+    database; a failed resolution is not shared (each tries for itself)."""
+    import asyncio
+
+    from ymera.auth import dependencies, service
+
+    await harness.create_user("nina", Role.VIEWER)
+    token = (await login(harness, "nina"))["access_token"]
+    await _settled(harness)
+    cache: PrincipalCache = harness.state.extras["principal_cache"]
+    cache.clear()
+    real = service.authenticate_access_token
+    calls: list[int] = []
+    fail = False
+
+    async def slow(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        await asyncio.sleep(0.05)  # the others arrive meanwhile
+        if fail:
+            raise RuntimeError("database gone")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "authenticate_access_token", slow)
+    principals = await asyncio.gather(
+        *(dependencies.authenticate(harness.state, token) for _ in range(10))
+    )
+    assert len(calls) == 1
+    assert {p.username for p in principals} == {"nina"}
+
+    cache.clear()
+    calls.clear()
+    fail = True
+    results = await asyncio.gather(
+        *(dependencies.authenticate(harness.state, token) for _ in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, RuntimeError) for r in results)
+    assert len(calls) == 3  # the first failed: the others each tried

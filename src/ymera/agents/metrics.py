@@ -33,6 +33,7 @@ from ymera.agents import health_checks
 from ymera.agents import service as agents_service
 from ymera.agents.health_checks import HealthSnapshot
 from ymera.agents.schemas import MetricsWindow as Window
+from ymera.db import driver
 from ymera.db.database import DB_KEY, Database, at_commit
 from ymera.models.agent_metrics import (
     HISTOGRAM_COLUMNS,
@@ -173,7 +174,7 @@ def _write_buffered_metrics(session: Session) -> None:
         dialect = session.get_bind().dialect.name
         stmt = _upsert_statement(dialect)
         # Core, all rows in one executemany: no ORM bulk machinery per row.
-        session.connection().execute(stmt, _upsert_rows(buffer))
+        driver.execute_core_many_sync(session.connection(), stmt, _upsert_rows(buffer))
 
 
 async def record_outcome(

@@ -37,6 +37,8 @@ class PrincipalCache:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
         self.clears = 0
+        # Credentials being resolved now: (the cache's generation then, the result).
+        self._pending: dict[str, tuple[int, asyncio.Future[Principal]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -67,6 +69,27 @@ class PrincipalCache:
         self._entries.move_to_end(credential)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def pending(self, credential: str) -> asyncio.Future[Principal] | None:
+        """The resolution of ``credential`` under way, if one started since the
+        cache was last dropped (one started before may have read what changed)."""
+        entry = self._pending.get(credential)
+        if entry is None or entry[0] != self.clears:
+            return None
+        return entry[1]
+
+    def begin(self, credential: str) -> asyncio.Future[Principal]:
+        """Announce a resolution of ``credential``: requests with the same
+        credential that miss meanwhile wait for its result (under load, when an
+        entry expires, dozens of requests miss at once)."""
+        future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._pending[credential] = (self.clears, future)
+        return future
+
+    def end(self, credential: str, future: asyncio.Future[Principal]) -> None:
+        entry = self._pending.get(credential)
+        if entry is not None and entry[1] is future:
+            del self._pending[credential]
 
     def clear(self) -> None:
         self._entries.clear()

@@ -8,6 +8,8 @@ the principal lacks the permission.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
@@ -30,13 +32,44 @@ PRINCIPAL_KEY = "ymera_principal"
 async def authenticate(state: AppState, token: str) -> Principal:
     """Resolve credentials (from the principal cache when fresh, else in a read
     transaction); an API key's last use is written in a short transaction of its
-    own, at most once a minute."""
+    own, at most once a minute. Requests that miss the cache while the same
+    credential is being resolved share that resolution's result."""
     now = state.clock.now()
     cache: PrincipalCache | None = state.extras.get("principal_cache")
-    if cache is not None:
-        cached = cache.get(token, now=now.timestamp())
-        if cached is not None:
-            return cached
+    if cache is None or not cache.enabled:
+        return await _resolve(state, token, now)
+    cached = cache.get(token, now=now.timestamp())
+    if cached is not None:
+        return cached
+    pending = cache.pending(token)
+    if pending is not None:
+        shared = await _join(pending)
+        if shared is not None:
+            return shared
+    future = cache.begin(token)
+    try:
+        principal = await _resolve(state, token, now)
+    except BaseException:
+        future.cancel()  # the others resolve it themselves
+        raise
+    finally:
+        cache.end(token, future)
+    future.set_result(principal)
+    cache.put(token, principal, now=now.timestamp())
+    return principal
+
+
+async def _join(pending: asyncio.Future[Principal]) -> Principal | None:
+    """The result of another request's resolution; None if it failed."""
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+        if pending.cancelled():
+            return None
+        raise  # this request was cancelled
+
+
+async def _resolve(state: AppState, token: str, now: datetime) -> Principal:
     async with state.db.transaction(readonly=True) as session:
         if not service.looks_like_api_key(token):
             principal = await service.authenticate_access_token(
@@ -48,8 +81,6 @@ async def authenticate(state: AppState, token: str) -> Principal:
     if touch and principal.api_key_id is not None:
         async with state.db.transaction() as session:
             await service.record_api_key_use(session, key_id=principal.api_key_id, now=now)
-    if cache is not None:
-        cache.put(token, principal, now=now.timestamp())
     return principal
 
 

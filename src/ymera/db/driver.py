@@ -306,3 +306,68 @@ def fetch_sync(connection: Connection, template: str, params: tuple[Any, ...]) -
         return connection.exec_driver_sql(sql, params).all()
     rows: Sequence[Any] = await_only(_fetch_in(connection.connection.dbapi_connection, sql, params))
     return rows
+
+
+# Core statements run with many rows before a commit (the agents' metrics, the
+# learning engine's sums, the knowledge base's records): on PostgreSQL compiled
+# once, then run by asyncpg as an executemany of positional values (SQLAlchemy's
+# executemany of dictionaries cost several times asyncpg's own work).
+
+
+@dataclass(frozen=True)
+class _CompiledCore:
+    sql: str
+    names: tuple[str, ...]
+    constants: dict[str, Any]
+    processors: dict[str, Callable[[Any], Any]]
+
+
+_CORE: dict[tuple[Any, tuple[str, ...]], _CompiledCore | None] = {}
+
+
+def _compile_core(connection: Connection, stmt: Any, keys: tuple[str, ...]) -> _CompiledCore | None:
+    compiled = stmt.compile(dialect=connection.dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ())
+    if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
+        return None  # column defaults computed per row by SQLAlchemy: not here
+    constants = {name: value for name, value in compiled.params.items() if name not in keys}
+    if any(name not in keys and name not in constants for name in names):
+        return None
+    processors = {
+        name: proc for name, proc in compiled._bind_processors.items() if name in set(names)
+    }
+    return _CompiledCore(compiled.string, names, constants, processors)
+
+
+def execute_core_many_sync(connection: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """``connection.execute(stmt, rows)`` (every row with the same keys); on
+    PostgreSQL at the driver level (see above), in the same transaction."""
+    if not rows:
+        return
+    if connection.dialect.name != "postgresql":
+        connection.execute(stmt, rows)
+        return
+    keys = tuple(rows[0])
+    if (stmt, keys) not in _CORE:
+        _CORE[(stmt, keys)] = _compile_core(connection, stmt, keys)
+    compiled = _CORE[(stmt, keys)]
+    if compiled is None:  # not one this can run
+        connection.execute(stmt, rows)
+        return
+    names, constants, processors = compiled.names, compiled.constants, compiled.processors
+    params = []
+    for row in rows:
+        values = []
+        for name in names:
+            value = row[name] if name in row else constants[name]
+            processor = processors.get(name)
+            values.append(value if processor is None else processor(value))
+        params.append(tuple(values))
+    adapter = connection.connection.dbapi_connection
+    await_only(_core_in(adapter, compiled.sql, params))
+
+
+async def _core_in(adapter: Any, sql: str, params: list[tuple[Any, ...]]) -> None:
+    if adapter._transaction is None:
+        await adapter._start_transaction()
+    await _pg(adapter, sql, params, lambda pg: pg.executemany(sql, params))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ymera.config import KnowledgeSettings
+from ymera.db import driver
 from ymera.db.database import DB_KEY, Database, at_commit
 from ymera.kit import jsonx
 from ymera.kit.ids import new_id
@@ -72,7 +73,7 @@ def _write(session: Session) -> None:
     rows: list[dict[str, Any]] | None = session.info.pop(_BUFFER, None)
     if rows:
         stmt = repository.record_statement(session.get_bind().dialect.name)
-        session.connection().execute(stmt, rows)
+        driver.execute_core_many_sync(session.connection(), stmt, rows)
 
 
 @sa_event.listens_for(Session, "after_rollback")

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from ymera.db import driver
 from ymera.db.database import DB_KEY, at_commit
 from ymera.models.agents import Agent
 from ymera.models.routing import LearningStat
@@ -128,7 +129,8 @@ def _write(session: Session) -> None:
         into["n"] += row["n"]
         into["updated_at"] = max(into["updated_at"], row["updated_at"])
     rows = [merged[k] for k in sorted(merged)]
-    session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
+    stmt = _upsert(session.get_bind().dialect.name)
+    driver.execute_core_many_sync(session.connection(), stmt, rows)
     session.info[_APPLY] = outcomes
 
 
