@@ -17,6 +17,7 @@ from ymera.app import create_app
 from ymera.auth.permissions import Role
 from ymera.models.events import Event
 from ymera.routing.engine import RoutingEngine
+from ymera.routing.strategies.learned import Learned
 from ymera.routing.types import AgentSlot, TaskView
 from ymera.tasks import hooks
 
@@ -37,7 +38,10 @@ async def test_policy_global_and_per_type(harness: AppHarness) -> None:
     )
     assert bad.status_code == 422
     body = {"strategy": "learned", "mode": "REINFORCEMENT"}
-    body["params"] = {"reward_weights": {"success": 1, "latency": 0.05, "feedback": 0.5}}
+    body["params"] = {
+        "reward_weights": {"success": 1, "latency": 0.05, "feedback": 0.5},
+        "plausible": 0.0,
+    }
     resp = await harness.client.put("/api/v1/routing/policy", json=body, headers=admin)
     assert resp.status_code == 200, resp.text
     per = {"task_type": "review", "strategy": "weighted", "params": {"weights": {"a": 2}}}
@@ -51,6 +55,9 @@ async def test_policy_global_and_per_type(harness: AppHarness) -> None:
     assert engine.policy_for("review").strategy == "weighted"
     assert engine.policy_for("other").strategy == "learned"
     assert engine.policy_for("other").reward_weights().feedback == 0.5
+    learned = engine.strategy_for(engine.policy_for("other"))
+    assert isinstance(learned, Learned)
+    assert learned.plausible == 0.0  # the policy's params reach the strategy
     resp = await harness.client.delete("/api/v1/routing/policy/review", headers=admin)
     assert resp.status_code == 204
     assert engine.policy_for("review").strategy == "learned"

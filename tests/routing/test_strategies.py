@@ -240,6 +240,53 @@ def test_reinforcement_weighs_latency_and_feedback() -> None:
     assert {active.select(task(), fleet).agent_id for _ in range(50)} == {"slow", "fast"}
 
 
+def _one_good_many_worse() -> tuple[Fleet, LearningState]:
+    """One agent at 0.9 (300 outcomes) and 30 at 0.7 (20 outcomes each): each
+    of the 30 is clearly worse (0.7 + 2 sd < 0.9), yet its draw sometimes
+    beats the good agent's."""
+    fleet = Fleet()
+    learning = LearningState(prior_strength=0.0)
+    fleet.add("good", capabilities={"py": 0.5}, capacity=8, limit=math.inf, rebuild=False)
+    for i in range(300):
+        learning.observe("good", "code", success=i % 10 != 0, latency=1.0, now=1.0)
+    for k in range(30):
+        fleet.add(f"w{k}", capabilities={"py": 0.5}, capacity=8, limit=math.inf, rebuild=False)
+        for i in range(20):
+            learning.observe(f"w{k}", "code", success=i % 10 < 7, latency=1.0, now=1.0)
+    fleet.rebuild()
+    return fleet, learning
+
+
+def test_learned_samples_only_plausible_candidates() -> None:
+    fleet, learning = _one_good_many_worse()
+    plain = make(
+        "learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=3, plausible=0
+    )
+    picks = Counter(plain.select(task(), fleet, explain=False).agent_id for _ in range(500))
+    assert picks["good"] < 490  # plain Thompson sampling strays to the worse ones
+    pruned = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=3)
+    picks = Counter(pruned.select(task(), fleet, explain=False).agent_id for _ in range(500))
+    assert picks["good"] == 500
+    d = pruned.select(task(), fleet)
+    assert "among the plausible" in d.explanation["chosen"]["why"]
+    worse = [c for c in d.explanation["candidates"] if c["name"] != "good"]
+    assert worse
+    assert all(c["score"]["score"] is None for c in worse)
+    assert all(c["score"]["upper_bound"] < 0.9 for c in worse)
+
+
+def test_a_plausible_rival_is_still_sampled() -> None:
+    # The good agent's queue makes an idle worse one plausible again: the
+    # wait is priced before plausibility is judged.
+    fleet, learning = _one_good_many_worse()
+    fleet.load[fleet.by_key["good"]] = 8 + 12  # 13 / 8 x 1 s x 0.02: 0.03 of reward
+    rl = make("learned", learning=learning, mode=Mode.REINFORCEMENT, clock=lambda: 1.0, seed=3)
+    picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(200))
+    assert 60 < picks["good"] < 170
+    d = rl.select(task(), fleet)
+    assert all(c["score"]["score"] is not None for c in d.explanation["candidates"])
+
+
 def test_large_fleet_decisions_use_a_shortlist() -> None:
     rng = np.random.default_rng(0)
     fleet = Fleet()

@@ -32,6 +32,15 @@ class PolicyParams(BaseModel):
     exploration: float | None = Field(
         default=None, ge=0, le=1, description="learned: 1 = plain Thompson sampling."
     )
+    plausible: float | None = Field(
+        default=None,
+        ge=0,
+        le=10,
+        description=(
+            "learned: sample only candidates whose success mean + this many sd, net of"
+            " the wait, could beat the best expected (default 2; 0: every candidate)."
+        ),
+    )
 
 
 class PolicyIn(BaseModel):

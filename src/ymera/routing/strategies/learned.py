@@ -8,6 +8,14 @@ implies: ``max(0, load + 1 - capacity) / capacity x expected service time``
 seconds, priced at the latency weight. Skill alone would send everything to
 the best agent and let its queue explode; load alone ignores skill.
 
+Only plausible candidates are sampled: those whose optimistic value (success
+``plausible`` posterior standard deviations above its mean) net of the wait
+could still beat the best expected value net of the wait. Thompson sampling
+over many candidates otherwise keeps sending work to agents that are clearly
+worse: each has a small chance of a high draw, and over dozens of them those
+chances add up (the maximum of many noisy draws favours the uncertain).
+``plausible = 0`` samples every candidate.
+
 In PASSIVE mode routing ignores what is learned (least loaded decides; the
 estimates are still shown). Large candidate sets are cut to the best
 ``sample_size`` by posterior mean plus two standard deviations (the ones
@@ -42,6 +50,7 @@ class Learned(Strategy):
         sample_size: int = 48,
         exploration: float = 1.0,
         refresh: int = 128,
+        plausible: float = 2.0,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
@@ -52,6 +61,7 @@ class Learned(Strategy):
         self.sample_size = sample_size
         self.exploration = exploration
         self.refresh = refresh
+        self.plausible = plausible
 
     def _rows(self, fleet: Fleet) -> np.ndarray:
         """Learning rows of the fleet's agents (registered on first sight)."""
@@ -120,11 +130,20 @@ class Learned(Strategy):
         mean = est.success
         draw = mean + self.exploration * (self.rng.beta(est.alpha, est.beta) - mean)
         if self.mode is Mode.REINFORCEMENT:
-            value = w.success * draw - w.latency * est.latency + w.feedback * est.feedback
+            scale = w.success
+            rest = -w.latency * est.latency + w.feedback * est.feedback
         else:
-            value = draw
+            scale, rest = 1.0, np.zeros(len(mean))
+        value = scale * draw + rest
         cost = w.latency * wait
         score = value - cost
+        if self.plausible:
+            a, b = est.alpha, est.beta
+            sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
+            expected = scale * mean + rest - cost
+            upper = expected + scale * self.plausible * sd
+            score = np.where(upper >= expected.max(), score, -np.inf)
+            parts["upper_bound"] = upper
         chosen = int(np.argmax(score))
         parts = {
             "score": score,
@@ -134,9 +153,10 @@ class Learned(Strategy):
             **parts,
         }
         why = (
-            "highest sampled reward net of its queue's wait (Thompson sampling)"
+            "highest sampled reward net of its queue's wait among the plausible (Thompson sampling)"
             if self.mode is Mode.REINFORCEMENT
-            else "highest sampled success net of its queue's wait (Thompson sampling)"
+            else "highest sampled success net of its queue's wait among the plausible"
+            " (Thompson sampling)"
         )
         return Ranking(self._full(keep, chosen), parts, why, extra, subset=keep)
 
