@@ -222,10 +222,11 @@ async def test_many_rows_at_once_read_back_the_same(db: Database) -> None:
             assert (task.status, task.result, task.finished_at) == ("PENDING", None, None)
 
 
+# SQLite does not enforce lengths.
+@pytest.mark.parametrize("backend", ["postgresql-redis"], indirect=True)
 async def test_a_value_too_long_for_its_column_fails_on_postgresql(db: Database) -> None:
     """Many rows at once still refuse a string longer than its column (never cut)."""
-    if not db.url.startswith("postgresql"):
-        pytest.skip("SQLite does not enforce lengths")
+    assert db.url.startswith("postgresql")
     now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
     rows = [_new_task(now) for _ in range(2)]
     rows[1]["type"] = "x" * 101  # tasks.type is VARCHAR(100)
