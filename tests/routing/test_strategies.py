@@ -275,6 +275,16 @@ def test_learned_samples_only_plausible_candidates() -> None:
     assert all(c["score"]["upper_bound"] < 0.9 for c in worse)
 
 
+def test_a_newcomer_without_a_record_is_still_sampled() -> None:
+    fleet, learning = _one_good_many_worse()
+    fleet.add("new", capabilities={"py": 0.5}, capacity=8, limit=math.inf)
+    rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=3)
+    picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(300))
+    assert picks["new"] > 0  # uniform prior: its upper bound reaches the best
+    assert picks["good"] > 200
+    assert set(picks) == {"good", "new"}
+
+
 def test_a_plausible_rival_is_still_sampled() -> None:
     # The good agent's queue makes an idle worse one plausible again: the
     # wait is priced before plausibility is judged.
