@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ymera.db import driver
 from ymera.models.agents import Agent, AgentCapability, AgentTag
 
 
@@ -157,22 +158,37 @@ SHIFT_LOAD = (  # Core (executed on the session's connection): compiled once
 )
 
 
-def dispatch_rows(agent_ids: Sequence[str]) -> Any:
-    return select(
-        Agent.id,
-        Agent.name,
-        Agent.status,
-        Agent.current_load,
-        Agent.max_concurrency,
-        Agent.capabilities,
-        Agent.type,
-    ).where(Agent.id.in_(list(agent_ids)))
+class DispatchRow(NamedTuple):
+    """What the dispatcher needs of an agent."""
+
+    id: str
+    name: str
+    status: str
+    current_load: int
+    max_concurrency: int
+    capabilities: list[dict[str, Any]]
+    type: str
 
 
-def load_rows(agent_ids: Sequence[str]) -> Any:
-    return select(Agent.id, Agent.status, Agent.current_load, Agent.max_concurrency).where(
-        Agent.id.in_(list(agent_ids))
-    )
+_DISPATCH_COLUMNS = DispatchRow._fields
+
+
+async def dispatch_rows(session: AsyncSession, agent_ids: Sequence[str]) -> list[DispatchRow]:
+    """These agents' dispatch rows, read at the driver level (every group commit
+    that assigns reads them; see ymera.db.driver), after flushing the session's
+    pending changes (as a query through the session would)."""
+    ids = sorted(set(agent_ids))
+    if not ids:
+        return []
+    await session.flush()
+    connection = await session.connection()
+    dialect = connection.dialect.name
+    sql = driver.select_by_keys_sql(dialect, "agents", _DISPATCH_COLUMNS, len(ids), lock=False)
+    read_json = driver.values_for(dialect).read_json
+    return [
+        DispatchRow(r[0], r[1], r[2], r[3], r[4], read_json(r[5]) or [], r[6])
+        for r in await driver.fetch(connection, sql, driver.keys_param(dialect, ids))
+    ]
 
 
 async def get_many(

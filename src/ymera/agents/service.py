@@ -468,7 +468,7 @@ def _drop_deferred_load(session: Session) -> None:
 async def dispatch_rows(session: AsyncSession, *, agent_ids: list[str]) -> list[Any]:
     """What the dispatcher needs of these agents (id, name, status, load, max
     concurrency, capabilities), read as plain rows."""
-    return list((await session.execute(repository.dispatch_rows(agent_ids))).all())
+    return list(await repository.dispatch_rows(session, agent_ids))
 
 
 async def sync_status_with_load(
@@ -480,7 +480,7 @@ async def sync_status_with_load(
     known = await flush_load(session)
     missing = sorted(set(agent_ids) - set(known))
     if missing:
-        for row in (await session.execute(repository.load_rows(missing))).all():
+        for row in await repository.dispatch_rows(session, missing):
             known[row.id] = (row.status, row.current_load, row.max_concurrency)
     for agent_id in sorted(known):
         status, load, max_concurrency = known[agent_id]
