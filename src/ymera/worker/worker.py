@@ -143,9 +143,12 @@ class Worker:
 
     async def _drain(self) -> None:
         self._draining = True
-        # Ask for no more work first, so nothing new bounces back and forth.
-        self._emit({"type": "drain"})
-        await self._flush_outbox(timeout=1.0)
+        if self.connected.is_set():
+            # Ask for no more work first, so nothing new bounces back and forth.
+            # (Disconnected, there is nobody to ask: whatever a reconnect offers
+            # meanwhile is released at once, the worker being draining.)
+            self._emit({"type": "drain"})
+            await self._flush_outbox(timeout=1.0)
         running = [t for t, _ in self._running.values()]
         if running:
             log.info(
