@@ -146,6 +146,7 @@ async def test_learned_explanations_are_kept_with_the_task(live: LiveServer) -> 
     decision = routing["decision"]
     assert decision["strategy"] == "learned"
     assert decision["learning_mode"] == "ACTIVE"
+    assert decision["queue_price"] >= 2.0  # the wait priced as congestion
     assert decision["chosen"]["name"] == "explained"
     assert "Thompson" in decision["chosen"]["why"]
     parts = decision["candidates"][0]["score"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from ymera.routing.fleet import Fleet
 from ymera.routing.learning.model import LearningState, Mode
 from ymera.routing.strategies import STRATEGIES, make
+from ymera.routing.strategies.learned import congestion_factor
 from ymera.routing.types import AgentSlot, TaskView
 
 
@@ -222,7 +224,44 @@ def test_learned_prices_load() -> None:
     d = rl.select(task(), fleet)
     assert d.agent_id == "fine"
     best = next(c for c in d.explanation["candidates"] if c["name"] == "best")
-    assert best["score"]["load_cost"] == pytest.approx(0.02 * 4 * 10.0, rel=0.2)
+    # Priced as congestion: one of the two slots busy (rho 0.5), (2 - rho) / (1 - rho) = 3.
+    assert d.explanation["queue_price"] == pytest.approx(3.0)
+    assert best["score"]["wait_expected"] == pytest.approx(4 * 10.0, rel=0.2)
+    assert best["score"]["load_cost"] == pytest.approx(3 * 0.02 * 4 * 10.0, rel=0.2)
+
+
+def test_congestion_factor() -> None:
+    cap = np.array([1, 2, 4, 8])
+    assert congestion_factor(np.zeros(4), cap) == pytest.approx(2.0)  # idle: own wait x2
+    busy = np.array([1, 2, 4, 5])  # 12 of 15 slots: rho 0.8
+    assert congestion_factor(busy, cap) == pytest.approx(6.0)
+    # Queued work beyond capacity does not count as busier; rho is capped at 0.9.
+    assert congestion_factor(cap * 5, cap) == pytest.approx(11.0)
+
+
+def test_learned_prices_the_wait_as_congestion() -> None:
+    # "best" (0.95) has two tasks queued behind its one slot: 3 s of its own
+    # wait (0.06 of reward) is less than its edge over the idle "fine" (0.85),
+    # so the task's own wait alone sends it to the queue; priced as
+    # congestion (x3: half the slots busy) the wait outweighs the edge.
+    fleet = fleet_of(
+        {"id": "best", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
+        {"id": "fine", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
+    )
+    learning = LearningState()
+    for i in range(5000):
+        learning.observe("best", "code", success=i % 20 != 0, latency=1.5, now=1.0)
+        learning.observe("fine", "code", success=i % 20 >= 3, latency=1.5, now=1.0)
+    fleet.load[fleet.by_key["best"]] = 2
+
+    def picks(**kw: Any) -> Counter[str | None]:
+        rl = make(
+            "learned", learning=learning, mode=Mode.REINFORCEMENT, clock=lambda: 1.0, seed=4, **kw
+        )
+        return Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(100))
+
+    assert picks(congestion=False)["best"] == 100
+    assert picks()["fine"] == 100
 
 
 def test_reinforcement_weighs_latency_and_feedback() -> None:
@@ -289,7 +328,9 @@ def test_a_plausible_rival_is_still_sampled() -> None:
     # The good agent's queue makes an idle worse one plausible again: the
     # wait is priced before plausibility is judged.
     fleet, learning = _one_good_many_worse()
-    fleet.load[fleet.by_key["good"]] = 8 + 12  # 13 / 8 x 1 s x 0.02: 0.03 of reward
+    # 6 / 8 x 1 s of wait, priced as congestion (x2.03: 8 of 248 slots busy)
+    # x 0.02: 0.03 of reward.
+    fleet.load[fleet.by_key["good"]] = 8 + 5
     rl = make("learned", learning=learning, mode=Mode.REINFORCEMENT, clock=lambda: 1.0, seed=3)
     picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(200))
     assert 60 < picks["good"] < 170
