@@ -340,11 +340,11 @@ class Sim:
 
 def policies(seed: int) -> dict[str, Callable[[Fleet, Sim], Policy]]:
     return {
-        "oracle": lambda fleet, sim: OraclePolicy(fleet, sim.world, sim),
+        # The bar's reference: the true parameters, the wait priced as congestion
+        # (as learned prices it; the stronger of the two oracles).
+        "oracle": lambda fleet, sim: OraclePolicy(fleet, sim.world, sim, congestion=True),
         "learned": lambda fleet, sim: LearnedPolicy("learned", fleet, sim.world, seed),
-        "oracle (congestion)": lambda fleet, sim: OraclePolicy(
-            fleet, sim.world, sim, congestion=True
-        ),
+        "oracle (own wait only)": lambda fleet, sim: OraclePolicy(fleet, sim.world, sim),
         "random": lambda fleet, sim: StrategyPolicy("random", fleet, make("weighted", seed=seed)),
         "round_robin": lambda fleet, sim: StrategyPolicy("round_robin", fleet, make("round_robin")),
         "least_loaded": lambda fleet, sim: StrategyPolicy(
@@ -358,7 +358,7 @@ def policies(seed: int) -> dict[str, Callable[[Fleet, Sim], Policy]]:
 
 def cold_policies(seed: int) -> dict[str, Callable[[Fleet, Sim], Policy]]:
     return {
-        "oracle": lambda fleet, sim: OraclePolicy(fleet, sim.world, sim),
+        "oracle": lambda fleet, sim: OraclePolicy(fleet, sim.world, sim, congestion=True),
         "learned (pooled priors)": lambda fleet, sim: LearnedPolicy(
             "pooled", fleet, sim.world, seed
         ),
@@ -493,13 +493,14 @@ def main(argv: list[str]) -> int:
         "learned p99 latency <= 1.1x the oracle's": lr["p99"] <= 1.1 * o["p99"],
         "decision p99 < 1 ms at 10,000 agents (thread CPU time)": dt["cpu_p99"] < 1000,
     }
-    if "oracle (congestion)" in main_table:
-        oc = main_table["oracle (congestion)"]
-        gap = oc["reward_total"] - lr["reward_total"]
+    if "oracle (own wait only)" in main_table:
+        om = main_table["oracle (own wait only)"]
+        gap = om["reward_total"] - lr["reward_total"]
         print(
-            "learned against the oracle that prices the wait as congestion too: regret "
-            f"{gap:.1f} per seed, {gap / (oc['reward_total'] - ll['reward_total']):.1%} of "
-            f"least_loaded's; success {lr['success']:.1%} against {oc['success']:.1%}"
+            "learned against the oracle that prices only each task's own wait (beatable: "
+            f"it queues): regret {gap:.1f} per seed, "
+            f"{gap / (om['reward_total'] - ll['reward_total']):.1%} of least_loaded's; "
+            f"success {lr['success']:.1%} against {om['success']:.1%}"
         )
     print()
     for label, ok in checks.items():
