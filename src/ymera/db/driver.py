@@ -346,9 +346,10 @@ def fetch_sync(connection: Connection, template: str, params: tuple[Any, ...]) -
 
 
 # Core statements run with many rows before a commit (the agents' metrics, the
-# learning engine's sums, the knowledge base's records): on PostgreSQL compiled
-# once, then run by asyncpg as an executemany of positional values (SQLAlchemy's
-# executemany of dictionaries cost several times asyncpg's own work).
+# learning engine's sums, the knowledge base's records): compiled once, then run
+# as an executemany of positional values, by asyncpg on PostgreSQL and through
+# exec_driver_sql on SQLite (SQLAlchemy's executemany of dictionaries processes
+# every parameter of every row: several times the driver's own work).
 
 
 @dataclass(frozen=True)
@@ -359,12 +360,14 @@ class _CompiledCore:
     processors: dict[str, Callable[[Any], Any]]
 
 
-_CORE: dict[tuple[Any, tuple[str, ...]], _CompiledCore | None] = {}
+_CORE: dict[tuple[Any, str, tuple[str, ...]], _CompiledCore | None] = {}
 
 
 def _compile_core(connection: Connection, stmt: Any, keys: tuple[str, ...]) -> _CompiledCore | None:
     compiled = stmt.compile(dialect=connection.dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup or ())
+    if not names or "POSTCOMPILE" in compiled.string:
+        return None  # not positional, or parameters rendered per execution
     if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
         return None  # column defaults computed per row by SQLAlchemy: not here
     constants = {name: value for name, value in compiled.params.items() if name not in keys}
@@ -377,17 +380,15 @@ def _compile_core(connection: Connection, stmt: Any, keys: tuple[str, ...]) -> _
 
 
 def execute_core_many_sync(connection: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """``connection.execute(stmt, rows)`` (every row with the same keys); on
-    PostgreSQL at the driver level (see above), in the same transaction."""
+    """``connection.execute(stmt, rows)`` (every row with the same keys), at the
+    driver level (see above), in the same transaction."""
     if not rows:
         return
-    if connection.dialect.name != "postgresql":
-        connection.execute(stmt, rows)
-        return
+    dialect = connection.dialect.name
     keys = tuple(rows[0])
-    if (stmt, keys) not in _CORE:
-        _CORE[(stmt, keys)] = _compile_core(connection, stmt, keys)
-    compiled = _CORE[(stmt, keys)]
+    if (stmt, dialect, keys) not in _CORE:
+        _CORE[(stmt, dialect, keys)] = _compile_core(connection, stmt, keys)
+    compiled = _CORE[(stmt, dialect, keys)]
     if compiled is None:  # not one this can run
         connection.execute(stmt, rows)
         return
@@ -400,6 +401,9 @@ def execute_core_many_sync(connection: Connection, stmt: Any, rows: list[dict[st
             processor = processors.get(name)
             values.append(value if processor is None else processor(value))
         params.append(tuple(values))
+    if dialect != "postgresql":
+        connection.exec_driver_sql(compiled.sql, params)
+        return
     adapter = connection.connection.dbapi_connection
     await_only(_core_in(adapter, compiled.sql, params))
 
