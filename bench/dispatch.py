@@ -538,7 +538,7 @@ def main(argv: list[str]) -> int:
     )
     for r in results:
         ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
-        cpu = f"{r.cpu_ms_per_task:15.2f}" if r.server_cpu == r.server_cpu else f"{'':15}"
+        cpu = f"{r.cpu_ms_per_task:15.3f}" if r.server_cpu == r.server_cpu else f"{'':15}"
         wcpu = f"{r.worker_ms_per_task:15.2f}" if r.worker_cpu == r.worker_cpu else f"{'':15}"
         batching = (
             f" {r.writes_per_commit:13.1f} {r.frames_per_message:10.1f}"

@@ -237,3 +237,53 @@ async def test_a_value_too_long_for_its_column_fails_on_postgresql(db: Database)
 
     with pytest.raises(DBAPIError):
         await insert()
+
+
+async def test_a_large_batch_with_shared_values_reads_back_the_same(db: Database) -> None:
+    """A batch large enough that PostgreSQL gets the columns whose rows all hold
+    one value (instants, NULLs, JSON) as one value each: every row reads back as
+    written, inserted and updated, and the varying columns stay per row."""
+    now = datetime(2026, 12, 6, 9, 30, 0, 250000, tzinfo=UTC)
+    count = driver.SCALAR_MIN_ROWS + 4
+    rows = [_new_task(now) for _ in range(count)]
+    for i, row in enumerate(rows):
+        row["priority"] = i % 3
+        row["deadline"] = None
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+    later = now + timedelta(seconds=1)
+    async with db.transaction() as session:
+        await repository.lock_rows(session, [str(r["id"]) for r in rows])
+        for i, row in enumerate(rows):
+            report = await repository.get_row(session, str(row["id"]))
+            assert report is not None
+            report.status = "SUCCEEDED"
+            report.result = {"ok": True} if i % 2 else {"i": i}
+            report.finished_at = later
+    async with db.transaction(readonly=True) as session:
+        tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
+    assert len(tasks) == count
+    for i, row in enumerate(rows):
+        task = tasks[row["id"]]
+        for name, value in row.items():
+            if name not in ("status", "finished_at"):
+                assert getattr(task, name) == value, (i, name)
+        expected = {"ok": True} if i % 2 else {"i": i}
+        assert (task.status, task.result, task.finished_at) == ("SUCCEEDED", expected, later)
+
+
+@pytest.mark.parametrize("backend", ["postgresql-redis"], indirect=True)
+async def test_a_shared_value_too_long_for_its_column_fails_on_postgresql(db: Database) -> None:
+    """A value shared by every row of a large batch (sent once) is still refused
+    when it is longer than its column, never cut."""
+    now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(driver.SCALAR_MIN_ROWS)]
+    for row in rows:
+        row["type"] = "x" * 101  # tasks.type is VARCHAR(100)
+
+    async def insert() -> None:
+        async with db.transaction() as session:
+            await repository.insert_tasks(session, rows)
+
+    with pytest.raises(DBAPIError):
+        await insert()

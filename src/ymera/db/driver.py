@@ -160,32 +160,70 @@ def _array_type(table: str, column: str) -> tuple[str, str]:
     return f"{name}[]", ""
 
 
-@functools.lru_cache(maxsize=64)
-def _array_sql(template: str) -> str | None:
+@functools.lru_cache(maxsize=512)
+def _array_sql(template: str, scalars: frozenset[int] = frozenset()) -> str | None:
     """PostgreSQL: the statement ``template`` (from :func:`insert_sql` or
     :func:`update_sql`) as one statement over arrays of its parameters, one array
     per column (``unnest``): one statement for the whole batch instead of one per
     row (asyncpg's executemany binds and executes each row), about half the
     client's CPU and far less of the server's. Parameters: the columns
-    (:func:`_columns`)."""
+    (:func:`_columns`); a column whose index is in ``scalars`` is sent as one
+    value for every row (see :func:`_batch_params`)."""
     shape = _SHAPES.get(template)
     if shape is None:
         return None
     kind, table, columns, key = shape
     names = [*columns, key] if key is not None else list(columns)
     types = [_array_type(table, name) for name in names]
-    arrays = ", ".join(f"${i}::{array}" for i, (array, _) in enumerate(types, 1))
-    aliases = ", ".join(f"c{i}" for i in range(len(names)))
-    source = f"unnest({arrays}) AS u({aliases})"
+    arrays = [i for i in range(len(names)) if i not in scalars]
+    cols = ", ".join(f"${i + 1}::{types[i][0]}" for i in arrays)
+    aliases = ", ".join(f"c{i}" for i in arrays)
+    source = f"unnest({cols}) AS u({aliases})"
+
+    def value(i: int) -> str:
+        if i in scalars:
+            return f"${i + 1}::{types[i][0][:-2]}{types[i][1]}"
+        return f"u.c{i}{types[i][1]}"
+
     if kind == "insert":
-        picks = ", ".join(f"u.c{i}{cast}" for i, (_, cast) in enumerate(types))
+        picks = ", ".join(value(i) for i in range(len(names)))
         return f"INSERT INTO {table} ({', '.join(columns)}) SELECT {picks} FROM {source}"  # noqa: S608
-    sets = ", ".join(f"{name} = u.c{i}{types[i][1]}" for i, name in enumerate(columns))
+    sets = ", ".join(f"{name} = {value(i)}" for i, name in enumerate(columns))
     last = len(columns)
     # "= ANY" of the keys too: without it the planner joins a large batch by
     # scanning the whole table (it cannot see that each key matches one row).
     keys = f"{table}.{key} = ANY(${last + 1}::{types[last][0]})"
     return f"UPDATE {table} SET {sets} FROM {source} WHERE {table}.{key} = u.c{last} AND {keys}"  # noqa: S608
+
+
+# Batches at least this large send a column whose rows all hold the same value
+# (a batch's shared instants, its NULLs, ...) as one value instead of an array:
+# asyncpg encodes each array element (about 0.4 us for a string, 0.8 us for a
+# timestamp on this machine). Smaller batches keep one statement shape (each
+# shape is one more prepared statement).
+SCALAR_MIN_ROWS = 16
+
+
+def _batch_params(template: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str | None, list[Any]]:
+    """The array statement of ``template`` for ``rows`` and its parameters."""
+    params: list[Any] = _columns(rows)
+    scalars: frozenset[int] = frozenset()
+    if len(rows) >= SCALAR_MIN_ROWS:
+        count = len(rows)
+        # The first column and an update's key stay arrays (unnest needs one; the
+        # key is matched with = ANY of its array).
+        scalars = frozenset(
+            i for i, column in enumerate(params[1:-1], 1) if column.count(column[0]) == count
+        )
+        if (
+            _SHAPES.get(template, ("insert",))[0] == "insert"
+            and params[-1].count(params[-1][0]) == count
+            and len(params) > 1
+        ):
+            scalars |= {len(params) - 1}
+        for i in scalars:
+            params[i] = params[i][0]
+    return _array_sql(template, scalars), params
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -247,9 +285,8 @@ async def execute_many(
 
 
 async def _pg_many(adapter: Any, template: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    arrays = _array_sql(template) if len(rows) > 1 else None
+    arrays, params = _batch_params(template, rows) if len(rows) > 1 else (None, [])
     if arrays is not None:
-        params = _columns(rows)
         await _pg(adapter, arrays, params, lambda pg: pg.execute(arrays, *params))
     else:
         await _pg(adapter, sql, rows, lambda pg: pg.executemany(sql, rows))
@@ -309,9 +346,10 @@ def fetch_sync(connection: Connection, template: str, params: tuple[Any, ...]) -
 
 
 # Core statements run with many rows before a commit (the agents' metrics, the
-# learning engine's sums, the knowledge base's records): on PostgreSQL compiled
-# once, then run by asyncpg as an executemany of positional values (SQLAlchemy's
-# executemany of dictionaries cost several times asyncpg's own work).
+# learning engine's sums, the knowledge base's records): compiled once, then run
+# as an executemany of positional values, by asyncpg on PostgreSQL and through
+# exec_driver_sql on SQLite (SQLAlchemy's executemany of dictionaries processes
+# every parameter of every row: several times the driver's own work).
 
 
 @dataclass(frozen=True)
@@ -322,12 +360,14 @@ class _CompiledCore:
     processors: dict[str, Callable[[Any], Any]]
 
 
-_CORE: dict[tuple[Any, tuple[str, ...]], _CompiledCore | None] = {}
+_CORE: dict[tuple[Any, str, tuple[str, ...]], _CompiledCore | None] = {}
 
 
 def _compile_core(connection: Connection, stmt: Any, keys: tuple[str, ...]) -> _CompiledCore | None:
     compiled = stmt.compile(dialect=connection.dialect, column_keys=list(keys))
     names = tuple(compiled.positiontup or ())
+    if not names or "POSTCOMPILE" in compiled.string:
+        return None  # not positional, or parameters rendered per execution
     if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
         return None  # column defaults computed per row by SQLAlchemy: not here
     constants = {name: value for name, value in compiled.params.items() if name not in keys}
@@ -340,17 +380,15 @@ def _compile_core(connection: Connection, stmt: Any, keys: tuple[str, ...]) -> _
 
 
 def execute_core_many_sync(connection: Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """``connection.execute(stmt, rows)`` (every row with the same keys); on
-    PostgreSQL at the driver level (see above), in the same transaction."""
+    """``connection.execute(stmt, rows)`` (every row with the same keys), at the
+    driver level (see above), in the same transaction."""
     if not rows:
         return
-    if connection.dialect.name != "postgresql":
-        connection.execute(stmt, rows)
-        return
+    dialect = connection.dialect.name
     keys = tuple(rows[0])
-    if (stmt, keys) not in _CORE:
-        _CORE[(stmt, keys)] = _compile_core(connection, stmt, keys)
-    compiled = _CORE[(stmt, keys)]
+    if (stmt, dialect, keys) not in _CORE:
+        _CORE[(stmt, dialect, keys)] = _compile_core(connection, stmt, keys)
+    compiled = _CORE[(stmt, dialect, keys)]
     if compiled is None:  # not one this can run
         connection.execute(stmt, rows)
         return
@@ -363,6 +401,9 @@ def execute_core_many_sync(connection: Connection, stmt: Any, rows: list[dict[st
             processor = processors.get(name)
             values.append(value if processor is None else processor(value))
         params.append(tuple(values))
+    if dialect != "postgresql":
+        connection.exec_driver_sql(compiled.sql, params)
+        return
     adapter = connection.connection.dbapi_connection
     await_only(_core_in(adapter, compiled.sql, params))
 
