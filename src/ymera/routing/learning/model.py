@@ -431,8 +431,14 @@ class LearningState:
             k = np.exp2(-np.maximum(now - self.cells.t[col, rows], 0.0) / self.half_life)
             a = 1.0 + (a - 1.0) * k
             b = 1.0 + (b - 1.0) * k
-        out: np.ndarray = a / (a + b) + 2 * np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+        out: np.ndarray = a / (a + b) + 2 * beta_sd(a, b)
         return out
+
+
+def beta_sd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The standard deviation of Beta(a, b) (a success rate's posterior)."""
+    out: np.ndarray = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
+    return out
 
 
 def _key(index: dict[str, int], col: int) -> str:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ymera.routing.fleet import Fleet
-from ymera.routing.learning.model import LearningState, Mode, RewardWeights
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights, beta_sd
 from ymera.routing.strategies.base import Ranking, Strategy, load_ratio
 from ymera.routing.types import TaskView
 
@@ -152,10 +152,8 @@ class Learned(Strategy):
         cost = w.latency * factor * wait
         score = value - cost
         if self.plausible:
-            a, b = est.alpha, est.beta
-            sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
             expected = scale * mean + rest - cost
-            upper = expected + scale * self.plausible * sd
+            upper = expected + scale * self.plausible * beta_sd(est.alpha, est.beta)
             score = np.where(upper >= expected.max(), score, -np.inf)
             parts["upper_bound"] = upper
         chosen = int(np.argmax(score))
