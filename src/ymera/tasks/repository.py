@@ -9,10 +9,10 @@ from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import (
+    Integer,
     Table,
     and_,
     bindparam,
-    literal_column,
     or_,
     select,
     text,
@@ -439,24 +439,31 @@ _CLAIM_COLUMNS = (
 )
 
 
-# The head of the queue read off ix_tasks_queue in its order: the status is a
-# literal so the partial index applies, and SQLite is told to use it with
-# INDEXED BY (without statistics its planner would rather sort every pending
-# task: a claim would cost time in proportion to the depth of the queue).
-_PENDING_WINDOW = (
-    select(*_CLAIM_COLUMNS)
-    .where(_T.c.status == literal_column("'PENDING'"), _T.c.available_at <= bindparam("now"))
-    .order_by(_T.c.priority.desc(), _T.c.created_at, _T.c.id)
-    .with_for_update(skip_locked=True)
-)
+# The head of the queue read off ix_tasks_queue in its order (priority, then
+# age), the rows locked. Neither database may choose another plan: without
+# statistics, or with statistics from when few tasks waited, the planner would
+# rather read every pending task and sort them, so a claim would cost time in
+# proportion to the depth of the queue. SQLite is told the index (INDEXED BY);
+# PostgreSQL reads through ymera_queue_head (migration 0019), a function that
+# plans its query with sorting and bitmap scans off.
+_CLAIM_NAMES = ", ".join(c.name for c in _CLAIM_COLUMNS)
 _PENDING_WINDOW_SQLITE = (
     text(  # the column names are this module's constants
-        f"SELECT {', '.join(c.name for c in _CLAIM_COLUMNS)} "  # noqa: S608
+        f"SELECT {_CLAIM_NAMES} "  # noqa: S608
         "FROM tasks INDEXED BY ix_tasks_queue "
         "WHERE status = 'PENDING' AND available_at <= :now "
         "ORDER BY priority DESC, created_at, id LIMIT :limit OFFSET :offset"
     )
     .bindparams(bindparam("now", type_=_T.c.available_at.type))
+    .columns(*_CLAIM_COLUMNS)
+)
+_PENDING_WINDOW_PG = (
+    text(f"SELECT {_CLAIM_NAMES} FROM ymera_queue_head(:now, :limit, :offset)")  # noqa: S608
+    .bindparams(
+        bindparam("now", type_=_T.c.available_at.type),
+        bindparam("limit", type_=Integer),
+        bindparam("offset", type_=Integer),
+    )
     .columns(*_CLAIM_COLUMNS)
 )
 
@@ -467,11 +474,9 @@ async def pending_window(
     """The head of the queue, locked (SKIP LOCKED on PostgreSQL so replicas share
     it): rows of the columns claiming needs, not ORM objects."""
     connection = await session.connection()
-    if connection.dialect.name == "sqlite":
-        params = {"now": now, "limit": limit, "offset": offset}
-        return (await connection.execute(_PENDING_WINDOW_SQLITE, params)).all()
-    stmt = _PENDING_WINDOW.limit(limit).offset(offset)
-    return (await connection.execute(stmt, {"now": now})).all()
+    stmt = _PENDING_WINDOW_SQLITE if connection.dialect.name == "sqlite" else _PENDING_WINDOW_PG
+    params = {"now": now, "limit": limit, "offset": offset}
+    return (await connection.execute(stmt, params)).all()
 
 
 async def assign_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
