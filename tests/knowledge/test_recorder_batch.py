@@ -6,11 +6,13 @@ share one instant or not."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tests.conftest import AppHarness
 from ymera.auth.permissions import Role
+from ymera.kit import jsonx
 from ymera.kit.clock import utcnow
 from ymera.knowledge import recorder
 from ymera.models.knowledge import Experience
@@ -31,8 +33,18 @@ async def _submit(harness: AppHarness, count: int) -> list[str]:
 _BASE = utcnow()
 
 
-def _finished(task_id: str, i: int, at_offset: float) -> hooks.TaskFinished:
+async def _finish(session: Any, task_id: str, i: int, at_offset: float) -> hooks.TaskFinished:
+    """End the task's row as the engine would, and what the hook is told."""
     ok = i % 4 != 3
+    await session.execute(
+        text("UPDATE tasks SET status = :s, result = :r, error = :e WHERE id = :id"),
+        {
+            "s": "SUCCEEDED" if ok else "FAILED",
+            "r": jsonx.dumps({"built": f"wheel-{i}"}) if ok else None,
+            "e": None if ok else jsonx.dumps({"message": f"crash {i}", "type": "error"}),
+            "id": task_id,
+        },
+    )
     return hooks.TaskFinished(
         id=task_id,
         type="ignored",  # the row takes the type stored with the task
@@ -50,17 +62,17 @@ async def test_one_commit_records_many_experiences(harness: AppHarness) -> None:
     ids = await _submit(harness, 40)
     harness.settings.knowledge.summary_chars = 30
     db = harness.state.db
-    shared = _finished(ids[0], 0, 0).at
+    shared = _BASE
     async with db.transaction() as session:  # rows sharing one instant
         for i, task_id in enumerate(ids[:20]):
-            finished = _finished(task_id, i, 0)
+            finished = await _finish(session, task_id, i, 0)
             await recorder.record(
                 session,
                 hooks.TaskFinished(**{**finished.__dict__, "at": shared}),
             )
     async with db.transaction() as session:  # an instant per row
         for i, task_id in enumerate(ids[20:], 20):
-            await recorder.record(session, _finished(task_id, i, i))
+            await recorder.record(session, await _finish(session, task_id, i, i))
     async with db.transaction() as session:
         rows = (await session.execute(select(Experience).order_by(Experience.seq))).scalars().all()
     assert [r.task_id for r in rows] == ids  # in the order the tasks finished

@@ -20,12 +20,8 @@ from typing import Any
 from typing import cast as typed
 
 from sqlalchemy import (
-    Integer,
-    String,
     Table,
-    Text,
     bindparam,
-    cast,
     delete,
     func,
     select,
@@ -33,7 +29,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ymera.db.base import UTCDateTime
 from ymera.models.knowledge import Experience
 from ymera.models.tasks import Task
 
@@ -289,45 +284,3 @@ async def set_embeddings(session: AsyncSession, vectors: Sequence[tuple[int, byt
 
 def embed_text(task_type: str, summary: str, notes: str) -> str:
     return f"{task_type}: {summary}\n{notes}".strip()
-
-
-# --- recording from finished tasks (one executemany at commit) ----------------------
-
-_RECORD: dict[str, Any] = {}
-
-
-def record_statement(dialect: str) -> Any:
-    """INSERT ... SELECT of one experience per finished task; the input summary is
-    cut from the task's stored input by the database (never loaded here)."""
-    cached = _RECORD.get(dialect)
-    if cached is None:
-        chars = bindparam("k_chars", type_=Integer)
-        as_text = cast(_T.c.input, Text)
-        summary = (
-            func.substr(as_text, 1, chars) if dialect == "sqlite" else func.left(as_text, chars)
-        )
-        source = select(
-            bindparam("k_id", type_=String),
-            _T.c.type,
-            summary,
-            bindparam("k_outcome", type_=String),
-            bindparam("k_agent", type_=String),
-            _T.c.id,
-            bindparam("k_notes", type_=Text),
-            bindparam("k_source", type_=String),
-            bindparam("k_at", type_=UTCDateTime()),
-        ).where(_T.c.id == bindparam("k_task", type_=String))
-        cols = [
-            "id",
-            "task_type",
-            "summary",
-            "outcome",
-            "agent_id",
-            "task_id",
-            "notes",
-            "source",
-            "created_at",
-        ]
-        cached = _K.insert().from_select(cols, source)
-        _RECORD[dialect] = cached
-    return cached
