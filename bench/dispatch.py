@@ -50,6 +50,7 @@ class Result:
     server_cpu: float = float("nan")  # seconds of CPU the server used for the run
     worker_cpu: float = float("nan")  # seconds of CPU all worker processes used
     client_cpu: float = float("nan")  # seconds of CPU this (submitting) process used
+    db_cpu: float = float("nan")  # seconds of CPU the local PostgreSQL's processes used
     writes_per_commit: float = float("nan")  # the group-commit writer's batch size
     frames_per_message: float = float("nan")  # frames per WebSocket message to workers
 
@@ -79,6 +80,25 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every local PostgreSQL process (backends, and through the
+    postmaster's reaped-children times, those that exited): the database's share
+    of the machine when it runs here. Other databases' work on the same server
+    counts too."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -195,12 +215,14 @@ async def _ymera_run(
 
     async def measured(run: Any) -> Result:
         before, before_workers = cpu_seconds(server_pid), workers_cpu()
+        db_before = postgres_cpu_seconds() if "postgresql" in label else float("nan")
         client_before = time.process_time()
         start = await counters()
         result: Result = await run
         result.server_cpu = cpu_seconds(server_pid) - before
         result.worker_cpu = workers_cpu() - before_workers
         result.client_cpu = time.process_time() - client_before
+        result.db_cpu = postgres_cpu_seconds() - db_before
         end = await counters()
         delta = {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
         result.writes_per_commit = delta.get("ymera_task_writer_writes_total", 0.0) / max(
@@ -533,12 +555,15 @@ def main(argv: list[str]) -> int:
     base = next((r.rate for r in celery if r.name == "Celery single"), None)
     print(
         f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
-        f" {'srv CPU ms/task':>15} {'wrk CPU ms/task':>15} {'writes/commit':>13}"
+        f" {'srv CPU ms/task':>15} {'db CPU ms/task':>14} {'wrk CPU ms/task':>15}"
+        f" {'writes/commit':>13}"
         f" {'frames/msg':>10} {'client CPU ms/task':>18}"
     )
     for r in results:
         ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
         cpu = f"{r.cpu_ms_per_task:15.3f}" if r.server_cpu == r.server_cpu else f"{'':15}"
+        db_ms = 1000 * r.db_cpu / r.tasks if r.tasks else float("nan")
+        cpu += f" {db_ms:14.3f}" if db_ms == db_ms else f" {'':14}"
         wcpu = f"{r.worker_ms_per_task:15.2f}" if r.worker_cpu == r.worker_cpu else f"{'':15}"
         batching = (
             f" {r.writes_per_commit:13.1f} {r.frames_per_message:10.1f}"
