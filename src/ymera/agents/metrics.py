@@ -34,7 +34,7 @@ from ymera.agents import service as agents_service
 from ymera.agents.health_checks import HealthSnapshot
 from ymera.agents.schemas import MetricsWindow as Window
 from ymera.db import driver
-from ymera.db.database import DB_KEY, Database, at_commit
+from ymera.db.database import DB_KEY, LAST, Database, at_commit
 from ymera.models.agent_metrics import (
     HISTOGRAM_COLUMNS,
     HOUR,
@@ -167,7 +167,7 @@ def _upsert_rows(
     return rows
 
 
-@at_commit(40)
+@at_commit(LAST - 30)
 def _write_buffered_metrics(session: Session) -> None:
     buffer = session.info.pop(_BUFFER, None)
     if buffer:

@@ -158,6 +158,28 @@ SHIFT_LOAD = (  # Core (executed on the session's connection): compiled once
 )
 
 
+# Row locks for the load and status: FOR NO KEY UPDATE (PostgreSQL), the lock an
+# UPDATE of the row takes. FOR UPDATE would also wait for the KEY SHARE locks the
+# tasks' foreign key checks take on their agent (every transaction that assigns
+# a task holds one), and two writers could then wait on each other in a cycle.
+LOCK_LOAD_ROW = (  # Core: an agent's status and load, its row locked
+    select(_A.c.id, _A.c.status, _A.c.current_load, _A.c.max_concurrency)
+    .where(_A.c.id == bindparam("aid"))
+    .with_for_update(key_share=True)
+)
+
+
+def locked_agents(ids: Sequence[str]) -> Any:
+    """Agents by id, locked (FOR UPDATE on PostgreSQL), re-read into the session."""
+    return (
+        select(Agent)
+        .where(Agent.id.in_(list(ids)))
+        .order_by(Agent.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
 class DispatchRow(NamedTuple):
     """What the dispatcher needs of an agent."""
 

@@ -22,7 +22,7 @@ from ymera.agents.status import (
 )
 from ymera.auth.permissions import Permission
 from ymera.auth.principal import Principal
-from ymera.db.database import at_commit
+from ymera.db.database import LAST, at_commit
 from ymera.errors import Conflict, Forbidden, NotFound, Unprocessable
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
@@ -31,6 +31,8 @@ from ymera.models.agents import Agent
 
 S = AgentStatus
 _LOAD_DELTAS = "ymera_agent_load_deltas"
+_FOLLOW = "ymera_agents_follow_load"
+_FOLLOW_AT = "ymera_agents_follow_load_at"
 
 
 class AgentNotFound(NotFound):
@@ -45,7 +47,9 @@ class AgentHasRunningTasks(Conflict):
     code = "agent_has_running_tasks"
 
 
-def _event(session: AsyncSession, agent: Agent, kind: str, actor: str | None, **data: Any) -> None:
+def _event(
+    session: AsyncSession | Session, agent: Agent, kind: str, actor: str | None, **data: Any
+) -> None:
     record_event(
         session,
         type=f"agent.{kind}",
@@ -71,7 +75,7 @@ def _check_owner(principal: Principal, agent: Agent) -> None:
 
 
 def transition(
-    session: AsyncSession,
+    session: AsyncSession | Session,
     agent: Agent,
     target: AgentStatus,
     *,
@@ -418,7 +422,7 @@ def defer_load(session: AsyncSession, *, agent_id: str, count: int) -> None:
 
     Load changes are summed per agent in the unit of work and written once per
     agent, in one lock order (sorted ids), when it commits (or at
-    :func:`flush_load`): a batch of a hundred results for one agent costs one
+    :func:`sync_status_with_load`): a batch of a hundred results for one agent costs one
     update of its row, and replicas' batches never lock agent rows in a cycle.
     """
     _defer_load(session, agent_id, count)
@@ -439,30 +443,69 @@ def _defer_load(session: AsyncSession, agent_id: str, delta: int) -> None:
     deltas[agent_id] = deltas.get(agent_id, 0) + delta
 
 
-async def flush_load(session: AsyncSession) -> dict[str, tuple[str, int, int]]:
-    """Write the deferred load changes now; returns (status, load, max concurrency)
-    of each agent whose load moved."""
-    moved: dict[str, tuple[str, int, int]] = {}
-    for agent_id, delta in sorted((session.info.pop(_LOAD_DELTAS, None) or {}).items()):
-        if delta:
-            row = (
-                await session.execute(repository.SHIFT_LOAD, {"aid": agent_id, "d": delta})
-            ).first()
-            if row is not None:
-                moved[agent_id] = (row.status, row.current_load, row.max_concurrency)
-    return moved
+def follow_load_at_commit(session: AsyncSession, *, agent_ids: list[str], now: datetime) -> None:
+    """:func:`sync_status_with_load` at the end of this transaction, just before its
+    events: the deferred load changes are written and these agents (and every
+    agent whose load moved) follow their load there. The group-commit writer does
+    this: the agents' rows are the rows its lanes share, so they are locked last
+    (one lane's transaction runs its own work while another commits)."""
+    follow: set[str] = session.info.setdefault(_FOLLOW, set())
+    follow.update(agent_ids)
+    session.info[_FOLLOW_AT] = now
 
 
-@at_commit(30)
+# Runs after the other deferred writers and just before the events (which come
+# last): the agents' rows are locked here, in id order, in every transaction
+# that defers its load, so concurrent writers wait on each other only for their
+# tails (this, the events, COMMIT), never in the middle of their work.
+@at_commit(LAST - 10)
 def _write_deferred_load(session: Session) -> None:
-    for agent_id, delta in sorted((session.info.pop(_LOAD_DELTAS, None) or {}).items()):
+    deltas = session.info.pop(_LOAD_DELTAS, None) or {}
+    follow: set[str] = session.info.pop(_FOLLOW, None) or set()
+    now = session.info.pop(_FOLLOW_AT, None)
+    _write_load(session, deltas, follow, now)
+
+
+def _write_load(
+    session: Session, deltas: dict[str, int], follow: set[str], now: datetime | None
+) -> None:
+    """Write the load changes; with ``follow`` (and ``now``), those agents and every
+    agent whose load moved then follow their load (IDLE / ACTIVE / BUSY)."""
+    connection = session.connection()
+    known: dict[str, tuple[str, int, int]] = {}
+    # One pass in id order, each agent locked once: by its load's update, or (an
+    # agent to follow whose load did not move) by reading it FOR UPDATE, so two
+    # transactions doing this never wait on each other in a cycle.
+    following = follow if now is not None else set()
+    for agent_id in sorted(set(deltas) | following):
+        delta = deltas.get(agent_id, 0)
         if delta:
-            session.connection().execute(repository.SHIFT_LOAD, {"aid": agent_id, "d": delta})
+            row = connection.execute(repository.SHIFT_LOAD, {"aid": agent_id, "d": delta}).first()
+        elif agent_id in following:
+            row = connection.execute(repository.LOCK_LOAD_ROW, {"aid": agent_id}).first()
+        else:
+            continue
+        if row is not None:
+            known[agent_id] = (row.status, row.current_load, row.max_concurrency)
+    if not following or now is None:
+        return
+    moving = sorted(
+        agent_id
+        for agent_id, (status, load, max_concurrency) in known.items()
+        if follow_load(S(status), load, max_concurrency) != S(status)
+    )
+    if not moving:
+        return
+    for agent in session.scalars(repository.locked_agents(moving)):  # locked above
+        target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
+        transition(session, agent, target, reason="load", now=now, actor="dispatcher")
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _drop_deferred_load(session: Session) -> None:
     session.info.pop(_LOAD_DELTAS, None)
+    session.info.pop(_FOLLOW, None)
+    session.info.pop(_FOLLOW_AT, None)
 
 
 async def dispatch_rows(session: AsyncSession, *, agent_ids: list[str]) -> list[Any]:
@@ -475,21 +518,11 @@ async def sync_status_with_load(
     session: AsyncSession, *, agent_ids: list[str], now: datetime
 ) -> None:
     """Move live agents between IDLE / ACTIVE / BUSY to match their current load
-    (writing deferred load changes first). An agent whose status stays costs no
-    more than its load update; only a change loads and locks the agent."""
-    known = await flush_load(session)
-    missing = sorted(set(agent_ids) - set(known))
-    if missing:
-        for row in await repository.dispatch_rows(session, missing):
-            known[row.id] = (row.status, row.current_load, row.max_concurrency)
-    for agent_id in sorted(known):
-        status, load, max_concurrency = known[agent_id]
-        target = follow_load(S(status), load, max_concurrency)
-        if target == S(status):
-            continue
-        for agent in await repository.get_many(session, [agent_id], fresh=True):
-            target = follow_load(S(agent.status), agent.current_load, agent.max_concurrency)
-            transition(session, agent, target, reason="load", now=now, actor="dispatcher")
+    (writing deferred load changes first), now. An agent whose status stays costs
+    no more than its load update (or a locked read); only a change loads the
+    agent. :func:`follow_load_at_commit` does the same at commit."""
+    deltas = session.info.pop(_LOAD_DELTAS, None) or {}
+    await session.run_sync(_write_load, deltas, set(agent_ids), now)
 
 
 async def mark_connected(

@@ -56,7 +56,7 @@ SELECT last_seq FROM s
 
 
 def record_event(
-    session: AsyncSession,
+    session: AsyncSession | Session,
     *,
     type: str,
     resource_type: str,

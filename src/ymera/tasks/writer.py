@@ -172,8 +172,8 @@ class TaskWriter:
                 agents = sorted(
                     {i.agent_id for i in batch if i.agent_id} | {a.agent_id for a in assignments}
                 )
-                if agents:
-                    await agents_service.sync_status_with_load(
+                if agents:  # at the end of the transaction (the lanes' shared rows)
+                    agents_service.follow_load_at_commit(
                         session, agent_ids=agents, now=self.state.clock.now()
                     )
         except Exception as exc:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ymera.db import driver
-from ymera.db.database import DB_KEY, at_commit
+from ymera.db.database import DB_KEY, LAST, at_commit
 from ymera.models.agents import Agent
 from ymera.models.routing import LearningStat
 from ymera.routing.engine import RoutingEngine, engine_of, peer_group
@@ -107,7 +107,7 @@ def _upsert(dialect: str) -> Any:
     return cached
 
 
-@at_commit(41)
+@at_commit(LAST - 20)
 def _write(session: Session) -> None:
     outcomes: list[hooks.Outcome] | None = session.info.pop(_BUFFER, None)
     if not outcomes:
