@@ -169,7 +169,7 @@ def create_app(
         state.extras["hub"] = hub
         state.extras["dispatcher"] = dispatcher
         lanes = 1 if state.db.is_sqlite else settings.tasks.writer_lanes
-        state.extras["writer"] = TaskWriter(state, lanes=lanes)
+        state.extras["writer"] = TaskWriter(state, lanes=lanes, spill=settings.tasks.writer_spill)
         pusher = Pusher(state, router=routing)
         state.extras["pusher"] = pusher
         state.db.add_event_listener(dispatcher.on_commit)

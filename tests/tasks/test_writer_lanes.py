@@ -22,7 +22,7 @@ TASKS = 60
 
 @pytest.fixture
 def settings(backend: Backend) -> Settings:
-    return backend.settings(tasks={"writer_lanes": 3, "claim_batch": 2})
+    return backend.settings(tasks={"writer_lanes": 3, "writer_spill": 1, "claim_batch": 2})
 
 
 async def test_lanes_never_overfill_a_worker(live: LiveServer, backend: Backend) -> None:
@@ -69,3 +69,35 @@ async def test_lanes_never_overfill_a_worker(live: LiveServer, backend: Backend)
         ids = set(await submitting)
     assert done == ids
     assert most == CONCURRENCY  # the worker was kept full
+
+
+async def test_writes_spill_to_another_lane_only_when_the_first_is_backed_up() -> None:
+    """The lane rule: the first lane until it has ``spill`` writes queued, then the
+    shortest queue; a task's writes follow its first pending one."""
+    from ymera.tasks.writer import TaskWriter, _Item
+
+    writer = TaskWriter(state=None, lanes=3, spill=3)  # type: ignore[arg-type]
+
+    async def op(session: Any) -> None:  # never run: lanes are only chosen here
+        return None
+
+    def queue(task_id: str | None) -> _Item:
+        item = _Item(op, "agent", task_id, False)
+        writer.queues[writer._lane_for(item)].append(item)
+        return item
+
+    first = [queue(f"t{i}") for i in range(3)]
+    assert [len(q) for q in writer.queues] == [3, 0, 0]
+    queue("t3")  # the first lane is backed up: the shortest takes it
+    queue(None)
+    assert [len(q) for q in writer.queues] == [3, 1, 1]
+    queue("t0")  # t0 still has a write pending in the first lane: it goes there
+    assert [len(q) for q in writer.queues] == [4, 1, 1]
+    # Once a task's writes are committed it is free to go anywhere.
+    first[1].future.set_result(None)
+    await asyncio.sleep(0)  # done callbacks run on the loop
+    assert "t1" not in writer._task_lanes
+    assert writer._task_lanes["t0"] == (0, 2)
+    first[0].future.set_result(None)
+    await asyncio.sleep(0)
+    assert writer._task_lanes["t0"] == (0, 1)

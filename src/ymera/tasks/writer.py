@@ -58,22 +58,27 @@ class TaskWriter:
 
     On PostgreSQL it runs ``lanes`` such queues side by side (SQLite has one
     writer at a time: one lane): while one lane's transaction waits for the
-    database, another's runs. An agent's reports always go to the same lane (so
-    a task's reports stay in order); submissions go round the lanes. Claims in
-    different lanes take their slots in memory first (``Dispatcher._slots``), so
-    they never fill the same free slot twice.
+    database, another's runs. Writes go to the first lane until it has
+    ``spill`` of them queued (so light and moderate load keeps one large group
+    commit), then to the lane with the shortest queue; a task's writes stay in
+    the lane of its first one still pending (so a task's reports stay in order).
+    Claims in different lanes take their slots in memory first
+    (``Dispatcher._slots``), so they never fill the same free slot twice, and the
+    rows lanes share (the agents') are written at the end of each transaction.
     """
 
-    def __init__(self, state: AppState, *, lanes: int = 1) -> None:
+    def __init__(self, state: AppState, *, lanes: int = 1, spill: int = 128) -> None:
         self.state = state
         self.lanes = max(1, lanes)
+        self.spill = max(1, spill)
         self.queues: list[collections.deque[_Item]] = [
             collections.deque() for _ in range(self.lanes)
         ]
         self.batches = 0
         self.applied = 0
         self._flushers: list[asyncio.Task[None] | None] = [None] * self.lanes
-        self._next_lane = 0
+        # task id -> (its lane, writes of it still pending), with several lanes
+        self._task_lanes: dict[str, tuple[int, int]] = {}
 
     @property
     def queue(self) -> collections.deque[_Item]:
@@ -100,13 +105,7 @@ class TaskWriter:
         freed, in the same commit (no separate dispatcher transaction).
         """
         item = _Item(op, agent_id, task_id, creates_work, frees_slot)
-        if self.lanes == 1:
-            lane = 0
-        elif agent_id is not None:
-            lane = hash(agent_id) % self.lanes
-        else:
-            lane = self._next_lane
-            self._next_lane = (lane + 1) % self.lanes
+        lane = 0 if self.lanes == 1 else self._lane_for(item)
         self.queues[lane].append(item)
         flusher = self._flushers[lane]
         if flusher is None or flusher.done():
@@ -114,6 +113,24 @@ class TaskWriter:
                 self._flush(self.queues[lane]), name=f"task-writer-{lane}"
             )
         return item.future
+
+    def _lane_for(self, item: _Item) -> int:
+        task_id = item.task_id
+        if task_id is not None and task_id in self._task_lanes:
+            lane, pending = self._task_lanes[task_id]
+        else:
+            lane, pending = 0, 0
+            if len(self.queues[0]) >= self.spill:
+                lane = min(range(self.lanes), key=lambda i: len(self.queues[i]))
+        if task_id is not None:
+            self._task_lanes[task_id] = (lane, pending + 1)
+            item.future.add_done_callback(lambda _: self._written(task_id))
+        return lane
+
+    def _written(self, task_id: str) -> None:
+        lane, pending = self._task_lanes.pop(task_id)
+        if pending > 1:
+            self._task_lanes[task_id] = (lane, pending - 1)
 
     async def _flush(self, queue: collections.deque[_Item]) -> None:
         while queue:
