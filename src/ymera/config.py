@@ -120,7 +120,7 @@ class TaskSettings(BaseModel):
     writer_lanes: int = Field(
         default=2,
         ge=1,
-        le=8,
+        le=16,
         description="PostgreSQL: group-commit transactions a replica runs side by side "
         "(one waits for the database while another runs); the next lane takes writes only "
         "when the first has `writer_spill` queued. With the database on the same 2-core "
