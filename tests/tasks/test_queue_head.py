@@ -7,7 +7,9 @@ cost time in proportion to the depth of the queue; the claim goes through
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -82,3 +84,52 @@ async def test_the_claim_walks_the_queue_index_with_stale_statistics(
         assert later == []  # nothing available yet at that instant
         paged = await repository.pending_window(session, now=utcnow(), limit=5, offset=5)
         assert [r.id for r in paged] == [r.id for r in rows[5:10]]
+
+
+_MANY = """
+INSERT INTO tasks (id, type, status, priority, input, required_capabilities, file_ids,
+  preferred_agents, excluded_agents, preferred_only, max_attempts, attempt, retry_initial,
+  retry_factor, retry_cap, available_at, created_by, created_at, updated_at)
+SELECT md5(g::text), 'noop', 'SUCCEEDED', 5, '{"i": 1}', '[]', '[]', '[]',
+  '[]', false, 3, 1, 1, 2, 60, now(), 'u', now(), now()
+FROM generate_series(1, 8000) AS g
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql-redis"], indirect=True)
+async def test_group_commits_look_tasks_up_by_key(harness: AppHarness) -> None:
+    """A report batch's tasks are locked and updated by primary key: with the
+    default cost of a random page the planner would rather read a table of
+    8,000 tasks whole than look up 500 keys (up to some 15,000), so the writer's transactions rule
+    out sequential scans (``SET LOCAL enable_seqscan = off``)."""
+    from ymera.db import driver
+
+    db = harness.state.db
+    async with db.transaction() as session:
+        await session.execute(text(_MANY))
+    async with db.transaction() as session:
+        await session.execute(text("ANALYZE tasks"))
+    keys = [hashlib.md5(str(i).encode()).hexdigest() for i in range(1, 8001, 16)]  # 500
+    sql = driver.select_by_keys_sql(
+        "postgresql", "tasks", repository._ROW_FIELDS, len(keys), lock=True
+    )
+    explain = "EXPLAIN " + driver.render(sql, "postgresql")
+    async with db.transaction() as session:
+        conn = await session.connection()
+        raw = (await conn.get_raw_connection()).dbapi_connection._connection
+        plain = "\n".join(r[0] for r in await raw.fetch(explain, keys))
+        assert "Seq Scan on tasks" in plain, plain  # the trap
+
+    seen: list[str] = []
+
+    async def op(session: Any) -> None:
+        conn = await session.connection()
+        seen.append((await conn.exec_driver_sql("SHOW enable_seqscan")).scalar_one())
+        raw = (await conn.get_raw_connection()).dbapi_connection._connection
+        seen.append("\n".join(r[0] for r in await raw.fetch(explain, keys)))
+
+    writer = harness.state.extras["writer"]
+    await writer.submit(op, task_id=keys[0])
+    assert seen[0] == "off"
+    assert "Seq Scan on tasks" not in seen[1]
+    assert "pk_tasks" in seen[1]
