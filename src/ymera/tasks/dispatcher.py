@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ymera.agents import service as agents_service
 from ymera.agents.hub import WorkerConnection, WorkerHub
 from ymera.agents.status import ROUTABLE, AgentStatus
+from ymera.db import driver
 from ymera.kit.aio import wait_any
 from ymera.state import AppState
 from ymera.tasks import service
@@ -127,6 +128,7 @@ class Dispatcher:
             claimed: list[service.Assignment] = []
             try:
                 async with self.state.db.transaction() as session:
+                    await driver.by_key_only(await session.connection())
                     assignments, drained = await self._claim(session, conns, now)
                     claimed = assignments
             except BaseException:

@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ymera.agents import service as agents_service
+from ymera.db import driver
 from ymera.errors import YmeraError
 from ymera.state import AppState
 from ymera.tasks import repository
@@ -37,13 +38,6 @@ log = structlog.get_logger("ymera.reports")
 
 Op = Callable[[AsyncSession], Awaitable[Any]]
 MAX_BATCH = 500
-# PostgreSQL: every statement of a group commit reads rows by key (the tasks a
-# batch reports on, by primary key; the queue head through its own function), so
-# its transaction rules out sequential scans: with the default cost of a random
-# page the planner would rather read a table of tens of thousands of tasks whole
-# than look up a batch's 500 keys (measured: a 500-row report batch's lock and
-# update each scanned every task).
-_KEYED = "SET LOCAL enable_seqscan = off"
 
 
 @dataclass
@@ -167,8 +161,7 @@ class TaskWriter:
             # (no deadlocks between replicas' batches).
             ordered = sorted(batch, key=lambda i: i.agent_id or "")
             async with self.state.db.transaction() as session:
-                if not self.state.db.is_sqlite:
-                    await (await session.connection()).exec_driver_sql(_KEYED)
+                await driver.by_key_only(await session.connection())
                 await repository.lock_rows(session, [i.task_id for i in batch if i.task_id])
                 for item in ordered:
                     try:
