@@ -5,7 +5,13 @@ Two rules, per agent:
 - failures in a row eject it: ``consecutive`` of them for an agent without a
   record yet; for one with a record, as many as are improbable (``< alpha``)
   under its record taken as a Beta posterior (an agent that fails half its
-  tasks often fails five in a row; one that never fails rarely fails two);
+  tasks often fails five in a row; one that never fails rarely fails two).
+  When the caller says what each task was expected to do (``expected``: the
+  learning engine's success probability for this agent at this task's type),
+  an agent with a record is judged by those rates instead: at least
+  ``consecutive`` failures whose joint probability is below ``run_alpha`` (an
+  agent's overall record says little about the work it is sent now: one given
+  the types it is weaker at fails more often without having changed);
 - a success-rate drop that is statistically significant ejects it: the last
   ``window`` outcomes are tested against the agent's own record before them
   (at least ``min_baseline`` outcomes) with a one-sided beta-binomial test:
@@ -43,6 +49,7 @@ class _Agent:
     probation: bool = False
     times: int = 0
     reason: str | None = None
+    run_log_p: float = 0.0  # log probability of the current run of failures (expected rates)
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -81,6 +88,7 @@ class OutlierDetector:
         min_baseline: int = 20,
         base_seconds: float = 30.0,
         max_seconds: float = 300.0,
+        run_alpha: float = 1e-5,
     ) -> None:
         self.consecutive = consecutive
         self.window = window
@@ -88,11 +96,21 @@ class OutlierDetector:
         self.min_baseline = min_baseline
         self.base_seconds = base_seconds
         self.max_seconds = max_seconds
+        self.run_alpha = run_alpha
         self.agents: dict[str, _Agent] = {}
         self.ejections = 0
 
-    def record(self, agent_id: str, success: bool, now: float) -> str | None:
-        """Feed one outcome; returns "ejected", "readmitted" or None."""
+    def record(
+        self, agent_id: str, success: bool, now: float, *, expected: float | None = None
+    ) -> str | None:
+        """Feed one outcome; returns "ejected", "readmitted" or None.
+
+        ``expected``: the probability that this agent succeeds at this task's
+        type, as learned before this outcome (the learning engine's posterior
+        mean). Given, the failures in a row of an agent with a record are judged
+        by how improbable they are at the rates expected of the tasks that
+        failed, not at the agent's overall record: an agent sent work it is
+        weaker at fails more often without having changed."""
         a = self.agents.get(agent_id)
         if a is None:
             a = self.agents[agent_id] = _Agent()
@@ -106,6 +124,10 @@ class OutlierDetector:
         if a.ejected_until is not None:  # finishing work it had before the ejection
             return None
         a.consecutive = 0 if success else a.consecutive + 1
+        if success:
+            a.run_log_p = 0.0
+        elif expected is not None:
+            a.run_log_p += math.log(max(1.0 - expected, 1e-12))
         a.window.append(success)
         if len(a.window) > self.window:
             old = a.window.popleft()
@@ -116,7 +138,14 @@ class OutlierDetector:
         if success:
             return None
         known = a.base_s + a.base_f >= self.min_baseline
-        if a.consecutive >= self.consecutive:
+        if expected is not None and known:
+            # Judged at the rates expected of the tasks that failed; at least
+            # ``consecutive`` of them, and improbable at ``run_alpha``: the rule is
+            # checked after every failure of every agent (thousands of checks a
+            # day), so ``alpha`` would eject healthy agents by chance.
+            if a.consecutive >= self.consecutive and a.run_log_p < math.log(self.run_alpha):
+                return self._eject(a, now, f"{a.consecutive} consecutive failures")
+        elif a.consecutive >= self.consecutive:
             # The record before this run of failures, as a Beta posterior.
             wins = sum(a.window)
             before_f = max(a.base_f + len(a.window) - wins - a.consecutive, 0.0)
@@ -139,6 +168,7 @@ class OutlierDetector:
         a.ejected_until = now + min(self.max_seconds, self.base_seconds * a.times)
         a.reason = reason
         a.consecutive = 0
+        a.run_log_p = 0.0
         a.window.clear()
         self.ejections += 1
         return "ejected"

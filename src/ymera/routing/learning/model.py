@@ -347,6 +347,12 @@ class LearningState:
             prior=m,
         )
 
+    def success_mean(self, agent_id: str, task_type: str, now: float) -> float:
+        """The posterior mean success of one agent at one task type (peers pooled
+        in): what it is expected to do, for judging a failure (outlier ejection)."""
+        row = self.agent_row(agent_id)
+        return float(self.view(np.array([row]), task_type, now).success[0])
+
     def strengths(self, rows: np.ndarray, col: int, thin: np.ndarray) -> np.ndarray:
         """The prior strength for agent rows on type column ``col`` (their peer
         group's, or the whole fleet's where ``thin``)."""
