@@ -9,7 +9,7 @@ Two rules, per agent:
   When the caller says what each task was expected to do (``expected``: the
   learning engine's success probability for this agent at this task's type),
   an agent with a record is judged by those rates instead: at least
-  ``consecutive`` failures whose joint probability is below ``run_alpha`` (an
+  ``consecutive`` failures whose joint probability is below ``typed_alpha`` (an
   agent's overall record says little about the work it is sent now: one given
   the types it is weaker at fails more often without having changed);
 - a success-rate drop that is statistically significant ejects it: the last
@@ -19,7 +19,10 @@ Two rules, per agent:
   known only as far as its record tells (a short record is weak evidence, so a
   chance dip after twenty good outcomes is no drop) ``< alpha`` is a drop, not
   bad luck. An agent whose success rate halves loses its traffic within about
-  ``window`` tasks.
+  ``window`` tasks. When every outcome of the window came with its expected
+  rate, the window is tested against those rates instead (``P(X <=
+  successes)`` for independent trials at the expected rates ``< typed_alpha``):
+  a window of harder work is no drop.
 
 An ejection lasts ``base_seconds x times ejected`` (capped at ``max_seconds``).
 When it runs out the agent is on probation: routable again, and its next
@@ -50,6 +53,7 @@ class _Agent:
     times: int = 0
     reason: str | None = None
     run_log_p: float = 0.0  # log probability of the current run of failures (expected rates)
+    expected: deque[float | None] = field(default_factory=deque)  # per window outcome
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -73,6 +77,19 @@ def beta_binom_cdf(k: int, n: int, a: float, b: float) -> float:
     )
 
 
+def poisson_binom_cdf(k: int, rates: list[float]) -> float:
+    """P(X <= k) for X the number of successes of independent trials with
+    success probabilities ``rates``."""
+    dist = [1.0]
+    for p in rates:
+        nxt = [0.0] * (len(dist) + 1)
+        for i, q in enumerate(dist):
+            nxt[i] += q * (1.0 - p)
+            nxt[i + 1] += q * p
+        dist = nxt
+    return min(1.0, math.fsum(dist[: k + 1]))
+
+
 def run_probability(k: int, a: float, b: float) -> float:
     """Predictive probability of ``k`` failures in a row under Beta(a, b)."""
     return math.exp(_lbeta(a, b + k) - _lbeta(a, b))
@@ -88,7 +105,7 @@ class OutlierDetector:
         min_baseline: int = 20,
         base_seconds: float = 30.0,
         max_seconds: float = 300.0,
-        run_alpha: float = 1e-5,
+        typed_alpha: float = 1e-5,
     ) -> None:
         self.consecutive = consecutive
         self.window = window
@@ -96,7 +113,7 @@ class OutlierDetector:
         self.min_baseline = min_baseline
         self.base_seconds = base_seconds
         self.max_seconds = max_seconds
-        self.run_alpha = run_alpha
+        self.typed_alpha = typed_alpha
         self.agents: dict[str, _Agent] = {}
         self.ejections = 0
 
@@ -107,10 +124,10 @@ class OutlierDetector:
 
         ``expected``: the probability that this agent succeeds at this task's
         type, as learned before this outcome (the learning engine's posterior
-        mean). Given, the failures in a row of an agent with a record are judged
-        by how improbable they are at the rates expected of the tasks that
-        failed, not at the agent's overall record: an agent sent work it is
-        weaker at fails more often without having changed."""
+        mean). Given, the failures in a row of an agent with a record, and its
+        window of outcomes, are judged by how improbable they are at the rates
+        expected of those tasks, not at the agent's overall record: an agent
+        sent work it is weaker at fails more often without having changed."""
         a = self.agents.get(agent_id)
         if a is None:
             a = self.agents[agent_id] = _Agent()
@@ -129,7 +146,9 @@ class OutlierDetector:
         elif expected is not None:
             a.run_log_p += math.log(max(1.0 - expected, 1e-12))
         a.window.append(success)
+        a.expected.append(expected)
         if len(a.window) > self.window:
+            a.expected.popleft()
             old = a.window.popleft()
             if old:
                 a.base_s += 1
@@ -140,10 +159,10 @@ class OutlierDetector:
         known = a.base_s + a.base_f >= self.min_baseline
         if expected is not None and known:
             # Judged at the rates expected of the tasks that failed; at least
-            # ``consecutive`` of them, and improbable at ``run_alpha``: the rule is
-            # checked after every failure of every agent (thousands of checks a
-            # day), so ``alpha`` would eject healthy agents by chance.
-            if a.consecutive >= self.consecutive and a.run_log_p < math.log(self.run_alpha):
+            # ``consecutive`` of them, and improbable at ``typed_alpha``: the rule
+            # is checked after every failure of every agent (thousands of checks
+            # a day), so ``alpha`` would eject healthy agents by chance.
+            if a.consecutive >= self.consecutive and a.run_log_p < math.log(self.typed_alpha):
                 return self._eject(a, now, f"{a.consecutive} consecutive failures")
         elif a.consecutive >= self.consecutive:
             # The record before this run of failures, as a Beta posterior.
@@ -153,7 +172,18 @@ class OutlierDetector:
                 run_probability(a.consecutive, a.base_s + wins + 1, before_f + 1) < self.alpha
             ):
                 return self._eject(a, now, f"{a.consecutive} consecutive failures")
-        if len(a.window) == self.window and known:
+        if len(a.window) == self.window and known and None not in a.expected:
+            k = sum(a.window)
+            rates = [float(e) for e in a.expected if e is not None]
+            pv = poisson_binom_cdf(k, rates)
+            if pv < self.typed_alpha:
+                reason = (
+                    f"success rate dropped to {k}/{self.window} from {sum(rates):.1f}"
+                    f" expected (p={pv:.1e})"
+                )
+                a.base_s, a.base_f = float(k), float(self.window - k)
+                return self._eject(a, now, reason)
+        elif len(a.window) == self.window and known:
             k = sum(a.window)
             p0 = (a.base_s + 1) / (a.base_s + a.base_f + 2)
             pv = beta_binom_cdf(k, self.window, a.base_s + 1, a.base_f + 1)
@@ -170,6 +200,7 @@ class OutlierDetector:
         a.consecutive = 0
         a.run_log_p = 0.0
         a.window.clear()
+        a.expected.clear()
         self.ejections += 1
         return "ejected"
 
