@@ -185,8 +185,10 @@ class LearnedPolicy(StrategyPolicy):
 
     def completed(self, agent: int, t: int, success: bool, service: float, now: float) -> None:
         agent_id = self.fleet.ids[agent]
+        # What the agent was expected to do at this type judges the outcome.
+        expected = self.learning.success_mean(agent_id, f"type{t}", now)
         self.learning.observe(agent_id, f"type{t}", success=success, latency=service, now=now)
-        if self.detector.record(agent_id, success, now) == "ejected":
+        if self.detector.record(agent_id, success, now, expected=expected) == "ejected":
             self.learning.forget(agent_id, keep=0.1, now=now)
 
 

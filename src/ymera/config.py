@@ -412,6 +412,13 @@ class RoutingSettings(BaseModel):
         lt=1,
         description="Significance at which a success-rate drop (or a run of failures) ejects.",
     )
+    ejection_typed_alpha: float = Field(
+        default=1e-5,
+        gt=0,
+        lt=1,
+        description="Significance at which a run of failures or a drop ejects when judged at "
+        "the success rates learned for the tasks' types (checked after every failure).",
+    )
     ejection_base_seconds: float = Field(
         default=30.0, gt=0, description="An ejection lasts this x the times ejected."
     )

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from ymera.routing.fleet import Fleet
-from ymera.routing.health import OutlierDetector, beta_binom_cdf, binom_cdf, run_probability
+from ymera.routing.health import (
+    OutlierDetector,
+    beta_binom_cdf,
+    binom_cdf,
+    poisson_binom_cdf,
+    run_probability,
+)
+from ymera.routing.learning.model import LearningState
 
 
 def test_binomial_tail() -> None:
@@ -72,3 +81,85 @@ def test_beta_binomial_tail_and_runs() -> None:
     # With a huge record the beta-binomial is the binomial.
     assert abs(beta_binom_cdf(5, 20, 9000, 1000) - binom_cdf(5, 20, 0.9)) < 1e-6
     assert abs(run_probability(3, 59, 3) - (3 / 62) * (4 / 63) * (5 / 64)) < 1e-12
+
+
+def _with_record(d: OutlierDetector, agent: str = "a") -> None:
+    for t in range(40):  # 90% success: 20 outcomes past the window make its record
+        assert d.record(agent, t % 10 != 0, t) is None
+
+
+def test_a_run_of_failures_is_judged_at_the_rates_expected_of_its_types() -> None:
+    # Sent work it is expected to fail often at (40% success): six failures in a
+    # row are no sign of change, though its record (90%) would call them one.
+    blind, typed = OutlierDetector(), OutlierDetector()
+    _with_record(blind)
+    _with_record(typed)
+    assert "ejected" in [blind.record("a", False, 40 + i) for i in range(6)]
+    assert [typed.record("a", False, 40 + i, expected=0.4) for i in range(6)] == [None] * 6
+    # Expected to succeed (95%): improbable at typed_alpha, but never before
+    # ``consecutive`` failures.
+    sure = OutlierDetector(consecutive=5)
+    _with_record(sure)
+    verdicts = [sure.record("a", False, 40 + i, expected=0.95) for i in range(5)]
+    assert verdicts == [None, None, None, None, "ejected"]
+    assert sure.agents["a"].reason == "5 consecutive failures"
+
+
+def test_a_success_ends_the_run_of_expected_failures() -> None:
+    d = OutlierDetector(consecutive=5)
+    _with_record(d)
+    for i in range(4):
+        assert d.record("a", False, 40 + i, expected=0.95) is None
+    assert d.record("a", True, 44, expected=None) is None
+    assert [d.record("a", False, 45 + i, expected=0.95) for i in range(4)] == [None] * 4
+
+
+def test_an_agent_without_a_record_is_ejected_by_the_count_alone() -> None:
+    # Nothing learned of it yet (expected 0.5): five failures in a row eject it.
+    d = OutlierDetector(consecutive=5)
+    verdicts = [d.record("new", False, i, expected=0.5) for i in range(5)]
+    assert verdicts == [None, None, None, None, "ejected"]
+
+
+def test_success_mean_is_the_posterior_mean_of_the_cell() -> None:
+    learning = LearningState(prior_strength=4.0)
+    for i in range(10):
+        learning.observe("a", "code", success=i % 5 != 0, latency=1.0, now=1.0, group="g")
+        learning.observe("b", "code", success=i % 2 == 0, latency=1.0, now=1.0, group="g")
+    row = learning.agent_row("a")
+    view = learning.view(np.array([row]), "code", 2.0)
+    assert learning.success_mean("a", "code", 2.0) == float(view.success[0])
+
+
+def test_poisson_binomial_tail() -> None:
+    for k in range(6):
+        assert abs(poisson_binom_cdf(k, [0.3] * 5) - binom_cdf(k, 5, 0.3)) < 1e-12
+    assert abs(poisson_binom_cdf(0, [0.5, 0.2]) - 0.4) < 1e-12
+    assert abs(poisson_binom_cdf(1, [0.5, 0.2]) - 0.9) < 1e-12
+
+
+def _half(t: int) -> bool:
+    return t % 2 == 0  # 50% success, never two failures in a row
+
+
+def test_a_window_of_harder_work_is_no_drop() -> None:
+    # A 90% record, then work it is expected to do half the time: 10/20 is a
+    # drop by its record, not by what the work was expected to yield.
+    blind, typed = OutlierDetector(), OutlierDetector()
+    for t in range(80):
+        blind.record("a", t % 10 != 0, t)
+        typed.record("a", t % 10 != 0, t, expected=0.9)
+    blind_verdicts = [blind.record("a", _half(t), 80 + t) for t in range(20)]
+    assert "ejected" in blind_verdicts
+    assert "dropped" in (blind.agents["a"].reason or "")
+    typed_verdicts = [typed.record("a", _half(t), 80 + t, expected=0.5) for t in range(20)]
+    assert typed_verdicts == [None] * 20
+
+
+def test_a_drop_at_the_expected_rates_ejects() -> None:
+    d = OutlierDetector()
+    for t in range(80):
+        d.record("a", t % 10 != 0, t, expected=0.9)
+    verdicts = [d.record("a", _half(t), 80 + t, expected=0.9) for t in range(20)]
+    assert "ejected" in verdicts
+    assert "expected" in (d.agents["a"].reason or "")

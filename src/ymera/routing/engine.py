@@ -58,6 +58,7 @@ class RoutingEngine:
             consecutive=cfg.ejection_consecutive_failures,
             window=cfg.ejection_window,
             alpha=cfg.ejection_alpha,
+            typed_alpha=cfg.ejection_typed_alpha,
             base_seconds=cfg.ejection_base_seconds,
             max_seconds=cfg.ejection_max_seconds,
         )
@@ -166,7 +167,9 @@ class RoutingEngine:
                 acc[1] += count
                 acc[2] = max(acc[2], at)
             if o.success is not None:
-                verdict = self.detector.record(o.agent_id, o.success, at)
+                # An outcome is judged at the rate learned for its task's type.
+                expected = self.learning.success_mean(o.agent_id, o.task_type, at)
+                verdict = self.detector.record(o.agent_id, o.success, at, expected=expected)
                 if verdict == "ejected":
                     learn()
                     self.learning.forget(o.agent_id, keep=0.25, now=at)

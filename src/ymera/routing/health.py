@@ -5,7 +5,13 @@ Two rules, per agent:
 - failures in a row eject it: ``consecutive`` of them for an agent without a
   record yet; for one with a record, as many as are improbable (``< alpha``)
   under its record taken as a Beta posterior (an agent that fails half its
-  tasks often fails five in a row; one that never fails rarely fails two);
+  tasks often fails five in a row; one that never fails rarely fails two).
+  When the caller says what each task was expected to do (``expected``: the
+  learning engine's success probability for this agent at this task's type),
+  an agent with a record is judged by those rates instead: at least
+  ``consecutive`` failures whose joint probability is below ``typed_alpha`` (an
+  agent's overall record says little about the work it is sent now: one given
+  the types it is weaker at fails more often without having changed);
 - a success-rate drop that is statistically significant ejects it: the last
   ``window`` outcomes are tested against the agent's own record before them
   (at least ``min_baseline`` outcomes) with a one-sided beta-binomial test:
@@ -13,7 +19,10 @@ Two rules, per agent:
   known only as far as its record tells (a short record is weak evidence, so a
   chance dip after twenty good outcomes is no drop) ``< alpha`` is a drop, not
   bad luck. An agent whose success rate halves loses its traffic within about
-  ``window`` tasks.
+  ``window`` tasks. When every outcome of the window came with its expected
+  rate, the window is tested against those rates instead (``P(X <=
+  successes)`` for independent trials at the expected rates ``< typed_alpha``):
+  a window of harder work is no drop.
 
 An ejection lasts ``base_seconds x times ejected`` (capped at ``max_seconds``).
 When it runs out the agent is on probation: routable again, and its next
@@ -43,6 +52,8 @@ class _Agent:
     probation: bool = False
     times: int = 0
     reason: str | None = None
+    run_log_p: float = 0.0  # log probability of the current run of failures (expected rates)
+    expected: deque[float | None] = field(default_factory=deque)  # per window outcome
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -66,6 +77,19 @@ def beta_binom_cdf(k: int, n: int, a: float, b: float) -> float:
     )
 
 
+def poisson_binom_cdf(k: int, rates: list[float]) -> float:
+    """P(X <= k) for X the number of successes of independent trials with
+    success probabilities ``rates``."""
+    dist = [1.0]
+    for p in rates:
+        nxt = [0.0] * (len(dist) + 1)
+        for i, q in enumerate(dist):
+            nxt[i] += q * (1.0 - p)
+            nxt[i + 1] += q * p
+        dist = nxt
+    return min(1.0, math.fsum(dist[: k + 1]))
+
+
 def run_probability(k: int, a: float, b: float) -> float:
     """Predictive probability of ``k`` failures in a row under Beta(a, b)."""
     return math.exp(_lbeta(a, b + k) - _lbeta(a, b))
@@ -81,6 +105,7 @@ class OutlierDetector:
         min_baseline: int = 20,
         base_seconds: float = 30.0,
         max_seconds: float = 300.0,
+        typed_alpha: float = 1e-5,
     ) -> None:
         self.consecutive = consecutive
         self.window = window
@@ -88,11 +113,21 @@ class OutlierDetector:
         self.min_baseline = min_baseline
         self.base_seconds = base_seconds
         self.max_seconds = max_seconds
+        self.typed_alpha = typed_alpha
         self.agents: dict[str, _Agent] = {}
         self.ejections = 0
 
-    def record(self, agent_id: str, success: bool, now: float) -> str | None:
-        """Feed one outcome; returns "ejected", "readmitted" or None."""
+    def record(
+        self, agent_id: str, success: bool, now: float, *, expected: float | None = None
+    ) -> str | None:
+        """Feed one outcome; returns "ejected", "readmitted" or None.
+
+        ``expected``: the probability that this agent succeeds at this task's
+        type, as learned before this outcome (the learning engine's posterior
+        mean). Given, the failures in a row of an agent with a record, and its
+        window of outcomes, are judged by how improbable they are at the rates
+        expected of those tasks, not at the agent's overall record: an agent
+        sent work it is weaker at fails more often without having changed."""
         a = self.agents.get(agent_id)
         if a is None:
             a = self.agents[agent_id] = _Agent()
@@ -106,8 +141,14 @@ class OutlierDetector:
         if a.ejected_until is not None:  # finishing work it had before the ejection
             return None
         a.consecutive = 0 if success else a.consecutive + 1
+        if success:
+            a.run_log_p = 0.0
+        elif expected is not None:
+            a.run_log_p += math.log(max(1.0 - expected, 1e-12))
         a.window.append(success)
+        a.expected.append(expected)
         if len(a.window) > self.window:
+            a.expected.popleft()
             old = a.window.popleft()
             if old:
                 a.base_s += 1
@@ -116,7 +157,14 @@ class OutlierDetector:
         if success:
             return None
         known = a.base_s + a.base_f >= self.min_baseline
-        if a.consecutive >= self.consecutive:
+        if expected is not None and known:
+            # Judged at the rates expected of the tasks that failed; at least
+            # ``consecutive`` of them, and improbable at ``typed_alpha``: the rule
+            # is checked after every failure of every agent (thousands of checks
+            # a day), so ``alpha`` would eject healthy agents by chance.
+            if a.consecutive >= self.consecutive and a.run_log_p < math.log(self.typed_alpha):
+                return self._eject(a, now, f"{a.consecutive} consecutive failures")
+        elif a.consecutive >= self.consecutive:
             # The record before this run of failures, as a Beta posterior.
             wins = sum(a.window)
             before_f = max(a.base_f + len(a.window) - wins - a.consecutive, 0.0)
@@ -124,7 +172,18 @@ class OutlierDetector:
                 run_probability(a.consecutive, a.base_s + wins + 1, before_f + 1) < self.alpha
             ):
                 return self._eject(a, now, f"{a.consecutive} consecutive failures")
-        if len(a.window) == self.window and known:
+        if len(a.window) == self.window and known and None not in a.expected:
+            k = sum(a.window)
+            rates = [float(e) for e in a.expected if e is not None]
+            pv = poisson_binom_cdf(k, rates)
+            if pv < self.typed_alpha:
+                reason = (
+                    f"success rate dropped to {k}/{self.window} from {sum(rates):.1f}"
+                    f" expected (p={pv:.1e})"
+                )
+                a.base_s, a.base_f = float(k), float(self.window - k)
+                return self._eject(a, now, reason)
+        elif len(a.window) == self.window and known:
             k = sum(a.window)
             p0 = (a.base_s + 1) / (a.base_s + a.base_f + 2)
             pv = beta_binom_cdf(k, self.window, a.base_s + 1, a.base_f + 1)
@@ -139,7 +198,9 @@ class OutlierDetector:
         a.ejected_until = now + min(self.max_seconds, self.base_seconds * a.times)
         a.reason = reason
         a.consecutive = 0
+        a.run_log_p = 0.0
         a.window.clear()
+        a.expected.clear()
         self.ejections += 1
         return "ejected"
 

@@ -347,6 +347,56 @@ class LearningState:
             prior=m,
         )
 
+    def success_mean(self, agent_id: str, task_type: str, now: float) -> float:
+        """The posterior mean success of one agent at one task type (peers pooled
+        in, as :meth:`view` pools them): what it is expected to do, for judging
+        an outcome (outlier ejection). Scalar arithmetic: a few microseconds."""
+        col = self.type_col(task_type)
+        row = self.agent_row(agent_id)
+        own_s, own_f = self._sf(self.cells, row, col, now)
+        peer_s, peer_f = self._sf(self.peer, self.group_of[row], col, now)
+        peer_s, peer_f = peer_s - own_s, peer_f - own_f
+        thin = peer_s + peer_f < 0.5
+        if thin:
+            every_s, every_f = self._sf(self.every, 0, col, now)
+            peer_s, peer_f = every_s - own_s, every_f - own_f
+        if self.prior_strength:
+            peer_s, peer_f = max(peer_s, 0.0), max(peer_f, 0.0)
+        else:
+            peer_s = peer_f = 0.0
+        peer_n = peer_s + peer_f
+        m = min(self._strength_of(row, col, thin), peer_n)
+        p_peer = (peer_s + 0.5) / (peer_n + 1.0)
+        alpha = 1.0 + m * p_peer + own_s
+        beta = 1.0 + m * (1.0 - p_peer) + own_f
+        return alpha / (alpha + beta)
+
+    def _sf(self, table: _Table, r: int, c: int, now: float) -> tuple[float, float]:
+        """Successes and failures of one cell, decayed to ``now``."""
+        s, f = float(table.data[S, c, r]), float(table.data[F, c, r])
+        if self.half_life:
+            k = 2.0 ** (-max(now - float(table.t[c, r]), 0.0) / self.half_life)
+            s, f = s * k, f * k
+        return s, f
+
+    def _strength_of(self, row: int, col: int, thin: bool) -> float:
+        """:meth:`strengths` for one agent row."""
+        if not self.prior_strength:
+            return 0.0
+        if not self.empirical_prior:
+            return float(self.prior_strength)
+        cached = self._strengths_cached(col)
+        return float(cached[2] if thin else cached[1][self.group_of[row]])
+
+    def _strengths_cached(self, col: int) -> tuple[int, np.ndarray, float]:
+        cached = self._strength.get(col)
+        seen = self._seen.get(col, 0)
+        if cached is None or seen - cached[0] >= EB_REFRESH:
+            per_group, fleet_wide = self._estimate_strengths(col)
+            cached = (seen, per_group, fleet_wide)
+            self._strength[col] = cached
+        return cached
+
     def strengths(self, rows: np.ndarray, col: int, thin: np.ndarray) -> np.ndarray:
         """The prior strength for agent rows on type column ``col`` (their peer
         group's, or the whole fleet's where ``thin``)."""
@@ -354,12 +404,7 @@ class LearningState:
             return np.zeros(len(rows))
         if not self.empirical_prior:
             return np.full(len(rows), self.prior_strength)
-        cached = self._strength.get(col)
-        seen = self._seen.get(col, 0)
-        if cached is None or seen - cached[0] >= EB_REFRESH:
-            per_group, fleet_wide = self._estimate_strengths(col)
-            cached = (seen, per_group, fleet_wide)
-            self._strength[col] = cached
+        cached = self._strengths_cached(col)
         out: np.ndarray = np.where(thin, cached[2], cached[1][self._groups()[rows]])
         return out
 
