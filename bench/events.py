@@ -52,7 +52,7 @@ async def _pipeline(db: Database, bus: EventBus, *, events: int, batch: int) -> 
     async def relay() -> None:
         while not stop.is_set():
             db.outbox_signal.clear()
-            if await relay_once(db, bus, batch_size=1000) == 0:
+            if await relay_once(db, bus) == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(db.outbox_signal.wait(), 0.05)
 
