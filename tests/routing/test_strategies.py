@@ -208,11 +208,16 @@ def test_learned_modes() -> None:
     assert d.explanation["learning_mode"] == "PASSIVE"
 
 
-def test_learned_prices_load() -> None:
-    fleet = fleet_of(
+def best_and_fine() -> Fleet:
+    """Two one-slot agents of the same skill: the learned-routing pricing tests."""
+    return fleet_of(
         {"id": "best", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
         {"id": "fine", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
     )
+
+
+def test_learned_prices_load() -> None:
+    fleet = best_and_fine()
     learning = LearningState()
     for i in range(200):
         learning.observe("best", "code", success=i % 20 != 0, latency=10.0, now=1.0)  # 0.95
@@ -244,10 +249,7 @@ def test_learned_prices_the_wait_as_congestion() -> None:
     # wait (0.06 of reward) is less than its edge over the idle "fine" (0.85),
     # so the task's own wait alone sends it to the queue; priced as
     # congestion (x3: half the slots busy) the wait outweighs the edge.
-    fleet = fleet_of(
-        {"id": "best", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
-        {"id": "fine", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
-    )
+    fleet = best_and_fine()
     learning = LearningState()
     for i in range(5000):
         learning.observe("best", "code", success=i % 20 != 0, latency=1.5, now=1.0)

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import AppHarness
+from ymera.db import driver
 from ymera.kit.clock import utcnow
 from ymera.tasks import repository
 
@@ -102,8 +103,6 @@ async def test_group_commits_look_tasks_up_by_key(harness: AppHarness) -> None:
     default cost of a random page the planner would rather read a table of
     8,000 tasks whole than look up 500 keys (up to some 15,000), so the writer's transactions rule
     out sequential scans (``SET LOCAL enable_seqscan = off``)."""
-    from ymera.db import driver
-
     db = harness.state.db
     async with db.transaction() as session:
         await session.execute(text(_MANY))

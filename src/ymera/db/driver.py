@@ -355,14 +355,7 @@ async def _fetch_in(adapter: Any, sql: str, params: tuple[Any, ...]) -> Sequence
 def execute_sync(connection: Connection, sql: str, params: Sequence[Any]) -> None:
     """PostgreSQL: run one statement written in asyncpg's ``$n`` style on a sync
     connection (in a session's before-commit hook), in its transaction."""
-    adapter = connection.connection.dbapi_connection
-    await_only(_execute_in(adapter, sql, tuple(params)))
-
-
-async def _execute_in(adapter: Any, sql: str, params: tuple[Any, ...]) -> None:
-    if adapter._transaction is None:
-        await adapter._start_transaction()
-    await _pg(adapter, sql, params, lambda pg: pg.execute(sql, *params))
+    await_only(_fetch_in(connection.connection.dbapi_connection, sql, tuple(params)))
 
 
 def fetch_sync(connection: Connection, template: str, params: tuple[Any, ...]) -> Sequence[Any]:
