@@ -302,3 +302,31 @@ async def test_a_commit_numbers_its_own_events(replicas: ReplicaFactory) -> None
         published = [m.data["seq"] for m in await collect(sub, 3)]
     assert published == [base + 1, base + 2, base + 3]
     await _assert_gap_free(r.db, base, 3)
+
+
+async def test_relay_waits_for_a_transaction_that_took_smaller_numbers(
+    replicas: ReplicaFactory,
+) -> None:
+    """A transaction's commit can reach Python after a later one's (PostgreSQL:
+    the next transaction takes the sequencer lock as soon as the first commits):
+    the relay holds back what is numbered after a transaction of this process
+    that has not ended, so one relay still publishes in seq order."""
+    r = await replicas()
+    for name in ("first", "second"):
+        async with r.db.transaction() as session:
+            record_event(session, type=f"test.{name}", resource_type="x", resource_id=name)
+    first, second = r.db.publish_queue.popleft(), r.db.publish_queue.popleft()
+    assert first[0]["seq"] < second[0]["seq"]
+    # As if the first transaction had committed but not yet told this process.
+    r.db.publish_queue.append(second)
+    r.db.numbering.add(first[0]["seq"])
+    async with r.bus.subscribe(EVENTS_CHANNEL) as sub:
+        assert await relay_once(r.db, r.bus) == 0
+        assert sub.pending() == 0
+        assert list(r.db.publish_queue) == [second]  # held, not lost
+        r.db.numbering.discard(first[0]["seq"])
+        r.db.publish_queue.append(first)
+        assert await relay_once(r.db, r.bus) == 2
+        published = [m.data["type"] for m in await collect(sub, 2)]
+    assert published == ["test.first", "test.second"]
+    assert not r.db.numbering  # every transaction that numbered events has ended

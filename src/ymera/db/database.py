@@ -73,6 +73,7 @@ SQLITE_POOL_SIZE = 32  # SQLite connections each engine keeps open
 OUTBOX_FLAG = "ymera_outbox_dirty"
 EVENT_TYPES = "ymera_event_types"  # the types of the events a unit of work recorded
 PUBLISH_ROWS = "ymera_publish_rows"  # events sequenced in the transaction (SQLite)
+NUMBERED_FROM = "ymera_numbered_from"  # the first seq the open transaction took
 _HOLDS_LOCK = "ymera_holds_write_lock"
 DB_KEY = "ymera_db"
 
@@ -231,6 +232,10 @@ class Database:
         # Events sequenced inside their own transaction (SQLite), in commit order,
         # waiting for the relay to publish them.
         self.publish_queue: collections.deque[list[dict[str, Any]]] = collections.deque()
+        # The first seq of each transaction of this process that numbered events
+        # and has not ended: the relay publishes nothing numbered after it (a
+        # later transaction's commit can reach Python first).
+        self.numbering: set[int] = set()
         self._commit_listeners: list[Callable[[], None]] = []
         self._event_listeners: list[Callable[[set[str], dict[Any, Any]], None]] = []
 
@@ -342,11 +347,13 @@ def _run_commit_writers(session: Session) -> None:
 def _after_commit(session: Session) -> None:
     types = session.info.pop(EVENT_TYPES, None)
     sequenced = session.info.pop(PUBLISH_ROWS, None)
+    numbered_from = session.info.pop(NUMBERED_FROM, None)
     if session.info.pop(OUTBOX_FLAG, False):
         db = session.info.get(DB_KEY)
         if isinstance(db, Database):
             if sequenced:
                 db.publish_queue.append(sequenced)
+            db.numbering.discard(numbered_from)
             if types:
                 db.notify_events(types, session.info)
             db.notify_outbox()
@@ -357,3 +364,9 @@ def _after_rollback(session: Session) -> None:
     session.info.pop(OUTBOX_FLAG, None)
     session.info.pop(EVENT_TYPES, None)
     session.info.pop(PUBLISH_ROWS, None)
+    numbered_from = session.info.pop(NUMBERED_FROM, None)
+    db = session.info.get(DB_KEY)
+    if numbered_from is not None and isinstance(db, Database):
+        db.numbering.discard(numbered_from)
+        if db.publish_queue:
+            db.notify_outbox()  # what it held back may go now

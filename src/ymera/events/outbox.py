@@ -18,7 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from ymera.db import driver
-from ymera.db.database import EVENT_TYPES, LAST, OUTBOX_FLAG, PUBLISH_ROWS, at_commit
+from ymera.db.database import (
+    DB_KEY,
+    EVENT_TYPES,
+    LAST,
+    NUMBERED_FROM,
+    OUTBOX_FLAG,
+    PUBLISH_ROWS,
+    Database,
+    at_commit,
+)
 from ymera.kit.clock import utcnow
 from ymera.models.events import EventSequencer
 
@@ -113,6 +122,10 @@ def _write_buffered_events(session: Session) -> None:
             row["seq"] = last + offset
         params = _params(connection, rows, True)
         driver.execute_many_sync(connection, _INSERT_SEQUENCED_SQL, params)
+    db = session.info.get(DB_KEY)
+    if isinstance(db, Database) and NUMBERED_FROM not in session.info:
+        session.info[NUMBERED_FROM] = rows[0]["seq"]
+        db.numbering.add(rows[0]["seq"])
     session.info.setdefault(PUBLISH_ROWS, []).extend(rows)
     _mark(session.info, rows)
 

@@ -59,16 +59,25 @@ async def relay_once(db: Database, bus: EventBus) -> int:
     """
     count = 0
     while db.publish_queue:
-        # Commits that overlapped (PostgreSQL) may have queued out of order.
+        # Commits that overlapped (PostgreSQL) may have queued out of order, and a
+        # transaction of this process that took smaller numbers may not have
+        # reached Python yet: what is numbered after it waits for it to end.
         batches = sorted(
             (db.publish_queue.popleft() for _ in range(len(db.publish_queue))),
             key=lambda rows: int(rows[0]["seq"]),
         )
+        pending = min(db.numbering, default=None)
+        ready = [b for b in batches if pending is None or int(b[0]["seq"]) < pending]
+        db.publish_queue.extend(batches[len(ready) :])
+        if not ready:
+            break
         times: dict[datetime, str] = {}
-        payloads = [event_payload_from_row(row, times) for rows in batches for row in rows]
+        payloads = [event_payload_from_row(row, times) for rows in ready for row in rows]
         if not await bus.publish_many(EVENTS_CHANNEL, payloads):
             log.warning("events_not_published", first_seq=payloads[0]["seq"])
         count += len(payloads)
+        if len(ready) < len(batches):
+            break
     return count
 
 
