@@ -28,14 +28,12 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.fixtures.backends import Backend
+from tests.fixtures.passwords import cheapen_argon2
 from ymera.app import create_app
-from ymera.auth import passwords
 
 # Examples per operation in the fuzzing phase (the examples and coverage phases
 # add their own, derived from the schema). Raise it for a deeper run.
@@ -116,9 +114,7 @@ KNOWN_ISSUES: dict[tuple[str, str], str] = {}
 def fuzz_schema(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     # Argon2 at its production cost (~0.1 s a hash) would dominate the run:
     # every generated user, password change and login hashes once.
-    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("dummy"))
+    cheapen_argon2(monkeypatch)
     admin: dict[str, str] = {}
     app = create_app(
         backend.settings(rate_limit={"enabled": False}),

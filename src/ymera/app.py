@@ -32,7 +32,7 @@ from ymera.code.storage import WorkspaceStore
 from ymera.config import Settings, get_settings
 from ymera.db import migrate
 from ymera.db.database import Database
-from ymera.errors import COMMON_RESPONSES, PROBLEM_SCHEMA, install_handlers
+from ymera.errors import COMMON_RESPONSES, PROBLEM_SCHEMA
 from ymera.events.endpoints import router as events_router
 from ymera.files.endpoints import router as files_router
 from ymera.kit.clock import Clock, SystemClock
@@ -42,6 +42,7 @@ from ymera.knowledge.semantic import Embedder
 from ymera.middleware import RequestContextMiddleware, drain_signal
 from ymera.monitoring.endpoints import router as monitoring_router
 from ymera.monitoring.metrics import Metrics
+from ymera.problems import install_handlers
 from ymera.routing.endpoints import learning_router, routing_router
 from ymera.routing.engine import RoutingEngine
 from ymera.routing.engine import bind as bind_routing

@@ -19,8 +19,9 @@ import structlog
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ymera.errors import ShuttingDown, problem
+from ymera.errors import ShuttingDown
 from ymera.monitoring.metrics import Metrics
+from ymera.problems import problem
 
 log = structlog.get_logger("ymera.http")
 _access_log = logging.getLogger("ymera.http")  # its level decides whether requests are logged

@@ -14,12 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 from tests.conftest import AppHarness
+from tests.fixtures.passwords import cheapen_argon2
 from ymera.app import create_app
-from ymera.auth import passwords
 from ymera.config import Settings
 from ymera.kit.clock import FrozenClock
 
@@ -31,9 +29,7 @@ PASSWORD = "password-123456"
 def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Argon2 with minimal cost: these tests are about tokens and keys, not about
     the hash cost, and every user creation and login hashes once."""
-    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("dummy"))
+    cheapen_argon2(monkeypatch)
     return
 
 

@@ -14,7 +14,8 @@ import pytest
 from fastapi import FastAPI, WebSocket
 from sqlalchemy.exc import DBAPIError
 
-from ymera.errors import PROBLEM_JSON, Forbidden, Unauthorized, install_handlers
+from ymera.errors import PROBLEM_JSON, Forbidden, Unauthorized
+from ymera.problems import install_handlers
 
 
 class _PgError(Exception):

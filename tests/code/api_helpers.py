@@ -14,12 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pwdlib import PasswordHash
-from pwdlib.hashers.argon2 import Argon2Hasher
 
 from tests.conftest import AppHarness
+from tests.fixtures.passwords import cheapen_argon2
 from ymera.app import create_app
-from ymera.auth import passwords
 from ymera.auth.permissions import Role
 
 API = "/api/v1/workspaces"
@@ -28,9 +26,7 @@ API = "/api/v1/workspaces"
 @pytest.fixture(autouse=True)
 def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     """Argon2 at its production cost (~0.1 s a hash) would dominate these tests."""
-    cheap = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1),))
-    monkeypatch.setattr(passwords, "_hasher", cheap)
-    monkeypatch.setattr(passwords, "_DUMMY_HASH", cheap.hash("dummy"))
+    cheapen_argon2(monkeypatch)
 
 
 async def create_workspace(

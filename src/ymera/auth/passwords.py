@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 _hasher = PasswordHash((Argon2Hasher(),))
-# A valid hash to verify against when the user does not exist, so a login for an
-# unknown name costs as much time as one for a known name.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A valid hash to verify against when the user does not exist, so a login
+    for an unknown name costs as much time as one for a known name. Made on first
+    use, not at import (an Argon2 hash takes about 0.2 s of CPU)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -19,7 +25,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, password_hash: str | None) -> bool:
     if password_hash is None:
-        _hasher.verify(password, _DUMMY_HASH)
+        _hasher.verify(password, _dummy_hash())
         return False
     try:
         return bool(_hasher.verify(password, password_hash))

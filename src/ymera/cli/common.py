@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -14,8 +14,13 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from ymera.config import Settings, get_settings
-from ymera.db import migrate
-from ymera.db.database import Database
+
+if TYPE_CHECKING:
+    from ymera.db.database import Database
+
+# The database layer (models, migrations: about half a second to import) is
+# imported by the commands that open the database, not by every command: most
+# talk to a server over HTTP.
 
 T = TypeVar("T")
 
@@ -58,6 +63,8 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def database(settings: Settings | None = None) -> Database:
+    from ymera.db.database import Database
+
     settings = settings or load_settings()
     return Database(
         settings.resolved_database_url, sqlite_busy_timeout_ms=settings.db.sqlite_busy_timeout_ms
@@ -70,6 +77,8 @@ async def open_database(
 ) -> AsyncIterator[Database]:
     """The configured database. ``require_schema``: exit with a clear message unless
     the schema is at the newest migration."""
+    from ymera.db import migrate
+
     db = database(settings)
     try:
         if require_schema and not await migrate.is_at_head(db):

@@ -10,7 +10,6 @@ from typing import Any, Literal, Union, get_args, get_origin
 import typer
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
-from sqlalchemy.engine import make_url
 
 from ymera.cli.common import console, fail, load_settings, table
 from ymera.config import Settings
@@ -114,6 +113,8 @@ def current_value(settings: Settings, info: SettingInfo) -> Any:
 @app.command()
 def show() -> None:
     """Print the effective settings (environment, .env and defaults); secrets masked."""
+    from sqlalchemy.engine import make_url
+
     settings = load_settings()
     rows = table("variable", "value")
     for info in setting_infos():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from ymera.cli.common import console, open_database, run
-from ymera.db import migrate
 
 app = typer.Typer(help="Database schema migrations (Alembic).", no_args_is_help=True)
+
+# Alembic is imported by these commands when they run, not by every `ymera` command.
 
 
 @app.command()
@@ -17,6 +18,8 @@ def upgrade(
     """Apply migrations up to REVISION (default: head)."""
 
     async def _go() -> str | None:
+        from ymera.db import migrate
+
         async with open_database() as db:
             await migrate.upgrade(db, revision)
             return await migrate.current_revision(db)
@@ -31,6 +34,8 @@ def downgrade(
     """Revert migrations down to REVISION."""
 
     async def _go() -> str | None:
+        from ymera.db import migrate
+
         async with open_database() as db:
             await migrate.downgrade(db, revision)
             return await migrate.current_revision(db)
@@ -41,6 +46,7 @@ def downgrade(
 @app.command()
 def current() -> None:
     """Show the database's revision and the newest one this version knows."""
+    from ymera.db import migrate
 
     async def _go() -> str | None:
         async with open_database() as db:

@@ -9,17 +9,21 @@ import os
 import signal
 import socket
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 import uvicorn
-from fastapi import FastAPI
 from rich.panel import Panel
 
-from ymera.app import create_app, shutdown_reserve
 from ymera.cli.common import console, load_settings
 from ymera.config import get_settings
 from ymera.logging import configure_logging
-from ymera.middleware import drain_signal
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# The server's modules (ymera.app and everything it serves: about a second to
+# import) are imported by `serve` itself, not by every `ymera` command.
 
 STARTUP_FAILED = 3
 
@@ -38,6 +42,8 @@ def _print_admin(username: str, password: str) -> None:
 
 def app_factory() -> FastAPI:
     """Factory used by `ymera serve` (also with --reload)."""
+    from ymera.app import create_app
+
     settings = get_settings()
     configure_logging(settings.log.level, json_format=settings.log.json_format)
     return create_app(settings, migrate_on_start=True, on_admin_created=_print_admin)
@@ -109,6 +115,9 @@ def serve(
     handed back to the queue, background loops stop. The exit status is 0 after
     SIGTERM (130 after Ctrl-C).
     """
+    from ymera.app import shutdown_reserve
+    from ymera.middleware import drain_signal
+
     if host is not None:
         os.environ["YMERA_SERVER__HOST"] = host
     if port is not None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from ymera.auth import service
 from ymera.auth.passwords import generate_password
 from ymera.auth.permissions import Role
 from ymera.cli.common import console, fail, open_database, run, table
 from ymera.errors import YmeraError
 
 app = typer.Typer(help="Manage users.", no_args_is_help=True)
+
+# The commands import the auth service (and the database layer) when they run:
+# importing it costs every `ymera` command a quarter of a second.
 
 
 @app.command()
@@ -31,6 +33,8 @@ def create(
         fail("the password must be at least 12 characters", code=2)
 
     async def _go() -> str:
+        from ymera.auth import service
+
         async with open_database(require_schema=True) as db, db.transaction() as session:
             user = await service.create_user(
                 session, username=username, password=secret, role=chosen, email=email, actor="cli"
@@ -51,6 +55,8 @@ def list_users(limit: int = typer.Option(100, min=1, max=500)) -> None:
     """List users."""
 
     async def _go() -> list[tuple[str, str, str, bool]]:
+        from ymera.auth import service
+
         async with (
             open_database(require_schema=True) as db,
             db.transaction(readonly=True) as session,

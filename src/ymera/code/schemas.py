@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +18,9 @@ from pydantic import (
 )
 
 from ymera.code.status import EditStatus
-from ymera.models.code import Edit, EditSession, Workspace
+
+if TYPE_CHECKING:  # the ORM models (the CLI imports these schemas, not the database layer)
+    from ymera.models.code import Edit, EditSession, Workspace
 
 MAX_PATH = 1024
 MAX_TEXT = 4 * 1024 * 1024
