@@ -148,11 +148,15 @@ class RoutingEngine:
         of results is hundreds of outcomes of a few agents); an ejection first
         learns what came before it, then forgets."""
         sums: dict[tuple[str, str], list[Any]] = {}
+        # Expected rates: what is learned does not change until learn() runs, so
+        # a commit's outcomes of one (agent, type, instant) share one.
+        expected_rates: dict[tuple[str, str, float], float] = {}
 
         def learn() -> None:
             for (agent_id, task_type), (vals, count, at) in sums.items():
                 self.learning.observe_sums(agent_id, task_type, vals, count=count, now=at)
             sums.clear()
+            expected_rates.clear()
 
         for o in outcomes:
             at = o.at.timestamp()
@@ -168,7 +172,11 @@ class RoutingEngine:
                 acc[2] = max(acc[2], at)
             if o.success is not None:
                 # An outcome is judged at the rate learned for its task's type.
-                expected = self.learning.success_mean(o.agent_id, o.task_type, at)
+                key = (o.agent_id, o.task_type, at)
+                expected = expected_rates.get(key)
+                if expected is None:
+                    expected = self.learning.success_mean(o.agent_id, o.task_type, at)
+                    expected_rates[key] = expected
                 verdict = self.detector.record(o.agent_id, o.success, at, expected=expected)
                 if verdict == "ejected":
                     learn()
