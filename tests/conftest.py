@@ -48,6 +48,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the databases tests left for later (``services.drop_pg_database_later``)."""
+    yield
+    asyncio.run(services.drop_pending_databases())
+
+
 @pytest.fixture(scope="session")
 def pg_database(worker_id: str) -> Iterator[str]:
     """One migrated PostgreSQL database per test session (per xdist worker)."""

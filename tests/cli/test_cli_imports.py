@@ -17,4 +17,3 @@ def test_the_command_imports_neither_the_server_nor_the_database_layer() -> None
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == []
-

@@ -14,7 +14,7 @@ from tests.fixtures.backends import Backend
 @pytest.fixture
 async def empty_database_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
     """A brand-new database with no tables: a new SQLite file, or a new PostgreSQL
-    database dropped after the test."""
+    database (dropped when the session ends)."""
     if backend.db_kind == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
@@ -24,4 +24,4 @@ async def empty_database_url(backend: Backend, tmp_path: Path) -> AsyncIterator[
     try:
         yield services.pg_url_for(name)
     finally:
-        await services.drop_pg_database(name)
+        services.drop_pg_database_later(name)

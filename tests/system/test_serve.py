@@ -142,7 +142,7 @@ def fresh_pg_url() -> Iterator[str]:
     try:
         yield services.pg_url_for(name).replace("postgresql+asyncpg://", "postgresql://", 1)
     finally:
-        asyncio.run(services.drop_pg_database(name))
+        services.drop_pg_database_later(name)
 
 
 @pytest.fixture
