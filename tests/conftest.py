@@ -50,9 +50,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _drop_test_databases() -> Iterator[None]:
-    """Drop the databases tests left for later (``services.drop_pg_database_later``)."""
+    """Wait for the databases tests left to drop (``services.drop_pg_database_later``)."""
     yield
-    asyncio.run(services.drop_pending_databases())
+    services.wait_for_drops()
 
 
 @pytest.fixture(scope="session")
