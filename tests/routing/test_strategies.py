@@ -431,3 +431,67 @@ def test_prior_strength_falls_back_without_enough_peers() -> None:
     off = LearningState(prior_strength=0.0)
     off.observe("a", "code", success=True, now=1.0)
     assert off.view(np.array([off.agent_row("b")]), "code", 1.0).prior[0] == 0.0
+
+
+def _group_with_a_busy_star(learning: LearningState) -> None:
+    """One peer with a long record at 0.95 (routing sends it most of the work)
+    and four with short ones at 0.5: the pooled record is mostly the star's."""
+    learning.agent_row("star", group="g")
+    for i in range(950):
+        learning.observe("star", "code", success=i < 900, now=1.0)
+    for k in range(4):
+        learning.agent_row(f"p{k}", group="g")
+        for i in range(20):
+            learning.observe(f"p{k}", "code", success=i < 10, now=1.0)
+
+
+def test_peers_rate_is_the_mean_of_their_rates_not_their_pooled_record() -> None:
+    learning = LearningState(prior_strength=4.0)
+    _group_with_a_busy_star(learning)
+    pooled = (900 + 40) / (950 + 80)
+    assert pooled > 0.9  # what the pooled record would promise a newcomer
+    new = learning.agent_row("new", group="g")
+    est = learning.view(np.array([new]), "code", 1.0)
+    # Each peer counts by its precision, at most the between-peer spread: the star
+    # counts more than one short record, far less than its 950 outcomes.
+    assert 0.55 < est.peer_success[0] < 0.8
+    assert est.success[0] < 0.8
+    assert learning.success_mean("new", "code", 1.0) == pytest.approx(est.success[0])
+
+
+def test_an_agents_own_record_is_left_out_of_its_peers_rate() -> None:
+    learning = LearningState(prior_strength=4.0)
+    _group_with_a_busy_star(learning)
+    rows = np.array([learning.agent_row("star"), learning.agent_row("p0")])
+    est = learning.view(rows, "code", 1.0)
+    assert est.peer_success[0] == pytest.approx(0.5)  # the star's peers: four at 0.5
+    assert est.peer_success[1] > 0.55  # p0's peers include the star
+    for i, agent in enumerate(("star", "p0")):
+        assert learning.success_mean(agent, "code", 1.0) == pytest.approx(est.success[i])
+
+
+def test_long_records_count_alike_in_the_peers_rate() -> None:
+    # Beyond the spread between peers, more outcomes add no weight: two peers with
+    # 2,000 and 200 outcomes count almost alike (the pooled rate would be ~0.86).
+    learning = LearningState(prior_strength=4.0, empirical_prior=False)
+    learning.agent_row("a", group="g")
+    learning.agent_row("b", group="g")
+    for i in range(2000):
+        learning.observe("a", "code", success=i % 10 != 0, now=1.0)
+    for i in range(200):
+        learning.observe("b", "code", success=i % 2 == 0, now=1.0)
+    new = learning.agent_row("new", group="g")
+    assert 0.68 < learning.view(np.array([new]), "code", 1.0).peer_success[0] < 0.74
+
+
+def test_a_loaded_cell_counts_in_the_peers_rate_at_once() -> None:
+    # Another replica's outcomes arrive through load_cell (no outcome is counted
+    # locally): the cached peers' rate and prior strength must not stay stale.
+    learning = LearningState(prior_strength=4.0)
+    _group_with_a_busy_star(learning)
+    new = learning.agent_row("new", group="g")
+    before = float(learning.view(np.array([new]), "code", 1.0).peer_success[0])
+    for k in range(4):
+        learning.load_cell(f"p{k}", "code", {"s": 190.0, "f": 10.0}, n=200, at=1.0)
+    after = float(learning.view(np.array([new]), "code", 1.0).peer_success[0])
+    assert before < 0.8 < after

@@ -15,6 +15,15 @@ at the peers' success rate and latency. Its own observations add to that, so a
 newcomer starts where its peers are, not at zero, and its own record takes
 over as it grows.
 
+The peers' success rate is the mean of the peers' own rates, not their pooled
+record: routing sends most work to the peers that do best, so the pooled
+record is mostly theirs and would promise every newcomer the best peers'
+rate. Each peer with a record counts with weight ``1 / (tau^2 + p (1 - p) /
+n)`` (a random-effects mean, as in meta-analysis): by its outcomes while they
+are few, and never more than the spread between peers (``tau^2 = p (1 - p) /
+(m + 1)``, the spread the prior strength ``m`` stands for) once they are
+many. The agent's own record is left out of its own prior.
+
 The prior strength ``m`` is estimated from the data (empirical Bayes, method
 of moments): when at least ``EB_MIN_AGENTS`` peers have ``EB_MIN_N``
 outcomes of the type, the spread of their success rates beyond what binomial
@@ -124,6 +133,9 @@ class LearningState:
         # Per type column: (outcomes seen when estimated, strength per group, fleet-wide).
         self._strength: dict[int, tuple[int, np.ndarray, float]] = {}
         self._seen: dict[int, int] = {}  # outcomes learned per type column
+        # Per type column: (outcomes seen, per group: sum of weights, sum of weighted
+        # rates; per agent row: weight, rate), for the peers' mean rate.
+        self._centres: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self.agents: dict[str, int] = {}
         self.agent_ids: list[str] = []
         self.types: dict[str, int] = {}
@@ -166,6 +178,7 @@ class LearningState:
         self.group_of[row] = g
         self._group_arr = None
         self._strength.clear()
+        self._centres.clear()
 
     def type_col(self, task_type: str) -> int:
         col = self.types.get(task_type)
@@ -250,6 +263,8 @@ class LearningState:
         old = self._decayed(self.cells, row, col, at)
         delta = {k: values.get(k, 0.0) - old[k] for k in STATS}
         prior_n = int(self.cells.n[col, row])
+        self._strength.pop(col, None)  # estimated before this cell was installed
+        self._centres.pop(col, None)
         self._add(self.cells, row, col, delta, at, count=n - prior_n)
         self._add(self.peer, self.group_of[row], col, delta, at, count=n - prior_n)
         self._add(self.every, 0, col, delta, at, count=n - prior_n)
@@ -320,7 +335,7 @@ class LearningState:
         peer_n = peer[S] + peer[F]
         strength = self.strengths(rows, col, thin)
         m = np.minimum(strength, peer_n)
-        p_peer = (peer[S] + 0.5) / (peer_n + 1.0)
+        p_peer = self._peer_rates(rows, col, thin, (peer[S] + 0.5) / (peer_n + 1.0))
         alpha = 1.0 + m * p_peer + own[S]
         beta = 1.0 + m * (1.0 - p_peer) + own[F]
         # Log-normal latency: the peers' log latency as up to 2 pseudo-observations.
@@ -367,6 +382,8 @@ class LearningState:
         peer_n = peer_s + peer_f
         m = min(self._strength_of(row, col, thin), peer_n)
         p_peer = (peer_s + 0.5) / (peer_n + 1.0)
+        if not thin:
+            p_peer = self._peer_rate(row, col, p_peer)
         alpha = 1.0 + m * p_peer + own_s
         beta = 1.0 + m * (1.0 - p_peer) + own_f
         return alpha / (alpha + beta)
@@ -378,6 +395,90 @@ class LearningState:
             k = 2.0 ** (-max(now - float(table.t[c, r]), 0.0) / self.half_life)
             s, f = s * k, f * k
         return s, f
+
+    def _centres_cached(
+        self, col: int
+    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        if not self.prior_strength:
+            return None
+        cached = self._centres.get(col)
+        seen = self._seen.get(col, 0)
+        if cached is None or seen - cached[0] >= EB_REFRESH:
+            cached = (seen, *self._estimate_centres(col))
+            self._centres[col] = cached
+        return cached
+
+    def _estimate_centres(self, col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per peer group, the sum of its members' weights and of their weighted
+        success rates on one type column; per agent row, its weight and rate
+        (so that a member's own record can be left out of its prior). Weight:
+        ``1 / (tau^2 + p (1 - p) / n)``, with ``p`` the group's rate and
+        ``tau^2 = p (1 - p) / (m + 1)`` the between-peer spread of strength ``m``."""
+        k = len(self.agent_ids)
+        rows = np.arange(k)
+        t = self.cells.t[col, :k]
+        stats = self._column(self.cells, col, rows, float(t.max()) if k else 0.0)
+        s, n = stats[S], stats[S] + stats[F]
+        g = self._groups()[:k]
+        size = len(self.groups)
+        pg = (np.bincount(g, weights=s, minlength=size) + 0.5) / (
+            np.bincount(g, weights=n, minlength=size) + 1.0
+        )
+        pq = pg * (1.0 - pg)
+        if self.empirical_prior:
+            m = self._strengths_cached(col)[1][:size]
+        else:
+            m = np.full(size, float(self.prior_strength))
+        tau2 = pq / (m + 1.0)
+        has = n > 1e-9
+        safe = np.where(has, n, 1.0)
+        weight = np.where(has, safe / (tau2[g] * safe + pq[g]), 0.0)
+        rate = np.where(has, s / safe, 0.0)
+        return (
+            np.bincount(g, weights=weight, minlength=size),
+            np.bincount(g, weights=weight * rate, minlength=size),
+            weight,
+            rate,
+        )
+
+    def _peer_rates(
+        self, rows: np.ndarray, col: int, thin: np.ndarray, pooled: np.ndarray
+    ) -> np.ndarray:
+        """The peers' mean success rate for agent rows on a type column (the
+        agent left out), where their group has members with a record; else
+        ``pooled`` (the pooled record's rate, or the fleet's where ``thin``)."""
+        cached = self._centres_cached(col)
+        if cached is None:
+            return pooled
+        _, total, weighted, weight, rate = cached
+        known = rows < len(weight)
+        own_w = (
+            np.where(known, weight[np.minimum(rows, len(weight) - 1)], 0.0) if len(weight) else 0.0
+        )
+        own_r = np.where(known, rate[np.minimum(rows, len(rate) - 1)], 0.0) if len(rate) else 0.0
+        g = self._groups()[rows]
+        ok = g < len(total)
+        g = np.where(ok, g, 0)
+        rest = total[g] - own_w
+        ok &= ~thin & (rest > 1e-9)
+        mean = (weighted[g] - own_w * own_r) / np.where(ok, rest, 1.0)
+        out: np.ndarray = np.where(ok, np.clip(mean, 1e-3, 1.0 - 1e-3), pooled)
+        return out
+
+    def _peer_rate(self, row: int, col: int, pooled: float) -> float:
+        """:meth:`_peer_rates` for one agent row (not ``thin``), in scalar code."""
+        cached = self._centres_cached(col)
+        if cached is None:
+            return pooled
+        _, total, weighted, weight, rate = cached
+        g = self.group_of[row]
+        if g >= len(total):
+            return pooled
+        own_w, own_r = (float(weight[row]), float(rate[row])) if row < len(weight) else (0.0, 0.0)
+        rest = float(total[g]) - own_w
+        if rest <= 1e-9:
+            return pooled
+        return min(max((float(weighted[g]) - own_w * own_r) / rest, 1e-3), 1.0 - 1e-3)
 
     def _strength_of(self, row: int, col: int, thin: bool) -> float:
         """:meth:`strengths` for one agent row."""
