@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
+
+# This checkout's source first: run from a second worktree (a baseline, a
+# branch), a benchmark measures that worktree's code, not the installed one's.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 BENCHMARKS = ("events", "dispatch", "editor", "chat", "upload", "routing_sim")
 
