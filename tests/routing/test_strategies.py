@@ -332,8 +332,18 @@ def test_a_plausible_rival_is_still_sampled() -> None:
     fleet, learning = _one_good_many_worse()
     # 6 / 8 x 1 s of wait, priced as congestion (x2.03: 8 of 248 slots busy)
     # x 0.02: 0.03 of reward.
+    # A worse agent's bound at 2 sd, net of latency (0.856), clears the good
+    # one's expected value net of that wait (0.847); at 1.5 sd (0.808) it would
+    # not, so the width is given here rather than left to the default.
     fleet.load[fleet.by_key["good"]] = 8 + 5
-    rl = make("learned", learning=learning, mode=Mode.REINFORCEMENT, clock=lambda: 1.0, seed=3)
+    rl = make(
+        "learned",
+        learning=learning,
+        mode=Mode.REINFORCEMENT,
+        clock=lambda: 1.0,
+        seed=3,
+        plausible=2.0,
+    )
     picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(200))
     assert 60 < picks["good"] < 170
     d = rl.select(task(), fleet)

@@ -38,7 +38,7 @@ class PolicyParams(BaseModel):
         le=10,
         description=(
             "learned: sample only candidates whose success mean + this many sd, net of"
-            " the wait, could beat the best expected (default 2; 0: every candidate)."
+            " the wait, could beat the best expected (default 1.5; 0: every candidate)."
         ),
     )
 

@@ -60,7 +60,7 @@ class Learned(Strategy):
         sample_size: int = 48,
         exploration: float = 1.0,
         refresh: int = 128,
-        plausible: float = 2.0,
+        plausible: float = 1.5,
         congestion: bool = True,
         **kw: Any,
     ) -> None:
