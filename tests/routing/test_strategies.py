@@ -301,7 +301,13 @@ def _one_good_many_worse() -> tuple[Fleet, LearningState]:
 def test_learned_samples_only_plausible_candidates() -> None:
     fleet, learning = _one_good_many_worse()
     plain = make(
-        "learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=3, plausible=0
+        "learned",
+        learning=learning,
+        mode=Mode.ACTIVE,
+        clock=lambda: 1.0,
+        seed=3,
+        plausible=0,
+        exploration=1.0,
     )
     picks = Counter(plain.select(task(), fleet, explain=False).agent_id for _ in range(500))
     assert picks["good"] < 490  # plain Thompson sampling strays to the worse ones
@@ -314,6 +320,28 @@ def test_learned_samples_only_plausible_candidates() -> None:
     assert worse
     assert all(c["score"]["score"] is None for c in worse)
     assert all(c["score"]["upper_bound"] < 0.9 for c in worse)
+
+
+def test_learned_draws_are_tempered_by_exploration() -> None:
+    # Every candidate is sampled (plausible=0); the draw strays from the mean
+    # by ``exploration`` x (Thompson draw - mean): 0.5 by default, 1 plain.
+    fleet, learning = _one_good_many_worse()
+
+    def good_picks(**kw: float) -> int:
+        rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=5, **kw)
+        return Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(400))["good"]
+
+    plain = good_picks(plausible=0, exploration=1.0)
+    default = good_picks(plausible=0)
+    greedy = good_picks(plausible=0, exploration=0.0)
+    assert plain < default <= greedy == 400
+    assert plain < 390
+    d = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=5).select(
+        task(), fleet
+    )
+    good = next(c for c in d.explanation["candidates"] if c["name"] == "good")["score"]
+    # Half the Thompson draw's distance from the mean (sd 0.017 at 300 outcomes).
+    assert abs(good["sampled_success"] - good["success_mean"]) < 0.5 * 4 * 0.018
 
 
 def test_a_newcomer_without_a_record_is_still_sampled() -> None:
@@ -343,6 +371,7 @@ def test_a_plausible_rival_is_still_sampled() -> None:
         clock=lambda: 1.0,
         seed=3,
         plausible=2.0,
+        exploration=1.0,
     )
     picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(200))
     assert 60 < picks["good"] < 170

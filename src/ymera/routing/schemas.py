@@ -30,7 +30,13 @@ class PolicyParams(BaseModel):
         default=None, description="learned (REINFORCEMENT): the reward's weights."
     )
     exploration: float | None = Field(
-        default=None, ge=0, le=1, description="learned: 1 = plain Thompson sampling."
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "learned: how far each draw strays from the posterior mean"
+            " (default 0.5; 1 = plain Thompson sampling, 0 = greedy)."
+        ),
     )
     plausible: float | None = Field(
         default=None,

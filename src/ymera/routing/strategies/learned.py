@@ -16,6 +16,14 @@ over ``Wq``; 2 on an idle fleet, 6 at 80% busy), with ``rho`` the share of the
 candidates' slots that are busy (at most ``MAX_UTILISATION``).
 ``congestion = False`` prices the task's own wait only.
 
+The draw is tempered: ``mean + exploration x (draw - mean)``, with
+``exploration`` 0.5 by default (1 is plain Thompson sampling). Work spreads
+over several agents anyway, as their queues fill and the wait is priced, and
+each of those tasks teaches the learner; full-width draws on top of that
+explore more than they earn (docs/benchmarks.md). A candidate nothing is
+known of (no record, nothing pooled from peers) is drawn at full width when
+others have a record.
+
 Only plausible candidates are sampled: those whose optimistic value (success
 ``plausible`` posterior standard deviations above its mean) net of the wait
 could still beat the best expected value net of the wait. Thompson sampling
@@ -58,7 +66,7 @@ class Learned(Strategy):
         weights: RewardWeights | None = None,
         clock: Callable[[], float] = time.time,
         sample_size: int = 48,
-        exploration: float = 1.0,
+        exploration: float = 0.5,
         refresh: int = 128,
         plausible: float = 1.5,
         congestion: bool = True,
@@ -140,7 +148,12 @@ class Learned(Strategy):
             why = "PASSIVE learning: least loaded (what is learned is recorded, not used)"
             return Ranking(self._full(keep, chosen), parts, why, extra, subset=keep)
         mean = est.success
-        draw = mean + self.exploration * (self.rng.beta(est.alpha, est.beta) - mean)
+        # A candidate nothing is known of (no record, nothing pooled) beside
+        # others with a record is drawn at full width, or a newcomer without
+        # peers would wait for the others to fill up.
+        unknown = (est.weight <= 0) & (est.prior <= 0)
+        width = np.where(unknown & bool((est.weight > 0).any()), 1.0, self.exploration)
+        draw = mean + width * (self.rng.beta(est.alpha, est.beta) - mean)
         if self.mode is Mode.REINFORCEMENT:
             scale = w.success
             rest = -w.latency * est.latency + w.feedback * est.feedback
