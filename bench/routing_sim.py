@@ -386,10 +386,18 @@ def scenario(
         best = results["oracle"]["reward_total"]
         for name, r in results.items():
             r["regret"] = best - r["reward_total"]
+            r["success_gap"] = results["oracle"]["success"] - r["success"]
             rows.setdefault(name, []).append(r)
-    return {
+    out = {
         name: {k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for name, rs in rows.items()
     }
+    for name, rs in rows.items():  # standard errors over the seeds (paired with the oracle)
+        for k in ("regret", "success_gap"):
+            vals = [r[k] for r in rs]
+            out[name][f"{k}_se"] = (
+                float(np.std(vals, ddof=1) / math.sqrt(len(vals))) if len(vals) > 1 else math.nan
+            )
+    return out
 
 
 def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
@@ -495,6 +503,12 @@ def main(argv: list[str]) -> int:
         "learned p99 latency <= 1.1x the oracle's": lr["p99"] <= 1.1 * o["p99"],
         "decision p99 < 1 ms at 10,000 agents (thread CPU time)": dt["cpu_p99"] < 1000,
     }
+    print(
+        f"learned, mean over {seeds} seeds +- standard error: regret "
+        f"{lr['regret'] / ll['regret']:.1%} +- {lr['regret_se'] / ll['regret']:.1%} of "
+        f"least_loaded's; success {100 * lr['success_gap']:.2f} +- "
+        f"{100 * lr['success_gap_se']:.2f} points below the oracle"
+    )
     if "oracle (own wait only)" in main_table:
         om = main_table["oracle (own wait only)"]
         gap = om["reward_total"] - lr["reward_total"]
