@@ -94,6 +94,9 @@ class ChatConnection:
     queue_size: int = 1000
     last_seq: int = 0  # the last message seq queued for this client
     ready: bool = False  # caught up: live messages go straight to the queue
+    # Every message up to this seq reaches the client through its catch-up (or
+    # its reload): live ones up to it are not held while it catches up.
+    covered_seq: int = 0
     closed: bool = False
     close_code: int | None = None
     id: str = field(default_factory=lambda: secrets.token_hex(6))
@@ -128,6 +131,8 @@ class ChatConnection:
         if self.closed:
             return
         if not self.ready:
+            if seq <= self.covered_seq:
+                return  # the catch-up sends it
             if len(self._pending) >= self.queue_size:
                 self._cut(CLOSE_SLOW_CONSUMER, "send queue full: the client reads too slowly")
                 return
@@ -143,12 +148,17 @@ class ChatConnection:
         if not self.closed:
             await self._queue.put(text)
 
-    def go_live(self) -> None:
-        """Caught up: release the live messages held meanwhile (those not sent yet)."""
-        self.ready = True
-        pending, self._pending = self._pending, []
-        for seq, text in pending:
-            self.offer_message(seq, text)
+    async def go_live(self) -> None:
+        """Caught up: send the live messages held meanwhile (those not sent yet),
+        waiting for room as the catch-up does (its frames may still fill the
+        queue: that is no slow client), then go live."""
+        while self._pending and not self.closed:
+            pending, self._pending = self._pending, []
+            for seq, text in pending:
+                if seq > self.last_seq:
+                    self.last_seq = seq
+                    await self.send_now(text)
+        self.ready = True  # no await since _pending was last seen empty
 
     def _send_eagerly(self, text: str) -> None:
         """Run the send right here, in the caller (a room forwarding to hundreds of
@@ -489,6 +499,7 @@ class ChatHub:
         limit = settings.max_resume_gap
         async with self.state.db.transaction(readonly=True) as session:
             latest = await service.latest_seq(session, session_id=conn.session_id) or 0
+            conn.covered_seq = latest
             missed = []
             if resume_from is not None and resume_from < latest:
                 missed = await service.messages_after(
@@ -528,7 +539,7 @@ class ChatHub:
                 frame = service.message_frame(row)
                 await conn.send_now(jsonx.dumps({**frame, "recovered": True}))
                 conn.last_seq = row.seq
-        conn.go_live()
+        await conn.go_live()
         if first_here:
             await self.publish(
                 room.channel,
