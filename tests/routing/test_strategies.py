@@ -12,6 +12,7 @@ import pytest
 from ymera.routing.fleet import Fleet
 from ymera.routing.learning.model import LearningState, Mode
 from ymera.routing.strategies import STRATEGIES, make
+from ymera.routing.strategies.base import Strategy
 from ymera.routing.strategies.learned import congestion_factor
 from ymera.routing.types import AgentSlot, TaskView
 
@@ -298,20 +299,17 @@ def _one_good_many_worse() -> tuple[Fleet, LearningState]:
     return fleet, learning
 
 
+def _learned(learning: LearningState, seed: int, mode: Mode = Mode.ACTIVE, **kw: float) -> Strategy:
+    """The learned strategy over ``learning`` at a fixed instant."""
+    return make("learned", learning=learning, mode=mode, clock=lambda: 1.0, seed=seed, **kw)
+
+
 def test_learned_samples_only_plausible_candidates() -> None:
     fleet, learning = _one_good_many_worse()
-    plain = make(
-        "learned",
-        learning=learning,
-        mode=Mode.ACTIVE,
-        clock=lambda: 1.0,
-        seed=3,
-        plausible=0,
-        exploration=1.0,
-    )
+    plain = _learned(learning, 3, plausible=0, exploration=1.0)
     picks = Counter(plain.select(task(), fleet, explain=False).agent_id for _ in range(500))
     assert picks["good"] < 490  # plain Thompson sampling strays to the worse ones
-    pruned = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=3)
+    pruned = _learned(learning, 3)
     picks = Counter(pruned.select(task(), fleet, explain=False).agent_id for _ in range(500))
     assert picks["good"] == 500
     d = pruned.select(task(), fleet)
@@ -328,7 +326,7 @@ def test_learned_draws_are_tempered_by_exploration() -> None:
     fleet, learning = _one_good_many_worse()
 
     def good_picks(**kw: float) -> int:
-        rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=5, **kw)
+        rl = _learned(learning, 5, **kw)
         return Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(400))["good"]
 
     plain = good_picks(plausible=0, exploration=1.0)
@@ -336,9 +334,7 @@ def test_learned_draws_are_tempered_by_exploration() -> None:
     greedy = good_picks(plausible=0, exploration=0.0)
     assert plain < default <= greedy == 400
     assert plain < 390
-    d = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=5).select(
-        task(), fleet
-    )
+    d = _learned(learning, 5).select(task(), fleet)
     good = next(c for c in d.explanation["candidates"] if c["name"] == "good")["score"]
     # Half the Thompson draw's distance from the mean (sd 0.017 at 300 outcomes).
     assert abs(good["sampled_success"] - good["success_mean"]) < 0.5 * 4 * 0.018
@@ -347,7 +343,7 @@ def test_learned_draws_are_tempered_by_exploration() -> None:
 def test_a_newcomer_without_a_record_is_still_sampled() -> None:
     fleet, learning = _one_good_many_worse()
     fleet.add("new", capabilities={"py": 0.5}, capacity=8, limit=math.inf)
-    rl = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 1.0, seed=3)
+    rl = _learned(learning, 3)
     picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(300))
     assert picks["new"] > 0  # uniform prior: its upper bound reaches the best
     assert picks["good"] > 200
@@ -364,15 +360,7 @@ def test_a_plausible_rival_is_still_sampled() -> None:
     # one's expected value net of that wait (0.847); at 1.5 sd (0.808) it would
     # not, so the width is given here rather than left to the default.
     fleet.load[fleet.by_key["good"]] = 8 + 5
-    rl = make(
-        "learned",
-        learning=learning,
-        mode=Mode.REINFORCEMENT,
-        clock=lambda: 1.0,
-        seed=3,
-        plausible=2.0,
-        exploration=1.0,
-    )
+    rl = _learned(learning, 3, mode=Mode.REINFORCEMENT, plausible=2.0, exploration=1.0)
     picks = Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(200))
     assert 60 < picks["good"] < 170
     d = rl.select(task(), fleet)
