@@ -325,7 +325,7 @@ def test_learned_draws_are_tempered_by_exploration() -> None:
     # by ``exploration`` x (Thompson draw - mean): 0.5 by default, 1 plain.
     fleet, learning = _one_good_many_worse()
 
-    def good_picks(**kw: float) -> int:
+    def good_picks(**kw: Any) -> int:
         rl = _learned(learning, 5, **kw)
         return Counter(rl.select(task(), fleet, explain=False).agent_id for _ in range(400))["good"]
 
