@@ -287,3 +287,94 @@ async def test_a_shared_value_too_long_for_its_column_fails_on_postgresql(db: Da
 
     with pytest.raises(DBAPIError):
         await insert()
+
+
+async def test_a_batch_wider_than_one_statement_reads_back_the_same(db: Database) -> None:
+    """More rows than one multi-row statement holds on SQLite (full statements
+    and a rest row by row): inserted, assigned and saved, every row reads back
+    as written, on both databases."""
+    now = datetime(2026, 12, 6, 9, 30, 0, 250000, tzinfo=UTC)
+    count = 2 * driver.SQLITE_ROWS + 3
+    rows = [_new_task(now) for _ in range(count)]
+    for i, row in enumerate(rows):
+        row["priority"] = i % 10
+        row["input"] = {"i": i}
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+    later = now + timedelta(seconds=1)
+    assigned = [
+        {
+            "id": row["id"],
+            "status": "ASSIGNED",
+            "attempt": 1,
+            "agent_id": None,  # (no agents here: the column is a foreign key)
+            "lease_token": f"token-{i}",
+            "lease_expires_at": later + timedelta(seconds=i),
+            "assigned_at": later,
+            "updated_at": later,
+            "routing": {"i": i},
+        }
+        for i, row in enumerate(rows)
+    ]
+    async with db.transaction() as session:
+        await repository.assign_many(session, assigned)
+    async with db.transaction() as session:
+        await repository.lock_rows(session, [str(r["id"]) for r in rows])
+        for i, row in enumerate(rows[: count - 1]):  # the last one stays ASSIGNED
+            report = await repository.get_row(session, str(row["id"]))
+            assert report is not None
+            report.status = "SUCCEEDED"
+            report.result = {"done": i}
+            report.finished_at = later
+    async with db.transaction(readonly=True) as session:
+        tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
+    assert len(tasks) == count
+    for i, row in enumerate(rows):
+        task = tasks[row["id"]]
+        assert (task.input, task.priority, task.attempt, task.lease_token) == (
+            {"i": i},
+            i % 10,
+            1,
+            f"token-{i}",
+        )
+        assert task.lease_expires_at == later + timedelta(seconds=i)
+        if i < count - 1:
+            assert (task.status, task.result, task.finished_at) == ("SUCCEEDED", {"done": i}, later)
+        else:
+            assert (task.status, task.result, task.finished_at) == ("ASSIGNED", None, None)
+
+
+def test_sqlite_runs_a_batch_as_statements_of_many_rows() -> None:
+    """Full statements of several rows, then the rest row by row; an update that
+    names a key twice keeps one statement per row (an UPDATE ... FROM would
+    apply only one of them)."""
+    template = driver.update_sql("tasks", ("status", "priority"))
+    per = driver.SQLITE_ROWS
+    rows = [("DONE", i, f"id-{i}") for i in range(2 * per + 5)]
+    (many, chunks), (one, rest) = driver._sqlite_statements(template, rows)
+    assert "FROM (VALUES" in many
+    assert many.count("(?, ?, ?)") == per
+    assert chunks == [sum(rows[:per], ()), sum(rows[per : 2 * per], ())]
+    assert (one, rest) == (template, rows[2 * per :])
+    assert driver._sqlite_statements(template, rows[:5]) == [(template, rows[:5])]
+    twice = [*rows[:per], ("AGAIN", 0, "id-0")]
+    assert driver._sqlite_statements(template, twice) == [(template, twice)]
+    wide = driver.insert_sql("tasks", tuple(f"c{i}" for i in range(100)))
+    ((sql, params),) = driver._sqlite_statements(wide, [tuple(range(100))] * 9)
+    assert sql.count("(" + ", ".join("?" * 100) + ")") == 9  # 999 values at most
+    assert params == [tuple(range(100)) * 9]
+
+
+async def test_an_update_naming_a_key_twice_applies_both_in_order(db: Database) -> None:
+    now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(driver.SQLITE_ROWS + 1)]
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+    template = driver.update_sql("tasks", ("priority",))
+    params = [(1, r["id"]) for r in rows] + [(9, rows[0]["id"])]
+    async with db.transaction() as session:
+        await driver.execute_many(await session.connection(), template, params)
+    async with db.transaction(readonly=True) as session:
+        found = dict((await session.execute(select(Task.id, Task.priority))).tuples().all())
+    assert found[rows[0]["id"]] == 9
+    assert all(found[r["id"]] == 1 for r in rows[1:])

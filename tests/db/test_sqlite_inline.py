@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from tests.fixtures.waiting import wait_until
 from ymera.db.database import Database
-from ymera.db.sqlite_inline import OFFLOAD_ROWS, InlineConnection
+from ymera.db.sqlite_inline import OFFLOAD_ROWS, OFFLOAD_VALUES, InlineConnection
 
 
 async def _table(db: Database) -> None:
@@ -106,9 +106,10 @@ async def test_threaded_mode_still_works(tmp_path: Path) -> None:
         await db.dispose()
 
 
-async def _thread_of_each_row(db: Database, rows: int) -> set[int]:
-    """Insert ``rows`` rows with one executemany; the ids of the threads SQLite
-    computed them on (a SQL function records it)."""
+async def _thread_of_each_row(db: Database, rows: int, *, per_statement: int = 1) -> set[int]:
+    """Insert ``rows`` rows with one executemany (``per_statement`` rows per
+    statement); the ids of the threads SQLite computed them on (a SQL function
+    records it)."""
     threads: set[int] = set()
     async with db.transaction() as session:
         conn = await session.connection()
@@ -116,7 +117,9 @@ async def _thread_of_each_row(db: Database, rows: int) -> set[int]:
         assert isinstance(raw, InlineConnection)
         assert raw._connection is not None
         raw._connection.create_function("tid", 1, lambda x: threads.add(threading.get_ident()) or x)
-        await conn.exec_driver_sql("INSERT INTO t (x) VALUES (tid(?))", [(i,) for i in range(rows)])
+        sql = "INSERT INTO t (x) VALUES " + ", ".join(["(tid(?))"] * per_statement)
+        params = [tuple(range(i, i + per_statement)) for i in range(0, rows, per_statement)]
+        await conn.exec_driver_sql(sql, params)
     return threads
 
 
@@ -130,6 +133,24 @@ async def test_big_statements_run_off_the_loop_thread(tmp_path: Path) -> None:
         assert len(offloaded) == 1
         assert loop_thread not in offloaded
         assert await _count(db) == 2 * OFFLOAD_ROWS - 1  # both committed
+    finally:
+        await db.dispose()
+
+
+async def test_few_statements_of_many_rows_run_off_the_loop_thread(tmp_path: Path) -> None:
+    """An executemany of statements of many rows each (ymera.db.driver's batches)
+    counts by the values it binds, not by its statements."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    try:
+        await _table(db)
+        loop_thread = threading.get_ident()
+        per = OFFLOAD_VALUES // 4
+        small = await _thread_of_each_row(db, OFFLOAD_VALUES // 2, per_statement=per)
+        assert small == {loop_thread}
+        big = await _thread_of_each_row(db, OFFLOAD_VALUES, per_statement=per)
+        assert len(big) == 1
+        assert loop_thread not in big
+        assert await _count(db) == OFFLOAD_VALUES * 3 // 2
     finally:
         await db.dispose()
 

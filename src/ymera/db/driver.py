@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,6 +141,70 @@ def update_sql(table: str, columns: Sequence[str], key: str = "id") -> str:
     sql = f"UPDATE {table} SET {sets} WHERE {key} = ?"  # noqa: S608
     _SHAPES[sql] = ("update", table, tuple(columns), key)
     return sql
+
+
+# SQLite: a batch of rows runs as statements of SQLITE_ROWS rows each (one
+# multi-row VALUES: one bind and one step per statement, where an executemany
+# binds, steps and resets each row, taking the GIL back after every step), the
+# rest row by row. Measured in the dispatch benchmark (SQLite, batches of
+# 20,000 tasks): the claims' UPDATEs cost the connection's thread 0.51 s of CPU
+# and 1.09 s of wall time row by row, 0.32 s and 0.72 s in statements of 32
+# rows. Fewer rows per statement when they are wide: a statement binds at most
+# 999 values (SQLite's limit before 3.32). UPDATE ... FROM needs SQLite 3.33.
+SQLITE_ROWS = 32
+_SQLITE_MAX_VALUES = 999
+_SQLITE_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+
+
+def _sqlite_rows_per_statement(template: str) -> int:
+    shape = _SHAPES.get(template)
+    if shape is None or (shape[0] == "update" and not _SQLITE_UPDATE_FROM):
+        return 1
+    width = len(shape[2]) + (shape[3] is not None)
+    return max(1, min(SQLITE_ROWS, _SQLITE_MAX_VALUES // width))
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_rows_sql(template: str, count: int) -> str:
+    """SQLite: ``template`` (from :func:`insert_sql` or :func:`update_sql`) as one
+    statement over ``count`` rows (parameters: the rows' values, row after row)."""
+    kind, table, columns, key = _SHAPES[template]
+    width = len(columns) + (key is not None)
+    values = ", ".join([f"({placeholders(width)})"] * count)
+    if kind == "insert":
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}"  # noqa: S608
+    sets = ", ".join(f"{name} = v.column{i}" for i, name in enumerate(columns, 1))
+    return (
+        f"UPDATE {table} SET {sets} FROM (VALUES {values}) AS v"  # noqa: S608
+        f" WHERE {table}.{key} = v.column{width}"
+    )
+
+
+def _repeats_a_key(template: str, rows: Sequence[tuple[Any, ...]]) -> bool:
+    """An update naming a row twice: one statement joining the rows (UPDATE ...
+    FROM) would apply only one of its changes; row by row applies each in order."""
+    shape = _SHAPES.get(template)
+    return shape is not None and shape[0] == "update" and len({r[-1] for r in rows}) != len(rows)
+
+
+def _sqlite_statements(
+    template: str, rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """SQLite: (statement, executemany parameters) pairs that run ``template``
+    over ``rows``: statements of several rows each where it can, then the rest
+    row by row."""
+    per = _sqlite_rows_per_statement(template)
+    count = len(rows) // per * per
+    if per == 1 or not count:
+        return [(template, list(rows))]
+    if _repeats_a_key(template, rows):
+        return [(template, list(rows))]
+    sql = _sqlite_rows_sql(template, per)
+    chunks = [tuple(itertools.chain.from_iterable(rows[i : i + per])) for i in range(0, count, per)]
+    statements = [(sql, chunks)]
+    if count < len(rows):
+        statements.append((template, list(rows[count:])))
+    return statements
 
 
 def _array_type(table: str, column: str) -> tuple[str, str]:
@@ -295,14 +360,18 @@ async def execute_many(
     dialect = connection.dialect.name
     sql = render(template, dialect)
     if dialect != "postgresql":
-        await connection.exec_driver_sql(sql, list(rows))
+        for statement, params in _sqlite_statements(template, rows):
+            await connection.exec_driver_sql(statement, params)
         return
     adapter = await _asyncpg(connection)
     await _pg_many(adapter, template, sql, rows)
 
 
 async def _pg_many(adapter: Any, template: str, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    arrays, params = _batch_params(template, rows) if len(rows) > 1 else (None, [])
+    arrays: str | None = None
+    params: list[Any] = []
+    if len(rows) > 1 and not _repeats_a_key(template, rows):
+        arrays, params = _batch_params(template, rows)
     if arrays is not None:
         await _pg(adapter, arrays, params, lambda pg: pg.execute(arrays, *params))
     else:
@@ -327,7 +396,8 @@ def execute_many_sync(
     dialect = connection.dialect.name
     sql = render(template, dialect)
     if dialect != "postgresql":
-        connection.exec_driver_sql(sql, list(rows))
+        for statement, params in _sqlite_statements(template, rows):
+            connection.exec_driver_sql(statement, params)
         return
     await_only(_execute_many_in(connection.connection.dbapi_connection, template, sql, rows))
 

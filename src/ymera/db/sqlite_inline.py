@@ -15,8 +15,9 @@ connection's own busy timeout is 0, and a call that finds the database locked
 is retried here with asynchronous sleeps until ``busy_timeout`` runs out:
 retrying ``BEGIN``, a read or ``COMMIT`` after ``SQLITE_BUSY`` is safe.
 
-Big statements are the exception: an ``executemany`` of many rows (a group
-commit's tasks, events, assignments and reports), a query with many
+Big statements are the exception: an ``executemany`` of many rows or values
+(a group commit's tasks, events, assignments and reports, which
+``ymera.db.driver`` sends as statements of many rows each), a query with many
 parameters (the report rows a batch locks) and the fetch of its rows, and the
 ``COMMIT`` of a transaction that ran one, go to a thread of the connection's own. SQLite
 releases the GIL while it works, so the event loop goes on parsing requests
@@ -40,8 +41,11 @@ from typing import Any
 import aiosqlite
 
 _BUSY_MESSAGES = ("database is locked", "database is busy", "database table is locked")
-# An executemany of at least this many rows runs off the event loop's thread.
+# A query with at least this many parameters, and an executemany of at least
+# this many rows or binding at least OFFLOAD_VALUES values (statements of many
+# rows each, ymera.db.driver), run off the event loop's thread.
 OFFLOAD_ROWS = 64
+OFFLOAD_VALUES = 512
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -62,7 +66,11 @@ class InlineConnection(aiosqlite.Connection):
         """Whether this call runs on the connection's thread (see the module doc)."""
         name = getattr(fn, "__name__", "")
         fetch, self._heavy_query = self._heavy_query, False
-        if name == "executemany" and len(args) > 1 and _row_count(args[1]) >= OFFLOAD_ROWS:
+        if (
+            name == "executemany"
+            and len(args) > 1
+            and (_row_count(args[1]) >= OFFLOAD_ROWS or _value_count(args[1]) >= OFFLOAD_VALUES)
+        ):
             self._heavy = True
             return True
         if name == "execute" and len(args) > 1 and _row_count(args[1]) >= OFFLOAD_ROWS:
@@ -139,6 +147,14 @@ class InlineConnection(aiosqlite.Connection):
 
     async def close(self) -> None:
         self.stop()
+
+
+def _value_count(params: Any) -> int:
+    """The values an executemany binds (rows x their width), 0 when unknown."""
+    try:
+        return len(params) * len(params[0]) if len(params) else 0
+    except TypeError:  # an iterator, or rows of unknown length: keep it inline
+        return 0
 
 
 def _row_count(params: Any) -> int:
