@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import AppHarness
 from tests.fixtures.live import LiveServer
+from tests.fixtures.waiting import wait_until
 from ymera.auth.permissions import Role
 from ymera.models.events import Event
 from ymera.models.tasks import Task
@@ -98,3 +99,51 @@ async def test_a_failing_claim_does_not_lose_the_submit(live: LiveServer) -> Non
         ids = {k: assign[k] for k in ("task_id", "attempt", "lease_token")}
         await ws.send(json.dumps({"type": "result", **ids, "output": {}}))
         await next_frame(ws, "ack")
+
+
+async def test_a_submit_replayed_after_its_rows_were_assigned_inserts_them_afresh(
+    live: LiveServer, monkeypatch: object
+) -> None:
+    """The writer assigns new tasks in place as it inserts them (nothing older
+    waits). If that transaction then fails, the replay builds the rows again:
+    the task committed is the one answered, PENDING, and then assigned and
+    delivered, not a row left ASSIGNED by the failed attempt."""
+    import pytest
+
+    from tests.agents.test_worker_protocol import agent_and_key, hello, next_frame, ws_url
+    from ymera.tasks import service
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    import websockets
+
+    _, key = await agent_and_key(live, "replayrows")
+    h = live.harness
+    real = service.assign_new
+    failures = 0
+
+    def assign_then_fail(*args: object, **kwargs: object) -> object:
+        nonlocal failures
+        assignments = real(*args, **kwargs)  # type: ignore[arg-type]
+        if failures == 0 and assignments:
+            failures += 1
+            raise RuntimeError("after the rows were assigned")
+        return assignments
+
+    monkeypatch.setattr(service, "assign_new", assign_then_fail)
+    dev = await h.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=2)
+        dispatcher = h.state.extras["dispatcher"]
+        # Nothing queued (the pass the worker's arrival started has run): the
+        # writer assigns the new task as it inserts it.
+        await wait_until(lambda: not dispatcher.may_have_backlog, timeout=10)
+        resp = await h.client.post("/api/v1/tasks", json={"type": "t"}, headers=dev)
+        assert resp.status_code == 201, resp.text
+        assert failures == 1
+        task_id = resp.json()["id"]
+        assign = await next_frame(ws, "assign")
+        assert assign["task_id"] == task_id
+        assert assign["attempt"] == 1
+    async with h.state.db.transaction(readonly=True) as session:
+        tasks = (await session.scalars(select(Task).where(Task.type == "t"))).all()
+    assert [t.id for t in tasks] == [task_id]

@@ -118,8 +118,15 @@ async def _submit(
                 body_hash=service.request_hash(body.model_dump(mode="json")),
             )
 
+    # The rows are built here, off the writer's serial path. Only for the op's
+    # first run: a replay (its batch failed) builds them afresh, as the failed
+    # run may have changed them (assigned as inserted).
+    built: service.NewTasks | None = service.new_tasks(**kwargs)
+
     async def op(session: Any) -> tuple[list[Any], bool]:
-        return await service.submit(session, **kwargs, defer=True)
+        nonlocal built
+        first, built = built, None
+        return await service.submit(session, **kwargs, defer=True, built=first)
 
     writer: TaskWriter = state.extras["writer"]
     result: tuple[list[Any], bool] = await writer.submit(op, creates_work=True)

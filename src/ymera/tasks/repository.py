@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -96,25 +96,30 @@ _ASSIGN_SQL = driver.update_sql("tasks", _ASSIGN_COLUMNS)
 _ROUTING_SQL = driver.insert_sql("task_routing", ("task_id", "attempt", "decided_at", "decision"))
 
 
+_NEW_VALUES = itemgetter(*_NEW_COLUMNS)
+_NEW_JSON_AT = tuple(i for i, c in enumerate(_NEW_COLUMNS) if c in _JSON_NEW)
+_NEW_TIME_AT = tuple(i for i, c in enumerate(_NEW_COLUMNS) if c in _TIME_NEW)
+
+
 def _insert_params(dialect: str, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     values = driver.values_for(dialect)
-    # A batch shares a few instants (its "now"): convert each once.
-    times: dict[datetime | None, Any] = {}
-
-    def time(value: datetime | None) -> Any:
-        if value not in times:
-            times[value] = values.time(value)
-        return times[value]
-
-    convert = [
-        values.json if c in _JSON_NEW else time if c in _TIME_NEW else None for c in _NEW_COLUMNS
-    ]
-    return [
-        tuple(
-            row[c] if f is None else f(row[c]) for c, f in zip(_NEW_COLUMNS, convert, strict=True)
-        )
-        for row in rows
-    ]
+    # A batch shares a few instants (its "now") and most lists are empty:
+    # convert each once.
+    times: dict[Any, Any] = {None: None}
+    empty = values.json([])
+    params = []
+    for row in rows:
+        saved = list(_NEW_VALUES(row))
+        for i in _NEW_JSON_AT:
+            v = saved[i]
+            saved[i] = empty if v == [] else values.json(v)
+        for i in _NEW_TIME_AT:
+            v = saved[i]
+            if v not in times:
+                times[v] = values.time(v)
+            saved[i] = times[v]
+        params.append(tuple(saved))
+    return params
 
 
 async def _insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:

@@ -246,8 +246,17 @@ _UNSET_AT_SUBMIT: dict[str, Any] = dict.fromkeys(
 )
 
 
-async def submit(
-    session: AsyncSession,
+@dataclass(frozen=True)
+class NewTasks:
+    """Tasks to submit, built (``new_tasks``) before the unit of work that writes
+    them: ``rows`` are inserted (changed in place if assigned as they are
+    inserted), ``records`` are what the submitter is answered (as submitted)."""
+
+    rows: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+
+
+def new_tasks(
     *,
     principal: Principal,
     specs: Sequence[TaskCreate],
@@ -256,33 +265,12 @@ async def submit(
     idempotency_key: str | None = None,
     idempotency_ttl: float = 86_400,
     body_hash: str | None = None,
-    defer: bool = False,
-) -> tuple[list[Task] | list[dict[str, Any]], bool]:
-    """Create tasks. Returns (tasks, created); with an idempotency key already used
-    by this principal with the same body, returns the original tasks and False.
-
-    ``defer``: insert the rows when the unit of work commits, in one statement
-    with every other deferred submission (the group-commit writer's way; not
-    with an idempotency key, whose uniqueness must be checked here).
-    """
-    if idempotency_key:
-        existing = await repository.find_idempotent(
-            session, created_by=principal.user_id, key=idempotency_key
-        )
-        live = [t for t in existing if t.idempotency_expires_at and t.idempotency_expires_at > now]
-        if live:
-            if any(t.request_hash != body_hash for t in live):
-                raise IdempotencyConflict(
-                    "Idempotency-Key was already used with a different request body",
-                    task_ids=[t.id for t in live][:10],
-                )
-            return list(live), False
-        if existing:  # expired: free the key for this request
-            await repository.clear_idempotency(session, [t.id for t in existing])
-    await _check_workspaces(session, principal, specs)
-    await _check_files(session, principal, specs, now)
-    await _check_pinned(session, specs)
+) -> NewTasks:
+    """The rows of new tasks (no database: the group-commit writer's callers build
+    them before queueing, off its serial path). Raises ``Unprocessable`` for an
+    input over the size limit."""
     rows: list[dict[str, Any]] = []
+    expires = now + timedelta(seconds=idempotency_ttl) if idempotency_key else None
     for spec in specs:
         if spec.input and len(jsonx.dumpb(spec.input)) > MAX_INPUT_BYTES:
             raise Unprocessable(
@@ -312,9 +300,7 @@ async def submit(
                 "available_at": now,
                 "idempotency_key": idempotency_key,
                 "request_hash": body_hash if idempotency_key else None,
-                "idempotency_expires_at": (
-                    now + timedelta(seconds=idempotency_ttl) if idempotency_key else None
-                ),
+                "idempotency_expires_at": expires,
                 "created_by": principal.user_id,
                 "workflow_step_id": spec.workflow_step_id,
                 "agent_type": spec.agent_type,
@@ -331,6 +317,59 @@ async def submit(
         for row in rows[1:]:
             row["idempotency_key"] = f"{idempotency_key}#{row['id']}"
     records = [{**row, "result": None, "error": None} for row in rows]  # no JSON null in rows
+    return NewTasks(rows, records)
+
+
+async def submit(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    specs: Sequence[TaskCreate],
+    now: datetime,
+    default_retry: RetryPolicy,
+    idempotency_key: str | None = None,
+    idempotency_ttl: float = 86_400,
+    body_hash: str | None = None,
+    defer: bool = False,
+    built: NewTasks | None = None,
+) -> tuple[list[Task] | list[dict[str, Any]], bool]:
+    """Create tasks. Returns (tasks, created); with an idempotency key already used
+    by this principal with the same body, returns the original tasks and False.
+
+    ``defer``: insert the rows when the unit of work commits, in one statement
+    with every other deferred submission (the group-commit writer's way; not
+    with an idempotency key, whose uniqueness must be checked here).
+    ``built``: the tasks' rows, built beforehand by ``new_tasks`` from the same
+    arguments (else built here).
+    """
+    if idempotency_key:
+        existing = await repository.find_idempotent(
+            session, created_by=principal.user_id, key=idempotency_key
+        )
+        live = [t for t in existing if t.idempotency_expires_at and t.idempotency_expires_at > now]
+        if live:
+            if any(t.request_hash != body_hash for t in live):
+                raise IdempotencyConflict(
+                    "Idempotency-Key was already used with a different request body",
+                    task_ids=[t.id for t in live][:10],
+                )
+            return list(live), False
+        if existing:  # expired: free the key for this request
+            await repository.clear_idempotency(session, [t.id for t in existing])
+    await _check_workspaces(session, principal, specs)
+    await _check_files(session, principal, specs, now)
+    await _check_pinned(session, specs)
+    if built is None:
+        built = new_tasks(
+            principal=principal,
+            specs=specs,
+            now=now,
+            default_retry=default_retry,
+            idempotency_key=idempotency_key,
+            idempotency_ttl=idempotency_ttl,
+            body_hash=body_hash,
+        )
+    rows = built.rows
     if defer and not idempotency_key:
         repository.defer_insert(session, rows)
     else:
@@ -358,7 +397,7 @@ async def submit(
             actor=principal.id,
         )
     # The rows are what was inserted: no need to read them back.
-    return records, True
+    return built.records, True
 
 
 async def _check_files(
