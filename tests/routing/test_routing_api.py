@@ -41,7 +41,13 @@ async def test_policy_global_and_per_type(harness: AppHarness) -> None:
     body["params"] = {
         "reward_weights": {"success": 1, "latency": 0.05, "feedback": 0.5},
         "plausible": 0.0,
+        "opportunity": 0.8,
+        "congestion": False,
     }
+    too_much = {**body, "params": {"opportunity": 3}}
+    resp = await harness.client.put("/api/v1/routing/policy", json=too_much, headers=admin)
+    assert resp.status_code == 422
+    assert "opportunity" in resp.text
     resp = await harness.client.put("/api/v1/routing/policy", json=body, headers=admin)
     assert resp.status_code == 200, resp.text
     per = {"task_type": "review", "strategy": "weighted", "params": {"weights": {"a": 2}}}
@@ -58,6 +64,7 @@ async def test_policy_global_and_per_type(harness: AppHarness) -> None:
     learned = engine.strategy_for(engine.policy_for("other"))
     assert isinstance(learned, Learned)
     assert learned.plausible == 0.0  # the policy's params reach the strategy
+    assert (learned.opportunity, learned.congestion) == (0.8, False)
     resp = await harness.client.delete("/api/v1/routing/policy/review", headers=admin)
     assert resp.status_code == 204
     assert engine.policy_for("review").strategy == "learned"

@@ -38,6 +38,21 @@ class PolicyParams(BaseModel):
             " (default 0.5; 1 = plain Thompson sampling, 0 = greedy)."
         ),
     )
+    opportunity: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description=(
+            "learned: weight of the opportunity cost of an agent's time (the shadow"
+            " price of its slots in the fleet's fluid plan; default 0.5, 0: off)."
+        ),
+    )
+    congestion: bool | None = Field(
+        default=None,
+        description=(
+            "learned: price the wait as congestion (default true) or as the task's own delay only."
+        ),
+    )
     plausible: float | None = Field(
         default=None,
         ge=0,

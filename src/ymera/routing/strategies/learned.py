@@ -16,6 +16,12 @@ over ``Wq``; 2 on an idle fleet, 6 at 80% busy), with ``rho`` the share of the
 candidates' slots that are busy (at most ``MAX_UTILISATION``).
 ``congestion = False`` prices the task's own wait only.
 
+It also charges each candidate the opportunity cost of its time:
+``opportunity x mu x expected service time``, with ``mu`` the shadow price of
+the agent's slots in the fleet's fluid plan (``ymera.routing.learning.prices``:
+zero for an agent with time to spare; for one whose time is contended, what
+its time earns at the work only it does well), weighted 0.5 by default.
+
 The draw is tempered: ``mean + exploration x (draw - mean)``, with
 ``exploration`` 0.5 by default (1 is plain Thompson sampling). Work spreads
 over several agents anyway, as their queues fill and the wait is priced, and
@@ -49,6 +55,7 @@ import numpy as np
 
 from ymera.routing.fleet import Fleet
 from ymera.routing.learning.model import LearningState, Mode, RewardWeights, beta_sd
+from ymera.routing.learning.prices import SlotPrices
 from ymera.routing.strategies.base import Ranking, Strategy, load_ratio
 from ymera.routing.types import TaskView
 
@@ -70,6 +77,7 @@ class Learned(Strategy):
         refresh: int = 128,
         plausible: float = 1.5,
         congestion: bool = True,
+        opportunity: float = 0.5,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
@@ -82,6 +90,8 @@ class Learned(Strategy):
         self.refresh = refresh
         self.plausible = plausible
         self.congestion = congestion
+        self.opportunity = opportunity
+        self.prices = SlotPrices()
 
     def _rows(self, fleet: Fleet) -> np.ndarray:
         """Learning rows of the fleet's agents (registered on first sight)."""
@@ -163,6 +173,9 @@ class Learned(Strategy):
         factor = congestion_factor(fleet.load[sub], cap) if self.congestion else 1.0
         extra["queue_price"] = factor
         cost = w.latency * factor * wait
+        if self.opportunity:
+            cost = cost + self._opportunity_cost(task, lrows, cap, est.latency, now)
+            parts["opportunity_cost"] = cost - w.latency * factor * wait
         score = value - cost
         if self.plausible:
             expected = scale * mean + rest - cost
@@ -184,6 +197,26 @@ class Learned(Strategy):
             " (Thompson sampling)"
         )
         return Ranking(self._full(keep, chosen), parts, why, extra, subset=keep)
+
+    def _opportunity_cost(
+        self, task: TaskView, lrows: np.ndarray, cap: np.ndarray, latency: np.ndarray, now: float
+    ) -> np.ndarray:
+        """What the candidates' time is worth to the rest of the fleet's work
+        (``ymera.routing.learning.prices``) for the time this task would take,
+        weighted by ``opportunity``."""
+        prices = self.prices
+        prices.note(task.type, lrows, cap, now)
+        if prices.due():
+            weights = (
+                self.weights
+                if self.mode is Mode.REINFORCEMENT
+                else RewardWeights(success=1.0, latency=0.0, feedback=0.0)
+            )
+            prices.solve(self.learning, weights, now)
+        known = lrows < len(prices.prices)
+        price = np.where(known, prices.prices[np.where(known, lrows, 0)], 0.0)
+        out: np.ndarray = self.opportunity * price * latency
+        return out
 
     @staticmethod
     def _full(keep: np.ndarray | None, pos: int) -> int:

@@ -1,0 +1,146 @@
+"""The opportunity cost of an agent's time: shadow prices of the fleet's fluid
+plan (ymera.routing.learning.prices), and the learned strategy pricing it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ymera.routing.fleet import Fleet
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights
+from ymera.routing.learning.prices import SlotPrices, _shadow_prices
+from ymera.routing.strategies import make
+from ymera.routing.types import TaskView
+
+# Agent 0 is the best at both types, by far at X; agent 1 is nearly as good at Y.
+VALUES = {"X": [0.9, 0.3], "Y": [0.8, 0.7]}
+
+
+def _columns(
+    rate_x: float, rate_y: float
+) -> list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray]]:
+    rows = np.array([0, 1])
+    ones = np.ones(2)
+    return [
+        ("X", rate_x, rows, np.array(VALUES["X"]), ones),
+        ("Y", rate_y, rows, np.array(VALUES["Y"]), ones),
+    ]
+
+
+def test_the_contended_agent_is_priced_at_what_its_time_earns_elsewhere() -> None:
+    # 0.8 X and 0.8 Y tasks a second, one slot each, 1 s per task: the plan
+    # gives agent 0 all of X and the rest of its time to Y, agent 1 the other Y
+    # tasks with time to spare. One more second of agent 0 would move a Y task
+    # from agent 1 to it: worth 0.8 - 0.7.
+    prices = _shadow_prices(_columns(0.8, 0.8), np.array([1.0, 1.0]))
+    assert prices[0] == pytest.approx(0.1, abs=1e-6)
+    assert prices[1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_fleet_with_time_to_spare_prices_nothing() -> None:
+    prices = _shadow_prices(_columns(0.2, 0.2), np.array([1.0, 1.0]))
+    assert np.allclose(prices, 0.0)
+
+
+def test_a_plan_without_time_to_spare_prices_nothing() -> None:
+    # 1.9 tasks a second on two slots of 1 s (95% busy), or more than they can
+    # do at all (overflow): every slot would be priced at what the last task
+    # squeezed in is worth; near saturation the wait's price routes alone.
+    for rate in (0.95, 2.0):
+        prices = _shadow_prices(_columns(rate, rate), np.array([1.0, 1.0]))
+        assert np.allclose(prices, 0.0)
+    # Up to the limit, prices are set.
+    assert _shadow_prices(_columns(0.95, 0.95), np.array([1.0, 1.0]), max_busy=0.96)[0] > 0
+
+
+def test_prices_are_solved_every_refresh_decisions_from_the_arrivals_seen() -> None:
+    learning = _learning()
+    prices = SlotPrices(refresh=10, window=100)
+    weights = RewardWeights(success=1.0, latency=0.0, feedback=0.0)
+    assert prices.due()
+    prices.solve(learning, weights, 0.0)  # nothing seen yet: nothing to price
+    assert not prices.prices.any()
+    rows, capacity = np.array([0, 1]), np.array([1.0, 1.0])
+    now = 0.0
+    for k in range(9):
+        now += 1 / 1.6  # 1.6 tasks a second, half of each type
+        prices.note("X" if k % 2 == 0 else "Y", rows, capacity, now)
+        if k == 4:  # fewer arrivals than a refresh: their rates are not told yet
+            early = SlotPrices(refresh=10, window=100)
+            early._arrivals, early._seen, early._capacity = (
+                prices._arrivals,
+                prices._seen,
+                prices._capacity,
+            )
+            early.solve(learning, weights, now)
+            assert not early.prices.any()
+    assert not prices.due()
+    prices.note("Y", rows, capacity, now + 1 / 1.6)
+    assert prices.due()
+    prices.solve(learning, weights, now)
+    assert not prices.due()
+    assert prices.prices[0] == pytest.approx(0.1, abs=0.03)
+    assert prices.prices[1] == pytest.approx(0.0, abs=1e-6)
+
+
+def _learning() -> LearningState:
+    """Agent a0 and a1 (learning rows 0 and 1) with long records at VALUES."""
+    learning = LearningState(prior_strength=0.0)
+    for row, agent in enumerate(("a0", "a1")):
+        learning.agent_row(agent)
+        for task_type, values in VALUES.items():
+            wins = round(1000 * values[row])
+            for i in range(1000):
+                learning.observe(agent, task_type, success=i < wins, latency=1.0, now=0.0)
+    return learning
+
+
+def _fleet() -> Fleet:
+    fleet = Fleet()
+    for agent in ("a0", "a1"):
+        fleet.add(agent, capabilities={"py": 0.5}, capacity=1, limit=math.inf, rebuild=False)
+    fleet.rebuild()
+    return fleet
+
+
+def _y_goes_to(opportunity: float) -> tuple[str | None, dict[str, float]]:
+    """Route a stream of X and Y tasks (both agents free each time), then one Y
+    task: who gets it, and the opportunity cost shown per agent."""
+    learning = _learning()
+    fleet = _fleet()
+    clock = [0.0]
+    strategy = make(
+        "learned",
+        learning=learning,
+        mode=Mode.ACTIVE,
+        clock=lambda: clock[0],
+        seed=1,
+        exploration=0.0,
+        plausible=0.0,
+        opportunity=opportunity,
+    )
+    for k in range(300):
+        clock[0] += 1 / 1.6
+        kind = "X" if k % 2 == 0 else "Y"
+        strategy.select(TaskView(id=str(k), type=kind, required_capabilities=["py"]), fleet)
+    clock[0] += 1 / 1.6
+    d = strategy.select(TaskView(id="last", type="Y", required_capabilities=["py"]), fleet)
+    costs = {
+        c["name"]: c["score"].get("opportunity_cost", 0.0) for c in d.explanation["candidates"]
+    }
+    return d.agent_id, costs
+
+
+def test_learned_leaves_the_contended_agent_to_the_work_only_it_does_well() -> None:
+    # Greedy (no opportunity cost): the Y task goes to a0, the best at Y.
+    agent, costs = _y_goes_to(0.0)
+    assert agent == "a0"
+    assert costs == {"a0": 0.0, "a1": 0.0}
+    # Priced: a0's second is worth 0.1 to the X tasks; at weight 1.5 the Y
+    # task costs 0.15 of a0's value, more than its 0.1 edge over a1.
+    agent, costs = _y_goes_to(1.5)
+    assert agent == "a1"
+    assert costs["a0"] == pytest.approx(0.15, abs=0.05)
+    assert costs["a1"] == pytest.approx(0.0, abs=1e-6)
