@@ -18,9 +18,10 @@ from ymera.routing.types import TaskView
 VALUES = {"X": [0.9, 0.3], "Y": [0.8, 0.7]}
 
 
-def _columns(
-    rate_x: float, rate_y: float
-) -> list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray]]:
+Column = tuple[str, float, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _columns(rate_x: float, rate_y: float) -> list[Column]:
     rows = np.array([0, 1])
     ones = np.ones(2)
     return [
@@ -144,3 +145,32 @@ def test_learned_leaves_the_contended_agent_to_the_work_only_it_does_well() -> N
     assert agent == "a1"
     assert costs["a0"] == pytest.approx(0.15, abs=0.05)
     assert costs["a1"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_plan_takes_the_most_recently_scored_agents_of_a_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large fleet: per task type the plan holds at most ``max_agents``
+    agents, those scored most recently; the others are priced nothing."""
+    from ymera.routing.learning import prices as prices_module
+
+    learning = LearningState(prior_strength=0.0)
+    for i in range(12):
+        learning.agent_row(f"a{i}")
+    seen: list[np.ndarray] = []
+    real = prices_module._shadow_prices
+
+    def spy(columns: list[Column], capacity: np.ndarray, **kw: float) -> np.ndarray:
+        seen.extend(c[2] for c in columns)
+        return real(columns, capacity, **kw)
+
+    monkeypatch.setattr(prices_module, "_shadow_prices", spy)
+    prices = SlotPrices(refresh=6, window=100, max_agents=4)
+    now = 0.0
+    for k in range(6):  # agents 0-5, then 6-11 (the latest), scored one pair a time
+        now += 1.0
+        rows = np.array([2 * k, 2 * k + 1])
+        prices.note("X", rows, np.ones(2), now)
+    prices.solve(learning, RewardWeights(success=1.0, latency=0.0, feedback=0.0), now)
+    assert [sorted(rows.tolist()) for rows in seen] == [[8, 9, 10, 11]]
+    assert not prices.prices[:8].any()
