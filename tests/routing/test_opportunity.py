@@ -174,3 +174,47 @@ def test_the_plan_takes_the_most_recently_scored_agents_of_a_type(
     prices.solve(learning, RewardWeights(success=1.0, latency=0.0, feedback=0.0), now)
     assert [sorted(rows.tolist()) for rows in seen] == [[8, 9, 10, 11]]
     assert not prices.prices[:8].any()
+
+
+def _fed(prices: SlotPrices) -> None:
+    rows, capacity = np.array([0, 1]), np.array([1.0, 1.0])
+    for k in range(prices.refresh):
+        prices.note("X" if k % 2 == 0 else "Y", rows, capacity, (k + 1) / 1.6)
+
+
+def test_an_agent_without_a_finite_estimate_is_left_out_of_the_plan() -> None:
+    from types import SimpleNamespace
+
+    class Learning:
+        def view(self, rows: np.ndarray, task_type: str, now: float) -> SimpleNamespace:
+            values = np.array([*VALUES[task_type], 0.99])[rows]
+            latency = np.array([1.0, 1.0, np.nan])[rows]  # agent 2: nothing to plan with
+            return SimpleNamespace(success=values, latency=latency, feedback=np.zeros(len(rows)))
+
+    prices = SlotPrices(refresh=10, window=100)
+    rows, capacity = np.array([0, 1, 2]), np.ones(3)
+    for k in range(10):
+        prices.note("X" if k % 2 == 0 else "Y", rows, capacity, (k + 1) / 1.6)
+    weights = RewardWeights(success=1.0, latency=0.0, feedback=0.0)
+    prices.solve(Learning(), weights, 10.0)  # type: ignore[arg-type]
+    # The plan of agents 0 and 1 alone (as in the first test).
+    assert prices.prices[0] == pytest.approx(0.1, abs=1e-6)
+    assert prices.prices[1:].tolist() == [0.0, 0.0]
+
+
+def test_a_failed_solve_leaves_no_prices_and_routing_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ymera.routing.learning import prices as prices_module
+
+    def broken(*args: object, **kwargs: object) -> np.ndarray:
+        raise ValueError("solver said no")
+
+    monkeypatch.setattr(prices_module, "_shadow_prices", broken)
+    prices = SlotPrices(refresh=10, window=100)
+    _fed(prices)
+    prices.solve(_learning(), RewardWeights(success=1.0, latency=0.0, feedback=0.0), 10.0)
+    assert not prices.prices.any()
+    agent, costs = _y_goes_to(1.5)  # the strategy too: greedy, no error
+    assert agent == "a0"
+    assert costs == {"a0": 0.0, "a1": 0.0}

@@ -44,12 +44,15 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
+import structlog
 from scipy.optimize import linprog  # type: ignore[import-untyped]
 from scipy.sparse import coo_matrix  # type: ignore[import-untyped]
 
 if TYPE_CHECKING:
     from ymera.routing.learning.model import LearningState, RewardWeights
 
+
+log = structlog.get_logger("ymera.routing.prices")
 
 # Plans that keep the agents busier than this (share of all their slot time)
 # set no prices.
@@ -121,14 +124,24 @@ class SlotPrices:
             value = weights.success * est.success - weights.latency * est.latency
             if weights.feedback:
                 value = value + weights.feedback * est.feedback
+            finite = np.isfinite(value) & np.isfinite(est.latency) & (est.latency > 0)
+            if not finite.all():  # (no estimate to plan with: left out)
+                rows, value, latency = rows[finite], value[finite], est.latency[finite]
+            else:
+                latency = est.latency
+            if not len(rows):
+                continue
             # n arrivals span n - 1 intervals: the rate is (n - 1) / span, shared
             # among the types by their counts.
             rate = count / len(self._arrivals) * (len(self._arrivals) - 1) / span
-            columns.append((task_type, rate, rows, value, est.latency))
+            columns.append((task_type, rate, rows, value, latency))
         if not columns:
             return
         self.prices = np.zeros(len(self._capacity))
-        self.prices[: len(self._capacity)] = _shadow_prices(columns, self._capacity)
+        try:
+            self.prices = _shadow_prices(columns, self._capacity)
+        except Exception as exc:  # a routing decision never fails for its prices
+            log.warning("opportunity_prices_failed", error=repr(exc))
 
 
 def _shadow_prices(
