@@ -32,10 +32,10 @@ the last task squeezed in is worth, and an agent the plan leaves time to has
 none once queues form.
 
 The program is solved by HiGHS (scipy) every ``refresh`` decisions (once that
-many arrivals are known), over the
-task types seen in the last ``window`` decisions and, per type, the agents
-scored for it in that window (at most ``max_agents`` per type, the most
-recently seen), so its size does not grow with the registered fleet.
+many arrivals are known), over the task types seen in the last ``window``
+decisions and, per type, the agents scored for it in that window (at most
+``max_agents`` per type, the most recently seen), so its size does not grow
+with the registered fleet.
 """
 
 from __future__ import annotations
@@ -137,11 +137,11 @@ class SlotPrices:
             columns.append((task_type, rate, rows, value, latency))
         if not columns:
             return
-        self.prices = np.zeros(len(self._capacity))
         try:
             self.prices = _shadow_prices(columns, self._capacity)
         except Exception as exc:  # a routing decision never fails for its prices
             log.warning("opportunity_prices_failed", error=repr(exc))
+            self.prices = np.zeros(len(self._capacity))
 
 
 def _shadow_prices(

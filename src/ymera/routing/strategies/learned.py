@@ -174,8 +174,9 @@ class Learned(Strategy):
         extra["queue_price"] = factor
         cost = w.latency * factor * wait
         if self.opportunity:
-            cost = cost + self._opportunity_cost(task, lrows, cap, est.latency, now)
-            parts["opportunity_cost"] = cost - w.latency * factor * wait
+            opportunity = self._opportunity_cost(task, lrows, cap, est.latency, now)
+            cost = cost + opportunity
+            parts["opportunity_cost"] = opportunity
         score = value - cost
         if self.plausible:
             expected = scale * mean + rest - cost
@@ -213,9 +214,8 @@ class Learned(Strategy):
                 else RewardWeights(success=1.0, latency=0.0, feedback=0.0)
             )
             prices.solve(self.learning, weights, now)
-        known = lrows < len(prices.prices)
-        price = np.where(known, prices.prices[np.where(known, lrows, 0)], 0.0)
-        out: np.ndarray = self.opportunity * price * latency
+        # (note() sized the prices for these rows.)
+        out: np.ndarray = self.opportunity * prices.prices[lrows] * latency
         return out
 
     @staticmethod
