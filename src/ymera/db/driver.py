@@ -195,9 +195,7 @@ def _sqlite_statements(
     row by row."""
     per = _sqlite_rows_per_statement(template)
     count = len(rows) // per * per
-    if per == 1 or not count:
-        return [(template, list(rows))]
-    if _repeats_a_key(template, rows):
+    if per == 1 or not count or _repeats_a_key(template, rows):
         return [(template, list(rows))]
     sql = _sqlite_rows_sql(template, per)
     chunks = [tuple(itertools.chain.from_iterable(rows[i : i + per])) for i in range(0, count, per)]

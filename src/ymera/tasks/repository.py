@@ -101,25 +101,33 @@ _NEW_JSON_AT = tuple(i for i, c in enumerate(_NEW_COLUMNS) if c in _JSON_NEW)
 _NEW_TIME_AT = tuple(i for i, c in enumerate(_NEW_COLUMNS) if c in _TIME_NEW)
 
 
-def _insert_params(dialect: str, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    values = driver.values_for(dialect)
-    # A batch shares a few instants (its "now") and most lists are empty:
-    # convert each once.
-    times: dict[Any, Any] = {None: None}
-    empty = values.json([])
-    params = []
-    for row in rows:
-        saved = list(_NEW_VALUES(row))
-        for i in _NEW_JSON_AT:
-            v = saved[i]
-            saved[i] = empty if v == [] else values.json(v)
-        for i in _NEW_TIME_AT:
+class _Converter:
+    """Values a row is written with, converted for one dialect: a batch shares a
+    few instants (its "now") and most lists are empty, so each is converted once."""
+
+    def __init__(self, dialect: str) -> None:
+        self.values = driver.values_for(dialect)
+        self.times: dict[Any, Any] = {None: None}
+        self.empty = self.values.json([])
+
+    def convert(
+        self, saved: list[Any], time_at: Sequence[int], json_at: Sequence[int]
+    ) -> list[Any]:
+        times, values = self.times, self.values
+        for i in time_at:
             v = saved[i]
             if v not in times:
                 times[v] = values.time(v)
             saved[i] = times[v]
-        params.append(tuple(saved))
-    return params
+        for i in json_at:
+            v = saved[i]
+            saved[i] = self.empty if v == [] else values.json(v)
+        return saved
+
+
+def _insert_params(dialect: str, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    to = _Converter(dialect)
+    return [tuple(to.convert(list(_NEW_VALUES(row)), _NEW_TIME_AT, _NEW_JSON_AT)) for row in rows]
 
 
 async def _insert(connection: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -312,21 +320,11 @@ async def get_row(session: AsyncSession, task_id: str) -> TaskRow | None:
 
 def _save_params(session: AsyncSession | Session, dialect: str) -> list[tuple[Any, ...]]:
     dirty: dict[str, TaskRow] = session.info.pop(_DIRTY, None) or {}
-    values = driver.values_for(dialect)
-    times: dict[Any, Any] = {None: None}  # a batch's rows share a few instants
-    params = []
-    for _, row in sorted(dirty.items()):
-        saved = list(_SAVED_VALUES(row))
-        for i in _SAVE_TIME_AT:
-            v = saved[i]
-            if v not in times:
-                times[v] = values.time(v)
-            saved[i] = times[v]
-        for i in _SAVE_JSON_AT:
-            saved[i] = values.json(saved[i])
-        saved.append(row.id)
-        params.append(tuple(saved))
-    return params
+    to = _Converter(dialect)
+    return [
+        (*to.convert(list(_SAVED_VALUES(row)), _SAVE_TIME_AT, _SAVE_JSON_AT), row.id)
+        for _, row in sorted(dirty.items())
+    ]
 
 
 async def save_rows(session: AsyncSession) -> None:
