@@ -74,6 +74,8 @@ class World:
     z: np.ndarray  # per task: latency noise
     degraded: int
     degrade_at: int  # task index
+    p_profile: np.ndarray  # [agent, type] the success rate of its profile's part alone
+    p_agent: np.ndarray  # [agent, type] profile's part and the agent's own offset
     joins: dict[int, int] = field(default_factory=dict)  # agent -> task index it joins at
 
 
@@ -84,11 +86,8 @@ def make_world(seed: int, tasks: int, *, cold_start: bool = False) -> World:
     prof_caps = [[(k + j) % N_CAPS for j in range(3)] for k in range(PROFILES)]
     type_cap = np.arange(N_TYPES) % N_CAPS
     base = rng.normal(0.0, 1.3, size=(PROFILES, N_TYPES))
-    logit = (
-        base[profile]
-        + rng.normal(0, 0.5, size=(N_AGENTS, 1))
-        + rng.normal(0, 0.35, size=(N_AGENTS, N_TYPES))
-    )
+    offset = rng.normal(0, 0.5, size=(N_AGENTS, 1))
+    logit = base[profile] + offset + rng.normal(0, 0.35, size=(N_AGENTS, N_TYPES))
     p = np.clip(1 / (1 + np.exp(-(logit + 0.6))), 0.03, 0.98)
     speed = rng.normal(math.log(1.5), 0.35, size=(PROFILES, N_TYPES))
     mu = (
@@ -131,6 +130,8 @@ def make_world(seed: int, tasks: int, *, cold_start: bool = False) -> World:
         z=rng.normal(size=tasks),
         degraded=int(np.argmax(value)),
         degrade_at=tasks // 2,
+        p_profile=1 / (1 + np.exp(-(base[profile] + 0.6))),
+        p_agent=1 / (1 + np.exp(-(base[profile] + offset + 0.6))),
         joins=joins,
     )
 
@@ -160,10 +161,19 @@ class StrategyPolicy(Policy):
 
 class LearnedPolicy(StrategyPolicy):
     def __init__(
-        self, name: str, fleet: Fleet, world: World, seed: int, *, pooling: bool = True
+        self,
+        name: str,
+        fleet: Fleet,
+        world: World,
+        seed: int,
+        *,
+        pooling: bool = True,
+        learning: LearningState | None = None,
     ) -> None:
         self.clock_now = 0.0
-        self.learning = LearningState(half_life=None, prior_strength=4.0 if pooling else 0.0)
+        self.learning = learning or LearningState(
+            half_life=None, prior_strength=4.0 if pooling else 0.0
+        )
         for i in range(len(fleet)):
             self.learning.agent_row(fleet.ids[i], group=f"profile{world.profile[i]}")
         self.detector = OutlierDetector(consecutive=5, window=20, alpha=1e-3, base_seconds=20.0)
@@ -374,6 +384,73 @@ def cold_policies(seed: int) -> dict[str, Callable[[Fleet, Sim], Policy]]:
     }
 
 
+class KnownPrior(LearningState):
+    """For the what-if runs: a learning state whose prior for each (agent, type)
+    is centred on a part of the hidden truth (``p``: [agent, type]; learning
+    rows are the simulation's agent indices), with ``strength``
+    pseudo-observations, instead of on what the peers have shown."""
+
+    def __init__(self, p: np.ndarray, strength: float) -> None:
+        super().__init__(half_life=None, prior_strength=strength, empirical_prior=False)
+        self.known = p
+
+    def _type_of(self, col: int) -> int:
+        name = next(k for k, v in self.types.items() if v == col)
+        return int(name.removeprefix("type"))
+
+    def _peer_rates(
+        self, rows: np.ndarray, col: int, thin: np.ndarray, pooled: np.ndarray
+    ) -> np.ndarray:
+        out: np.ndarray = self.known[rows, self._type_of(col)]
+        return out
+
+    def _peer_rate(self, row: int, col: int, pooled: float) -> float:
+        return float(self.known[row, self._type_of(col)])
+
+    def strengths(self, rows: np.ndarray, col: int, thin: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), self.prior_strength)
+
+    def _strength_of(self, row: int, col: int, thin: bool) -> float:
+        return self.prior_strength
+
+
+def _told_rates(world: World, n: float = 100.0) -> LearningState:
+    """A learning state told every agent's true success rate at every type it can
+    do, as ``n`` outcomes (latency still to learn)."""
+    learning = LearningState(half_life=None, prior_strength=4.0)
+    for i in range(N_AGENTS):
+        learning.agent_row(f"agent-{i:02d}", group=f"profile{world.profile[i]}")
+    for i, t in zip(*np.nonzero(world.eligible), strict=True):
+        p = float(world.p[i, t])
+        learning.observe_sums(
+            f"agent-{i:02d}", f"type{t}", {"s": p * n, "f": (1 - p) * n}, count=int(n), now=0.0
+        )
+    return learning
+
+
+def what_if_policies(seed: int) -> dict[str, Callable[[Fleet, Sim], Policy]]:
+    """How much of the learned policy's gap is learning (and which part of it):
+    learned as it is; told every true success rate up front; with a prior
+    centred on the profile's and the agent's own part of the truth (the
+    structure a hierarchical model could learn); on the profile's part only."""
+    return {
+        "oracle": lambda fleet, sim: OraclePolicy(fleet, sim.world, sim, congestion=True),
+        "learned": lambda fleet, sim: LearnedPolicy("learned", fleet, sim.world, seed),
+        "told the rates": lambda fleet, sim: LearnedPolicy(
+            "told", fleet, sim.world, seed, learning=_told_rates(sim.world)
+        ),
+        "prior: profile + agent": lambda fleet, sim: LearnedPolicy(
+            "agent", fleet, sim.world, seed, learning=KnownPrior(sim.world.p_agent, 30.0)
+        ),
+        "prior: profile": lambda fleet, sim: LearnedPolicy(
+            "profile", fleet, sim.world, seed, learning=KnownPrior(sim.world.p_profile, 10.0)
+        ),
+        "least_loaded": lambda fleet, sim: StrategyPolicy(
+            "least_loaded", fleet, make("least_loaded")
+        ),
+    }
+
+
 def scenario(
     tasks: int,
     seeds: int,
@@ -481,13 +558,37 @@ def decision_time(agents: int, decisions: int = 2000, seed: int = 0) -> dict[str
     return out
 
 
+def what_if(tasks: int, seeds: int) -> None:
+    table = scenario(tasks, seeds, what_if_policies, cold=False)
+    print_table(f"What if learned knew more (steady fleet, {seeds} seeds)", table)
+    print(f"\n{'policy':<24}{'success gap, points':>21}   by quarter of the run")
+    for name, r in table.items():
+        if name == "oracle":
+            continue
+        quarters = " ".join(
+            f"{100 * (table['oracle'][f's{i}'] - r[f's{i}']):6.2f}" for i in range(4)
+        )
+        print(
+            f"{name:<24}{100 * r['success_gap']:>12.2f} +- {100 * r['success_gap_se']:.2f}"
+            f"   {quarters}"
+        )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench routing_sim")
     parser.add_argument("--tasks", type=int, default=20000)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="fewer tasks and seeds")
+    parser.add_argument(
+        "--what-if",
+        action="store_true",
+        help="only: how much of learned's gap to the oracle is learning (told the truth)",
+    )
     args = parser.parse_args(argv)
     tasks, seeds = (4000, 2) if args.quick else (args.tasks, args.seeds)
+    if args.what_if:
+        what_if(tasks, seeds)
+        return 0
     print(
         f"fleet simulator: {N_AGENTS} agents, {N_TYPES} task types, {tasks} tasks, "
         f"mean over {seeds} seeds"

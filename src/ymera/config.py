@@ -116,7 +116,7 @@ class TaskSettings(BaseModel):
     dispatch_poll_interval: float = Field(
         default=1.0, gt=0, description="Fallback poll of the dispatcher, seconds."
     )
-    claim_batch: int = Field(default=256, ge=1, le=5000, description="Most tasks claimed at once.")
+    claim_batch: int = Field(default=1024, ge=1, le=5000, description="Most tasks claimed at once.")
     writer_lanes: int = Field(
         default=2,
         ge=1,
