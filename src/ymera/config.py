@@ -184,7 +184,9 @@ class AgentSettings(BaseModel):
         default=5.0, gt=0, description="How often connected workers are asked to heartbeat."
     )
     send_queue_size: int = Field(
-        default=1000, ge=10, description="Frames queued per worker connection before it is cut."
+        default=1000,
+        ge=10,
+        description="Frames queued per worker connection, beyond one per slot, before it is cut.",
     )
     heartbeat_timeout: float = Field(
         default=30.0, gt=0, description="Seconds of silence after which an agent is OFFLINE."

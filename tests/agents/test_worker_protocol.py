@@ -242,6 +242,8 @@ async def test_reconnect_within_the_lease_keeps_the_task(live: LiveServer) -> No
 
 
 async def test_slow_reader_is_cut_off(live: LiveServer) -> None:
+    """A worker that stops reading is sent no more than its slots' assignments
+    and ``send_queue_size`` other frames; past that it is cut (4408)."""
     live.harness.state.settings.agents.send_queue_size = 10
     _, key = await agent_and_key(live, "sleepy", max_concurrency=500)
     h = live.harness
@@ -257,8 +259,35 @@ async def test_slow_reader_is_cut_off(live: LiveServer) -> None:
         batch = [{"type": "t", "input": {"pad": "x" * 1000}} for _ in range(100)]
         resp = await h.client.post("/api/v1/tasks/batch", json={"tasks": batch}, headers=dev)
         assert resp.status_code == 201
+        await wait_until(lambda: len(conn[0].held) == 100, timeout=10, what="all assigned")
+        assert not conn[0].closed  # 100 assignments fit (one per slot)
+        # Each bad frame is answered with an error frame the worker never reads.
+        for _ in range(450):
+            await ws.send(json.dumps({"type": "nonsense"}))
         await wait_until(lambda: conn[0].closed, timeout=10, what="slow connection closed")
     assert stuck.code == 4408
+
+
+async def test_a_claim_may_fill_more_slots_than_the_send_queue_holds(live: LiveServer) -> None:
+    """Assignments queue one per slot on top of ``send_queue_size``: a worker
+    whose free slots one claim fills at once is not cut as a slow reader (one of
+    1,024 slots was, by a claim of 1,024 tasks against a queue of 1,000)."""
+    live.harness.state.settings.agents.send_queue_size = 10
+    _, key = await agent_and_key(live, "wide", max_concurrency=60)
+    dev = await live.harness.headers(Role.DEVELOPER)
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=60)
+        conn = await wait_until(
+            lambda: live.harness.state.extras["hub"].connections(), timeout=5, what="registered"
+        )
+        conn[0].sink = _Stuck()  # nothing drains the queue while the claim fills it
+        batch = [{"type": "t"} for _ in range(60)]
+        resp = await live.harness.client.post(
+            "/api/v1/tasks/batch", json={"tasks": batch}, headers=dev
+        )
+        assert resp.status_code == 201
+        await wait_until(lambda: len(conn[0].held) == 60, timeout=10, what="all assigned")
+        assert not conn[0].closed
 
 
 class _Stuck:

@@ -54,7 +54,14 @@ class WorkerConnection:
     frames_sent: SendCounter | None = None
 
     def __post_init__(self) -> None:
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=self.queue_size)
+        # Room for an assignment per slot on top of ``queue_size``: a claim may
+        # fill every free slot at once (a worker of 1,024 slots was cut when one
+        # claim of 1,024 tasks met a queue of 1,000), and assignments are bounded
+        # by the slots; what a worker that stops reading can pile up beyond them
+        # (answers to its own frames) is what the bound is for.
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(
+            maxsize=self.queue_size + self.concurrency
+        )
         self._sender: asyncio.Task[None] | None = None
 
     @property
