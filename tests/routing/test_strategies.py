@@ -522,3 +522,69 @@ def test_a_loaded_cell_counts_in_the_peers_rate_at_once() -> None:
         learning.load_cell(f"p{k}", "code", {"s": 190.0, "f": 10.0}, n=200, at=1.0)
     after = float(learning.view(np.array([new]), "code", 1.0).peer_success[0])
     assert before < 0.8 < after
+
+
+def _peers_and_a_strong_agent(learning: LearningState) -> None:
+    """Five peers at 0.5 on types x, y and z; "strong" at 0.9 on x and y and
+    "plain" at 0.5 on x and y, neither of them tried at z yet."""
+    for k in range(5):
+        learning.agent_row(f"p{k}", group="g")
+        for kind in ("x", "y", "z"):
+            for i in range(40):
+                learning.observe(f"p{k}", kind, success=i % 2 == 0, now=1.0)
+    for agent, wins in (("strong", 36), ("plain", 20)):
+        learning.agent_row(agent, group="g")
+        for kind in ("x", "y"):
+            for i in range(40):
+                learning.observe(agent, kind, success=i < wins, now=1.0)
+
+
+def test_an_agents_record_at_its_other_types_moves_its_prior() -> None:
+    """Experience shared across task types: better than its peers at x and y,
+    an agent starts z above them; an agent like its peers starts where they are."""
+    learning = LearningState(prior_strength=4.0)
+    _peers_and_a_strong_agent(learning)
+    rows = np.array([learning.agent_row("strong"), learning.agent_row("plain")])
+    est = learning.view(rows, "z", 1.0)
+    assert est.agent_offset[0] > 0.8  # logits (0.9 against 0.5 is 2.2, shrunk)
+    # "plain" sits a little below a group that counts "strong" in.
+    assert -0.3 < est.agent_offset[1] < 0.0
+    assert est.peer_success[0] > 0.7 > 0.5 > est.peer_success[1] > 0.4
+    assert est.success[0] > est.success[1] + 0.2
+    for i, agent in enumerate(("strong", "plain")):
+        assert learning.success_mean(agent, "z", 1.0) == pytest.approx(est.success[i])
+    # agent_spread = 0: no sharing across types; both start at their peers' rate.
+    off = LearningState(prior_strength=4.0, agent_spread=0.0)
+    _peers_and_a_strong_agent(off)
+    est = off.view(np.array([off.agent_row("strong"), off.agent_row("plain")]), "z", 1.0)
+    assert est.peer_success[0] == pytest.approx(est.peer_success[1])
+    assert not est.agent_offset.any()
+
+
+def test_a_types_own_record_is_left_out_of_its_offset() -> None:
+    """The agent's outcomes at z count once, in its posterior: its offset at z
+    comes from x and y alone, while z's outcomes now move its offset at x."""
+    learning = LearningState(prior_strength=4.0)
+    _peers_and_a_strong_agent(learning)
+    row = np.array([learning.agent_row("strong")])
+    at_z = float(learning.view(row, "z", 1.0).agent_offset[0])
+    at_x = float(learning.view(row, "x", 1.0).agent_offset[0])
+    for i in range(100):  # poor at z (more than a refresh's worth of outcomes)
+        learning.observe("strong", "z", success=i < 10, now=1.0)
+    assert float(learning.view(row, "z", 1.0).agent_offset[0]) == pytest.approx(at_z, abs=0.05)
+    assert float(learning.view(row, "x", 1.0).agent_offset[0]) < at_x - 0.3
+
+
+def test_explanations_show_the_agent_offset() -> None:
+    fleet = fleet_of(
+        {"id": "strong", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
+        {"id": "plain", "capabilities": {"py": 0.5}, "capacity": 1, "limit": math.inf},
+    )
+    learning = LearningState(prior_strength=4.0)
+    _peers_and_a_strong_agent(learning)
+    strategy = make("learned", learning=learning, mode=Mode.ACTIVE, clock=lambda: 2.0, seed=1)
+    d = strategy.select(task(type="z"), fleet)
+    scores = {c["name"]: c["score"] for c in d.explanation["candidates"]}
+    assert scores["strong"]["agent_offset"] > 0.8
+    assert -0.3 < scores["plain"]["agent_offset"] < 0.0
+    assert d.agent_id == "strong"

@@ -34,6 +34,19 @@ is trusted to be like them); peers that differ a weak one. Without enough
 peers ``prior_strength`` is used; ``prior_strength = 0`` turns sharing off.
 Estimates are cached per type and refreshed after ``EB_REFRESH`` new
 outcomes of the type.
+
+Sharing across task types: an agent that does better than its peers at the
+types it has done is likely to do better at the next one too. The prior for
+(agent, type) is the peers' rate shifted, in logits, by the agent's offset:
+the mean over its *other* types of how far its own (smoothed) rate sits above
+or below its peers', each type weighted by how much its record says
+(``1 / (1 / (n p (1 - p)) + TYPE_SPREAD^2)``) and the whole shrunk toward 0 by
+a prior of spread ``agent_spread`` (0 turns it off). The type itself is left
+out, so its own outcomes count once (in the posterior), not twice. Refreshed
+after ``EB_REFRESH`` new outcomes (in a fleet of more than 6,400 (agent, type)
+cells, after one per 100 cells). In the fleet simulator (40 seeds): +48
+reward per 20,000 tasks, success 0.26 points closer to the oracle
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -52,6 +65,8 @@ EB_MIN_AGENTS = 3  # peers with a record needed to estimate the prior strength
 EB_MIN_N = 5.0  # outcomes of the type that make a record
 EB_MAX_STRENGTH = 50.0  # pseudo-observations at most (a prior never outweighs 50 outcomes)
 EB_REFRESH = 64  # new outcomes of a type before its prior strengths are re-estimated
+AGENT_SPREAD = 0.5  # logits: how far agents differ from their peers across all their types
+TYPE_SPREAD = 0.35  # logits: how much further an agent differs at one type
 
 
 class Mode(StrEnum):
@@ -126,10 +141,15 @@ class LearningState:
         half_life: float | None = None,
         prior_strength: float = 4.0,
         empirical_prior: bool = True,
+        agent_spread: float = AGENT_SPREAD,
     ) -> None:
         self.half_life = half_life
         self.prior_strength = prior_strength
         self.empirical_prior = empirical_prior
+        self.agent_spread = agent_spread
+        self._outcomes = 0  # outcomes learned, all types
+        # (outcomes when computed, [type column, agent row] logit offsets)
+        self._offsets: tuple[int, np.ndarray] | None = None
         # Per type column: (outcomes seen when estimated, strength per group, fleet-wide).
         self._strength: dict[int, tuple[int, np.ndarray, float]] = {}
         self._seen: dict[int, int] = {}  # outcomes learned per type column
@@ -179,6 +199,7 @@ class LearningState:
         self._group_arr = None
         self._strength.clear()
         self._centres.clear()
+        self._offsets = None
 
     def type_col(self, task_type: str) -> int:
         col = self.types.get(task_type)
@@ -253,6 +274,7 @@ class LearningState:
         self._add(self.peer, self.group_of[row], col, vals, now, count=count)
         self._add(self.every, 0, col, vals, now, count=count)
         self._seen[col] = self._seen.get(col, 0) + count
+        self._outcomes += count
 
     def load_cell(
         self, agent_id: str, task_type: str, values: dict[str, float], *, n: int, at: float
@@ -265,6 +287,7 @@ class LearningState:
         prior_n = int(self.cells.n[col, row])
         self._strength.pop(col, None)  # estimated before this cell was installed
         self._centres.pop(col, None)
+        self._offsets = None
         self._add(self.cells, row, col, delta, at, count=n - prior_n)
         self._add(self.peer, self.group_of[row], col, delta, at, count=n - prior_n)
         self._add(self.every, 0, col, delta, at, count=n - prior_n)
@@ -283,6 +306,7 @@ class LearningState:
             self._add(self.cells, row, col, drop, now, count=0)
             self._add(self.peer, self.group_of[row], col, drop, now, count=0)
             self._add(self.every, 0, col, drop, now, count=0)
+        self._offsets = None
 
     def reset(self, *, agent_id: str | None = None, task_type: str | None = None) -> None:
         if agent_id is None and task_type is None:
@@ -290,6 +314,7 @@ class LearningState:
                 half_life=self.half_life,
                 prior_strength=self.prior_strength,
                 empirical_prior=self.empirical_prior,
+                agent_spread=self.agent_spread,
             )
             return
         rows = [self.agents[agent_id]] if agent_id is not None and agent_id in self.agents else []
@@ -336,6 +361,9 @@ class LearningState:
         strength = self.strengths(rows, col, thin)
         m = np.minimum(strength, peer_n)
         p_peer = self._peer_rates(rows, col, thin, (peer[S] + 0.5) / (peer_n + 1.0))
+        offset = self.agent_offsets(rows, col)
+        if offset is not None:
+            p_peer = _shift(p_peer, offset)
         alpha = 1.0 + m * p_peer + own[S]
         beta = 1.0 + m * (1.0 - p_peer) + own[F]
         # Log-normal latency: the peers' log latency as up to 2 pseudo-observations.
@@ -360,6 +388,7 @@ class LearningState:
             peer_n=peer_n,
             peer_success=p_peer,
             prior=m,
+            agent_offset=offset if offset is not None else np.zeros(len(rows)),
         )
 
     def success_mean(self, agent_id: str, task_type: str, now: float) -> float:
@@ -384,6 +413,9 @@ class LearningState:
         p_peer = (peer_s + 0.5) / (peer_n + 1.0)
         if not thin:
             p_peer = self._peer_rate(row, col, p_peer)
+        offset = self.agent_offsets(np.array([row]), col)
+        if offset is not None:
+            p_peer = float(_shift(np.array([p_peer]), offset)[0])
         alpha = 1.0 + m * p_peer + own_s
         beta = 1.0 + m * (1.0 - p_peer) + own_f
         return alpha / (alpha + beta)
@@ -567,6 +599,56 @@ class LearningState:
             )
         return per_group, fleet_wide
 
+    def agent_offsets(self, rows: np.ndarray, col: int) -> np.ndarray | None:
+        """Each agent row's logit offset for its prior at type column ``col``
+        (what its other types show of it against its peers; see the module
+        doc), or None when sharing is off."""
+        if not self.prior_strength or not self.agent_spread:
+            return None
+        shape = (len(self.types), len(self.agent_ids))
+        cached = self._offsets
+        # A re-estimate reads every cell (~2 ms at 10,000 agents x 10 types): in
+        # a large fleet, once per outcome per 100 cells at most.
+        refresh = max(EB_REFRESH, shape[0] * shape[1] // 100)
+        if cached is None or self._outcomes - cached[0] >= refresh or cached[1].shape != shape:
+            cached = self._offsets = (self._outcomes, self._estimate_offsets())
+        table = cached[1]
+        if col >= table.shape[0] or not table.shape[1]:
+            return np.zeros(len(rows))
+        known = rows < table.shape[1]
+        out: np.ndarray = np.where(known, table[col, np.minimum(rows, table.shape[1] - 1)], 0.0)
+        return out
+
+    def _estimate_offsets(self) -> np.ndarray:
+        k, cols = len(self.agent_ids), len(self.types)
+        if not k or not cols:
+            return np.zeros((cols, k))
+        s = self.cells.data[S, :cols, :k]
+        f = self.cells.data[F, :cols, :k]
+        if self.half_life:
+            t = self.cells.t[:cols, :k]
+            k_decay = np.exp2(-np.maximum(float(t.max()) - t, 0.0) / self.half_life)
+            s, f = s * k_decay, f * k_decay
+        n = s + f
+        g = self._groups()[:k]
+        size = len(self.groups)
+        # The peer group's rate at each type (one bincount over (type, group)).
+        idx = (np.arange(cols)[:, None] * size + g[None, :]).ravel()
+        gs = np.bincount(idx, weights=s.ravel(), minlength=cols * size).reshape(cols, size)
+        gn = np.bincount(idx, weights=n.ravel(), minlength=cols * size).reshape(cols, size)
+        peers = ((gs + 0.5) / (gn + 1.0))[:, g]
+        own = (s + 0.5) / (n + 1.0)
+        diff = _logit(own) - _logit(peers)
+        info = n * peers * (1.0 - peers)
+        weight = np.where(n > 0, info / (1.0 + info * TYPE_SPREAD**2), 0.0)
+        total_w = weight.sum(axis=0)
+        total_wd = (weight * diff).sum(axis=0)
+        # Each type's own record left out of its own offset.
+        out: np.ndarray = (total_wd - weight * diff) / (
+            total_w - weight + 1.0 / self.agent_spread**2
+        )
+        return out
+
     def success_bounds(self, rows: np.ndarray, task_type: str, now: float) -> np.ndarray:
         """A cheap optimistic bound on success (own record, mean + 2 sd): what a
         shortlist of a large candidate set is cut by."""
@@ -579,6 +661,18 @@ class LearningState:
             b = 1.0 + (b - 1.0) * k
         out: np.ndarray = a / (a + b) + 2 * beta_sd(a, b)
         return out
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.log(p / (1.0 - p))
+    return out
+
+
+def _shift(p: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Success rates moved by ``offset`` in logits (kept within 0.001..0.999)."""
+    q = np.clip(p, 1e-3, 1.0 - 1e-3)
+    out: np.ndarray = np.clip(1.0 / (1.0 + np.exp(-(_logit(q) + offset))), 1e-3, 1.0 - 1e-3)
+    return out
 
 
 def beta_sd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -610,6 +704,7 @@ class Estimates:
     peer_n: np.ndarray  # pooled pseudo-observations available
     peer_success: np.ndarray
     prior: np.ndarray  # pseudo-observations pooled (the prior strength used)
+    agent_offset: np.ndarray  # logits the agent's other types moved its prior by
 
     @property
     def success(self) -> np.ndarray:

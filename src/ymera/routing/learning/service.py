@@ -232,6 +232,7 @@ async def stats(
                 "pooled_prior": {
                     "pseudo_observations": round(float(est.prior[0]), 4),
                     "peer_success": round(float(est.peer_success[0]), 4),
+                    "agent_offset": round(float(est.agent_offset[0]), 4),
                 },
                 "updated_at": r.updated_at,
             }

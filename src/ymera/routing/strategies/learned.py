@@ -150,6 +150,7 @@ class Learned(Strategy):
             "observations": est.n,
             "pooled_prior": est.prior,
             "peer_success": est.peer_success,
+            "agent_offset": est.agent_offset,
         }
         if self.mode is Mode.PASSIVE:
             ratio = load_ratio(fleet, sub)
