@@ -413,9 +413,11 @@ class LearningState:
         p_peer = (peer_s + 0.5) / (peer_n + 1.0)
         if not thin:
             p_peer = self._peer_rate(row, col, p_peer)
-        offset = self.agent_offsets(np.array([row]), col)
-        if offset is not None:
-            p_peer = float(_shift(np.array([p_peer]), offset)[0])
+        table = self._offset_table()
+        if table is not None and col < table.shape[0] and row < table.shape[1]:
+            q = min(max(p_peer, 1e-3), 1.0 - 1e-3)
+            x = math.log(q / (1.0 - q)) + float(table[col, row])
+            p_peer = min(max(1.0 / (1.0 + math.exp(-x)), 1e-3), 1.0 - 1e-3)
         alpha = 1.0 + m * p_peer + own_s
         beta = 1.0 + m * (1.0 - p_peer) + own_f
         return alpha / (alpha + beta)
@@ -603,6 +605,18 @@ class LearningState:
         """Each agent row's logit offset for its prior at type column ``col``
         (what its other types show of it against its peers; see the module
         doc), or None when sharing is off."""
+        table = self._offset_table()
+        if table is None:
+            return None
+        if col >= table.shape[0] or not table.shape[1]:
+            return np.zeros(len(rows))
+        known = rows < table.shape[1]
+        out: np.ndarray = np.where(known, table[col, np.minimum(rows, table.shape[1] - 1)], 0.0)
+        return out
+
+    def _offset_table(self) -> np.ndarray | None:
+        """[type column, agent row] offsets, re-estimated when due; None when
+        sharing is off."""
         if not self.prior_strength or not self.agent_spread:
             return None
         shape = (len(self.types), len(self.agent_ids))
@@ -612,12 +626,7 @@ class LearningState:
         refresh = max(EB_REFRESH, shape[0] * shape[1] // 100)
         if cached is None or self._outcomes - cached[0] >= refresh or cached[1].shape != shape:
             cached = self._offsets = (self._outcomes, self._estimate_offsets())
-        table = cached[1]
-        if col >= table.shape[0] or not table.shape[1]:
-            return np.zeros(len(rows))
-        known = rows < table.shape[1]
-        out: np.ndarray = np.where(known, table[col, np.minimum(rows, table.shape[1] - 1)], 0.0)
-        return out
+        return cached[1]
 
     def _estimate_offsets(self) -> np.ndarray:
         k, cols = len(self.agent_ids), len(self.types)
