@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
@@ -200,14 +201,7 @@ async def test_many_rows_at_once_read_back_the_same(db: Database) -> None:
     async with db.transaction() as session:
         await repository.insert_tasks(session, rows)
     later = now + timedelta(seconds=1)
-    async with db.transaction() as session:
-        await repository.lock_rows(session, [str(r["id"]) for r in rows])
-        for i, row in enumerate(rows[:2]):
-            report = await repository.get_row(session, str(row["id"]))
-            assert report is not None
-            report.status = "SUCCEEDED"
-            report.result = {"i": i}
-            report.finished_at = later
+    await _finish(db, rows[:2], "i", later)
     async with db.transaction(readonly=True) as session:
         tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
     for i, row in enumerate(rows):
@@ -318,14 +312,7 @@ async def test_a_batch_wider_than_one_statement_reads_back_the_same(db: Database
     ]
     async with db.transaction() as session:
         await repository.assign_many(session, assigned)
-    async with db.transaction() as session:
-        await repository.lock_rows(session, [str(r["id"]) for r in rows])
-        for i, row in enumerate(rows[: count - 1]):  # the last one stays ASSIGNED
-            report = await repository.get_row(session, str(row["id"]))
-            assert report is not None
-            report.status = "SUCCEEDED"
-            report.result = {"done": i}
-            report.finished_at = later
+    await _finish(db, rows[: count - 1], "done", later)  # the last one stays ASSIGNED
     async with db.transaction(readonly=True) as session:
         tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
     assert len(tasks) == count
@@ -378,3 +365,16 @@ async def test_an_update_naming_a_key_twice_applies_both_in_order(db: Database) 
         found = dict((await session.execute(select(Task.id, Task.priority))).tuples().all())
     assert found[rows[0]["id"]] == 9
     assert all(found[r["id"]] == 1 for r in rows[1:])
+
+
+async def _finish(db: Database, rows: list[dict[str, Any]], key: str, at: datetime) -> None:
+    """Lock these tasks' report rows and save each as SUCCEEDED with result
+    ``{key: its index}``, finished ``at``."""
+    async with db.transaction() as session:
+        await repository.lock_rows(session, [str(r["id"]) for r in rows])
+        for i, row in enumerate(rows):
+            report = await repository.get_row(session, str(row["id"]))
+            assert report is not None
+            report.status = "SUCCEEDED"
+            report.result = {key: i}
+            report.finished_at = at
