@@ -112,8 +112,9 @@ def make_world(seed: int, tasks: int, *, cold_start: bool = False) -> World:
     value = (capacity[:, None] * np.where(eligible, p, 0)).sum(axis=1)
     joins: dict[int, int] = {}
     if cold_start:
-        # Ten agents (two of each profile) join: five at a third, five at two thirds.
-        late = [i for i in range(N_AGENTS) if i % 5 == 0][:10]
+        # Ten agents (two of each profile, five with 2 slots and five with 4)
+        # join: five at a third, five at two thirds.
+        late = [i for i in range(N_AGENTS) if i // PROFILES in (1, 2)]
         for k, i in enumerate(late):
             joins[i] = tasks // 3 if k % 2 == 0 else 2 * tasks // 3
     return World(
