@@ -3,7 +3,7 @@ the ORM exactly as if the ORM had written them, and the other way round."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -201,7 +201,7 @@ async def test_many_rows_at_once_read_back_the_same(db: Database) -> None:
     async with db.transaction() as session:
         await repository.insert_tasks(session, rows)
     later = now + timedelta(seconds=1)
-    await _finish(db, rows[:2], "i", later)
+    await _finish(db, rows[:2], lambda i: {"i": i}, later)
     async with db.transaction(readonly=True) as session:
         tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
     for i, row in enumerate(rows):
@@ -246,14 +246,7 @@ async def test_a_large_batch_with_shared_values_reads_back_the_same(db: Database
     async with db.transaction() as session:
         await repository.insert_tasks(session, rows)
     later = now + timedelta(seconds=1)
-    async with db.transaction() as session:
-        await repository.lock_rows(session, [str(r["id"]) for r in rows])
-        for i, row in enumerate(rows):
-            report = await repository.get_row(session, str(row["id"]))
-            assert report is not None
-            report.status = "SUCCEEDED"
-            report.result = {"ok": True} if i % 2 else {"i": i}
-            report.finished_at = later
+    await _finish(db, rows, lambda i: {"ok": True} if i % 2 else {"i": i}, later)
     async with db.transaction(readonly=True) as session:
         tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
     assert len(tasks) == count
@@ -312,7 +305,8 @@ async def test_a_batch_wider_than_one_statement_reads_back_the_same(db: Database
     ]
     async with db.transaction() as session:
         await repository.assign_many(session, assigned)
-    await _finish(db, rows[: count - 1], "done", later)  # the last one stays ASSIGNED
+    # The last one stays ASSIGNED.
+    await _finish(db, rows[: count - 1], lambda i: {"done": i}, later)
     async with db.transaction(readonly=True) as session:
         tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
     assert len(tasks) == count
@@ -367,14 +361,19 @@ async def test_an_update_naming_a_key_twice_applies_both_in_order(db: Database) 
     assert all(found[r["id"]] == 1 for r in rows[1:])
 
 
-async def _finish(db: Database, rows: list[dict[str, Any]], key: str, at: datetime) -> None:
+async def _finish(
+    db: Database,
+    rows: list[dict[str, Any]],
+    result: Callable[[int], dict[str, Any]],
+    at: datetime,
+) -> None:
     """Lock these tasks' report rows and save each as SUCCEEDED with result
-    ``{key: its index}``, finished ``at``."""
+    ``result(its index)``, finished ``at``."""
     async with db.transaction() as session:
         await repository.lock_rows(session, [str(r["id"]) for r in rows])
         for i, row in enumerate(rows):
             report = await repository.get_row(session, str(row["id"]))
             assert report is not None
             report.status = "SUCCEEDED"
-            report.result = {key: i}
+            report.result = result(i)
             report.finished_at = at
