@@ -141,22 +141,22 @@ def _write(session: Session) -> None:
         return
     values = driver.values_for("sqlite")
     times: dict[datetime, Any] = {}
-    params: list[Any] = []
+    records: list[tuple[Any, ...]] = []
     for n, (kid, task, outcome, agent, at) in enumerate(rows):
         if at not in times:
             times[at] = values.time(at)
-        params.append((kid, outcome, agent, times[at], task, n))
+        records.append((kid, outcome, agent, times[at], task, n))
     last = connection.exec_driver_sql(_SQLITE_LAST_SEQ).scalar_one()
-    whole = len(params) // _SQLITE_ROWS * _SQLITE_ROWS
+    whole = len(records) // _SQLITE_ROWS * _SQLITE_ROWS
     if whole:
         sql = _sqlite_record_sql(_SQLITE_ROWS, rows.summary_chars, rows.notes_chars)
         chunks = [
-            tuple(itertools.chain.from_iterable(params[i : i + _SQLITE_ROWS]))
+            tuple(itertools.chain.from_iterable(records[i : i + _SQLITE_ROWS]))
             for i in range(0, whole, _SQLITE_ROWS)
         ]
         connection.exec_driver_sql(sql, chunks)
-    if whole < len(params):
-        rest = params[whole:]
+    if whole < len(records):
+        rest = records[whole:]
         sql = _sqlite_record_sql(len(rest), rows.summary_chars, rows.notes_chars)
         connection.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(rest)))
     connection.exec_driver_sql(_SQLITE_INDEX, (last,))
