@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -68,6 +69,13 @@ class Session:
         self.dispatcher: Dispatcher = state.extras["dispatcher"]
         self.conn: WorkerConnection | None = None
         self._pending: set[asyncio.Future[Any]] = set()  # reports not yet committed
+        # The instant a batch frame arrived: its reports share it (and so the
+        # conversions and sums a commit caches per instant).
+        self._received: datetime | None = None
+
+    def _now(self) -> datetime:
+        """When the frame being handled arrived."""
+        return self._received or self.state.clock.now()
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -206,13 +214,17 @@ class Session:
                     {"type": "error", "code": "bad_frame", "message": "batch needs frames"}
                 )
                 return
-            for inner in frames:  # in order, as if sent one by one
-                if isinstance(inner, dict) and inner.get("type") == "batch":
-                    self.conn.send(
-                        {"type": "error", "code": "bad_frame", "message": "nested batch"}
-                    )
-                    continue
-                await self.handle_frame(inner)
+            self._received = self.state.clock.now()
+            try:
+                for inner in frames:  # in order, as if sent one by one
+                    if isinstance(inner, dict) and inner.get("type") == "batch":
+                        self.conn.send(
+                            {"type": "error", "code": "bad_frame", "message": "nested batch"}
+                        )
+                        continue
+                    await self.handle_frame(inner)
+            finally:
+                self._received = None
             return
         await self.handle_frame(frame)
 
@@ -298,7 +310,7 @@ class Session:
 
     async def on_accept(self, frame: dict[str, Any]) -> None:
         ref = _ref(frame)
-        now = self.state.clock.now()
+        now = self._now()
         lease = self.state.settings.tasks.lease_seconds
 
         async def op(session: Any) -> Any:
@@ -310,7 +322,7 @@ class Session:
         ref = _ref(frame)
         pct = frame.get("pct")
         message = str(frame.get("message") or "") or None
-        now = self.state.clock.now()
+        now = self._now()
         lease = self.state.settings.tasks.lease_seconds
 
         async def op(session: Any) -> Any:
@@ -358,7 +370,7 @@ class Session:
             output = {}
         if not isinstance(output, dict):
             output = {"value": output}
-        now = self.state.clock.now()
+        now = self._now()
 
         async def op(session: Any) -> Any:
             return await tasks_service.complete(session, ref=ref, output=output, now=now)
@@ -375,7 +387,7 @@ class Session:
             "type": str(error.get("type", "error"))[:100],
             "retryable": retryable,
         }
-        now = self.state.clock.now()
+        now = self._now()
 
         async def op(session: Any) -> Any:
             return await tasks_service.fail(
@@ -387,7 +399,7 @@ class Session:
     async def on_release(self, frame: dict[str, Any]) -> None:
         ref = _ref(frame)
         reason = str(frame.get("reason") or "released by the worker")[:500]
-        now = self.state.clock.now()
+        now = self._now()
 
         async def op(session: Any) -> Any:
             return await tasks_service.release(session, ref=ref, now=now, reason=reason)
@@ -401,7 +413,7 @@ class Session:
             if isinstance(item, dict):
                 with contextlib.suppress(ValueError):
                     refs.append(_ref(item))
-        now = self.state.clock.now()
+        now = self._now()
         async with self.state.db.transaction() as session:
             await agents_service.mark_connected(
                 session,

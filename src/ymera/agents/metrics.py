@@ -95,10 +95,20 @@ def quantile(counts: Sequence[int], q: float) -> float | None:
 # --- recording (called by the task engine) -----------------------------------------------
 
 
+_FLOORS: dict[tuple[datetime, int], datetime] = {}
+
+
 def _floor(now: datetime, period: int) -> datetime:
-    now = now.astimezone(UTC)
-    seconds = int(now.timestamp()) // period * period
-    return datetime.fromtimestamp(seconds, UTC)
+    # A commit's outcomes share a few instants (a worker's batch of reports has
+    # one): each is floored once.
+    key = (now, period)
+    floored = _FLOORS.get(key)
+    if floored is None:
+        if len(_FLOORS) >= 1024:
+            _FLOORS.clear()
+        seconds = int(now.astimezone(UTC).timestamp()) // period * period
+        floored = _FLOORS[key] = datetime.fromtimestamp(seconds, UTC)
+    return floored
 
 
 _BUFFER = "ymera_metric_buffer"
@@ -457,8 +467,21 @@ class AgentSeries:
         return self.label(agent_id, name or agent_id)
 
     def observe(self, label: str, success: bool, latency: float) -> None:
-        self.metrics.agent_tasks.labels(label, "success" if success else "failure").inc()
-        self.metrics.agent_task_latency.labels(label).observe(latency)
+        self.observe_many([(label, success, latency)])
+
+    def observe_many(self, outcomes: Sequence[tuple[str, bool, float]]) -> None:
+        """Outcomes as (label, success, latency): counted per series, each series
+        looked up once (a commit holds hundreds of a few agents)."""
+        counts: dict[tuple[str, bool], int] = {}
+        latencies: dict[str, Any] = {}
+        for label, success, latency in outcomes:
+            counts[(label, success)] = counts.get((label, success), 0) + 1
+            histogram = latencies.get(label)
+            if histogram is None:
+                histogram = latencies[label] = self.metrics.agent_task_latency.labels(label)
+            histogram.observe(latency)
+        for (label, success), count in counts.items():
+            self.metrics.agent_tasks.labels(label, "success" if success else "failure").inc(count)
 
     def set_loads(self, agents: Sequence[tuple[str, str, int]]) -> None:
         """Set ``ymera_agent_load`` from (id, name, current load) of every agent."""
@@ -498,8 +521,7 @@ def _publish_observations(session: Session) -> None:
     series = _series_for(session) if pending else None
     if series is None or not pending:
         return
-    for label, success, latency in pending:
-        series.observe(label, success, latency)
+    series.observe_many(pending)
 
 
 @sa_event.listens_for(Session, "after_rollback")

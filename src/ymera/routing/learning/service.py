@@ -65,21 +65,6 @@ async def record(session: AsyncSession, outcome: hooks.Outcome) -> None:
     session.info.setdefault(_BUFFER, []).append(outcome)
 
 
-def _row(o: hooks.Outcome, half_life: float | None) -> dict[str, Any]:
-    era, w = era_of(o.at.timestamp(), half_life)
-    row: dict[str, Any] = dict.fromkeys(STATS, 0.0)
-    row.update(agent_id=o.agent_id, task_type=o.task_type, era=era, n=0, updated_at=o.at)
-    if o.success is not None:
-        row["s" if o.success else "f"] = w
-        row["n"] = 1
-    if o.latency is not None:
-        x = math.log(max(o.latency, 1e-3))
-        row.update(ln_n=w, ln_sum=w * x, ln_sq=w * x * x)
-    if o.feedback is not None:
-        row.update(fb_n=w, fb_sum=w * o.feedback)
-    return row
-
-
 _UPSERTS: dict[str, Any] = {}
 
 
@@ -115,19 +100,34 @@ def _write(session: Session) -> None:
     engine = engine_of(session.info.get(DB_KEY))
     half_life = engine.cfg.learning_half_life if engine else None
     # One row per (agent, type, era): the sums are additive, and a batch of
-    # results is hundreds of outcomes of a few agents.
+    # results is hundreds of outcomes of a few agents (sharing a few instants:
+    # each instant's era and weight are computed once).
     merged: dict[tuple[str, str, int], dict[str, Any]] = {}
+    eras: dict[datetime, tuple[int, float]] = {}
     for o in outcomes:
-        row = _row(o, half_life)
-        key = (row["agent_id"], row["task_type"], row["era"])
+        at = o.at
+        era_w = eras.get(at)
+        if era_w is None:
+            era_w = eras[at] = era_of(at.timestamp(), half_life)
+        era, w = era_w
+        key = (o.agent_id, o.task_type, era)
         into = merged.get(key)
         if into is None:
-            merged[key] = row
-            continue
-        for name in STATS:
-            into[name] += row[name]
-        into["n"] += row["n"]
-        into["updated_at"] = max(into["updated_at"], row["updated_at"])
+            into = merged[key] = dict.fromkeys(STATS, 0.0)
+            into.update(agent_id=o.agent_id, task_type=o.task_type, era=era, n=0, updated_at=at)
+        elif at > into["updated_at"]:
+            into["updated_at"] = at
+        if o.success is not None:
+            into["s" if o.success else "f"] += w
+            into["n"] += 1
+        if o.latency is not None:
+            x = math.log(max(o.latency, 1e-3))
+            into["ln_n"] += w
+            into["ln_sum"] += w * x
+            into["ln_sq"] += w * x * x
+        if o.feedback is not None:
+            into["fb_n"] += w
+            into["fb_sum"] += w * o.feedback
     rows = [merged[k] for k in sorted(merged)]
     stmt = _upsert(session.get_bind().dialect.name)
     driver.execute_core_many_sync(session.connection(), stmt, rows)
