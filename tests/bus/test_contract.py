@@ -170,6 +170,22 @@ async def test_slow_subscriber_overflows_and_is_lagged_without_blocking(bus: Eve
         assert not slow.lagged
 
 
+async def test_publish_many_delivers_in_order_and_overflows_like_single_publishes(
+    bus: EventBus,
+) -> None:
+    async with bus.subscribe("burst", maxsize=5) as slow, bus.subscribe("burst") as fast:
+        assert await bus.publish_many("burst", [{"n": n} for n in range(8)]) is True
+        assert await bus.publish_many("burst", []) is True
+        assert await bus.publish_many("burst", [{"n": 8}, {"n": 9}]) is True
+        got = await collect(fast, 10)
+        assert [m.data["n"] for m in got] == list(range(10))
+        assert [m.channel for m in got] == ["burst"] * 10
+        assert not fast.lagged
+        await wait_until(lambda: slow.pending() == 5 and slow.dropped == 5, what="the overflow")
+        assert slow.lagged
+        assert [m.data["n"] for m in await collect(slow, 5)] == [5, 6, 7, 8, 9]
+
+
 async def test_last_unsubscribe_stops_delivery(bus: EventBus) -> None:
     async with bus.subscribe("gone") as sub:
         await bus.publish("gone", {"n": 1})

@@ -59,6 +59,20 @@ class Subscription:
         self._buffer.append(message)
         self._signal.set()
 
+    def deliver_many(self, messages: list[Message]) -> None:
+        """:meth:`deliver` each of ``messages``, in order (one wake-up)."""
+        if self.closed or not messages:
+            return
+        buffer = self._buffer
+        buffer.extend(messages)
+        over = len(buffer) - self.maxsize
+        if over > 0:
+            for _ in range(over):
+                buffer.popleft()
+            self.dropped += over
+            self.lagged = True
+        self._signal.set()
+
     def mark_lagged(self) -> None:
         self.lagged = True
         self._woken = True
@@ -164,6 +178,16 @@ class EventBus(ABC):
         message = Message(channel, data)
         for sub in tuple(subs):
             sub.deliver(message)
+        return len(subs)
+
+    def _dispatch_many(self, channel: str, items: list[dict[str, Any]]) -> int:
+        """:meth:`_dispatch` each of ``items``, in order."""
+        subs = self._subs.get(channel)
+        if not subs or not items:
+            return 0
+        messages = [Message(channel, data) for data in items]
+        for sub in tuple(subs):
+            sub.deliver_many(messages)
         return len(subs)
 
     def _mark_lagged(self, channel: str) -> None:

@@ -14,5 +14,9 @@ class MemoryBus(EventBus):
         self._dispatch(channel, data)
         return True
 
+    async def publish_many(self, channel: str, items: list[dict[str, Any]]) -> bool:
+        self._dispatch_many(channel, items)
+        return True
+
     async def ping(self) -> bool:
         return True
