@@ -273,6 +273,10 @@ class DownBus(MemoryBus):
         self.attempts += 1
         return False
 
+    async def publish_many(self, channel: str, items: list[dict[str, Any]]) -> bool:
+        self.attempts += 1  # one batch: one attempt, as RedisBus's pipeline
+        return False
+
 
 async def test_a_bus_outage_loses_nothing(replicas: ReplicaFactory) -> None:
     """Publishing gives up on the first failure; the events are in the database,
