@@ -131,7 +131,7 @@ async def _frames(ws: Any, count: int, timeout: float = 10) -> tuple[list[dict[s
 async def test_batch_frames_both_ways_when_the_worker_asks(live: LiveServer) -> None:
     """A worker that lists the `batch` feature may send several frames in one
     message and receives frames queued together in one message; the frames keep
-    their order and meaning."""
+    their order and meaning, and the reports in one batch share its arrival."""
     _, key = await agent_and_key(live, "batcher", max_concurrency=20)
     h = live.harness
     dev = await h.headers(Role.DEVELOPER)
@@ -156,9 +156,13 @@ async def test_batch_frames_both_ways_when_the_worker_asks(live: LiveServer) -> 
         assert kinds.count("ack") == len(reports)
         errors = {r.get("code") for r in replies if r["type"] == "error"}
         assert errors == {"stale_lease", "bad_frame"}
+    finished = set()
     for task in resp.json():
         final = (await h.client.get(f"/api/v1/tasks/{task['id']}", headers=dev)).json()
         assert (final["status"], final["result"]) == ("SUCCEEDED", {"n": 1})
+        assert final["started_at"] == final["finished_at"]  # both reports came in one batch
+        finished.add(final["finished_at"])
+    assert len(finished) == 1  # the reports of one batch are stamped with its arrival
 
 
 async def test_one_tasks_reports_in_one_batch_apply_in_order(live: LiveServer) -> None:
