@@ -16,7 +16,7 @@ from ymera.db.database import Database
 from ymera.events.outbox import record_event
 from ymera.kit.ids import new_id
 from ymera.models.events import Event, EventSequencer
-from ymera.models.tasks import Task
+from ymera.models.tasks import Task, TaskRouting
 from ymera.tasks import repository
 from ymera.tasks.service import _UNSET_AT_SUBMIT
 
@@ -377,3 +377,56 @@ async def _finish(
             report.status = "SUCCEEDED"
             report.result = result(i)
             report.finished_at = at
+
+
+@pytest.mark.parametrize("count", [1, 3, driver.SCALAR_MIN_ROWS + 2])
+async def test_assignments_and_their_routing_decisions_are_written_together(
+    db: Database, count: int
+) -> None:
+    """An assignment batch's task UPDATE and its routing decisions' INSERT: every
+    task reads back assigned and every decision is kept, one per task; a failure
+    in either rolls back both."""
+    now = datetime(2026, 12, 6, 9, 30, 0, 250000, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(count)]
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+    later = now + timedelta(seconds=2)
+    updates = [
+        {
+            "id": row["id"],
+            "status": "ASSIGNED",
+            "attempt": 1,
+            "agent_id": None,
+            "lease_token": f"token-{i}",
+            "lease_expires_at": later + timedelta(seconds=30),
+            "assigned_at": later,
+            "updated_at": later,
+            "routing": {"strategy": "least_loaded", "i": i},
+        }
+        for i, row in enumerate(rows)
+    ]
+    async with db.transaction() as session:
+        await repository.assign_many(session, updates)
+    async with db.transaction(readonly=True) as session:
+        tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
+        decisions = {d.task_id: d for d in (await session.execute(select(TaskRouting))).scalars()}
+    assert len(decisions) == count
+    for i, row in enumerate(rows):
+        task = tasks[str(row["id"])]
+        assert (task.status, task.attempt, task.lease_token) == ("ASSIGNED", 1, f"token-{i}")
+        assert (task.assigned_at, task.lease_expires_at) == (later, later + timedelta(seconds=30))
+        decision = decisions[str(row["id"])]
+        assert (decision.attempt, decision.decided_at) == (1, later)
+        assert decision.decision == {"strategy": "least_loaded", "i": i}
+
+    async def again() -> None:  # the decisions exist: the INSERT fails, the UPDATE too
+        async with db.transaction() as session:
+            await repository.assign_many(
+                session, [{**u, "lease_token": "second", "attempt": 1} for u in updates]
+            )
+
+    with pytest.raises(IntegrityError):
+        await again()
+    async with db.transaction(readonly=True) as session:
+        tokens = set((await session.execute(select(Task.lease_token))).scalars())
+    assert "second" not in tokens
