@@ -289,22 +289,8 @@ async def test_a_batch_wider_than_one_statement_reads_back_the_same(db: Database
     async with db.transaction() as session:
         await repository.insert_tasks(session, rows)
     later = now + timedelta(seconds=1)
-    assigned = [
-        {
-            "id": row["id"],
-            "status": "ASSIGNED",
-            "attempt": 1,
-            "agent_id": None,  # (no agents here: the column is a foreign key)
-            "lease_token": f"token-{i}",
-            "lease_expires_at": later + timedelta(seconds=i),
-            "assigned_at": later,
-            "updated_at": later,
-            "routing": {"i": i},
-        }
-        for i, row in enumerate(rows)
-    ]
     async with db.transaction() as session:
-        await repository.assign_many(session, assigned)
+        await repository.assign_many(session, _assignments(rows, later))
     # The last one stays ASSIGNED.
     await _finish(db, rows[: count - 1], lambda i: {"done": i}, later)
     async with db.transaction(readonly=True) as session:
@@ -323,6 +309,26 @@ async def test_a_batch_wider_than_one_statement_reads_back_the_same(db: Database
             assert (task.status, task.result, task.finished_at) == ("SUCCEEDED", {"done": i}, later)
         else:
             assert (task.status, task.result, task.finished_at) == ("ASSIGNED", None, None)
+
+
+def _assignments(rows: list[dict[str, object]], at: datetime) -> list[dict[str, object]]:
+    """``repository.assign_many``'s rows assigning ``rows`` at ``at``: the i-th
+    with lease token ``token-i``, its lease ending i seconds later, and the
+    routing decision ``{"i": i}``."""
+    return [
+        {
+            "id": row["id"],
+            "status": "ASSIGNED",
+            "attempt": 1,
+            "agent_id": None,  # (no agents here: the column is a foreign key)
+            "lease_token": f"token-{i}",
+            "lease_expires_at": at + timedelta(seconds=i),
+            "assigned_at": at,
+            "updated_at": at,
+            "routing": {"i": i},
+        }
+        for i, row in enumerate(rows)
+    ]
 
 
 def test_sqlite_runs_a_batch_as_statements_of_many_rows() -> None:
@@ -391,20 +397,7 @@ async def test_assignments_and_their_routing_decisions_are_written_together(
     async with db.transaction() as session:
         await repository.insert_tasks(session, rows)
     later = now + timedelta(seconds=2)
-    updates = [
-        {
-            "id": row["id"],
-            "status": "ASSIGNED",
-            "attempt": 1,
-            "agent_id": None,
-            "lease_token": f"token-{i}",
-            "lease_expires_at": later + timedelta(seconds=30),
-            "assigned_at": later,
-            "updated_at": later,
-            "routing": {"strategy": "least_loaded", "i": i},
-        }
-        for i, row in enumerate(rows)
-    ]
+    updates = _assignments(rows, later)
     async with db.transaction() as session:
         await repository.assign_many(session, updates)
     async with db.transaction(readonly=True) as session:
@@ -414,10 +407,10 @@ async def test_assignments_and_their_routing_decisions_are_written_together(
     for i, row in enumerate(rows):
         task = tasks[str(row["id"])]
         assert (task.status, task.attempt, task.lease_token) == ("ASSIGNED", 1, f"token-{i}")
-        assert (task.assigned_at, task.lease_expires_at) == (later, later + timedelta(seconds=30))
+        assert (task.assigned_at, task.lease_expires_at) == (later, later + timedelta(seconds=i))
         decision = decisions[str(row["id"])]
         assert (decision.attempt, decision.decided_at) == (1, later)
-        assert decision.decision == {"strategy": "least_loaded", "i": i}
+        assert decision.decision == {"i": i}
 
     async def again() -> None:  # the decisions exist: the INSERT fails, the UPDATE too
         async with db.transaction() as session:
