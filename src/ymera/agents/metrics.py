@@ -466,9 +466,6 @@ class AgentSeries:
         name = await session.scalar(select(Agent.name).where(Agent.id == agent_id))
         return self.label(agent_id, name or agent_id)
 
-    def observe(self, label: str, success: bool, latency: float) -> None:
-        self.observe_many([(label, success, latency)])
-
     def observe_many(self, outcomes: Sequence[tuple[str, bool, float]]) -> None:
         """Outcomes as (label, success, latency): counted per series, each series
         looked up once (a commit holds hundreds of a few agents)."""

@@ -9,7 +9,6 @@ changes) and a loop refreshes from the database every
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +19,7 @@ from ymera.db.database import Database
 from ymera.kit.clock import Clock
 from ymera.routing.fleet import Fleet
 from ymera.routing.health import OutlierDetector
-from ymera.routing.learning.model import LearningState, Mode, RewardWeights
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights, add_outcome
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
 from ymera.routing.strategies.least_loaded import LeastLoaded
 from ymera.routing.types import AgentSlot, Decision, TaskView
@@ -169,20 +168,7 @@ class RoutingEngine:
                 acc = sums[(o.agent_id, o.task_type)] = [{}, 0, at]
             elif at > acc[2]:
                 acc[2] = at
-            # What outcome_sums(o.success, o.latency, o.feedback) adds, summed in place.
-            total = acc[0]
-            if o.success is not None:
-                name = "s" if o.success else "f"
-                total[name] = total.get(name, 0.0) + 1.0
-                acc[1] += 1
-            if o.latency is not None:
-                x = math.log(max(o.latency, 1e-3))
-                total["ln_n"] = total.get("ln_n", 0.0) + 1.0
-                total["ln_sum"] = total.get("ln_sum", 0.0) + x
-                total["ln_sq"] = total.get("ln_sq", 0.0) + x * x
-            if o.feedback is not None:
-                total["fb_n"] = total.get("fb_n", 0.0) + 1.0
-                total["fb_sum"] = total.get("fb_sum", 0.0) + float(o.feedback)
+            acc[1] += add_outcome(acc[0], o.success, o.latency, o.feedback)
             if o.success is not None:
                 # An outcome is judged at the rate learned for its task's type.
                 key = (o.agent_id, o.task_type, at)

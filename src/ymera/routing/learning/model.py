@@ -114,21 +114,40 @@ class _Table:
         self.n = n
 
 
+def add_outcome(
+    total: dict[str, float],
+    success: bool | None,
+    latency: float | None,
+    feedback: float | None,
+    weight: float = 1.0,
+) -> int:
+    """Add the statistics one outcome adds, times ``weight``, to ``total`` (in
+    place: a commit's outcomes of one agent and type summed without a dict
+    each); returns whether it counts as a judged attempt (1) or only feedback or
+    latency (0)."""
+    count = 0
+    if success is not None:
+        name = "s" if success else "f"
+        total[name] = total.get(name, 0.0) + weight
+        count = 1
+    if latency is not None:
+        x = math.log(max(latency, 1e-3))
+        total["ln_n"] = total.get("ln_n", 0.0) + weight
+        total["ln_sum"] = total.get("ln_sum", 0.0) + weight * x
+        total["ln_sq"] = total.get("ln_sq", 0.0) + weight * x * x
+    if feedback is not None:
+        total["fb_n"] = total.get("fb_n", 0.0) + weight
+        total["fb_sum"] = total.get("fb_sum", 0.0) + weight * feedback
+    return count
+
+
 def outcome_sums(
     success: bool | None, latency: float | None, feedback: float | None
 ) -> tuple[dict[str, float], int]:
     """The statistics one outcome adds (unweighted), and whether it counts as a
     judged attempt (1) or only feedback or latency (0)."""
     vals: dict[str, float] = {}
-    count = 0
-    if success is not None:
-        vals["s" if success else "f"] = 1.0
-        count = 1
-    if latency is not None:
-        x = math.log(max(latency, 1e-3))
-        vals.update(ln_n=1.0, ln_sum=x, ln_sq=x * x)
-    if feedback is not None:
-        vals.update(fb_n=1.0, fb_sum=float(feedback))
+    count = add_outcome(vals, success, latency, feedback)
     return vals, count
 
 

@@ -16,7 +16,6 @@ era) or dropped (more) when a newer outcome lands.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +31,7 @@ from ymera.db.database import DB_KEY, LAST, at_commit
 from ymera.models.agents import Agent
 from ymera.models.routing import LearningStat
 from ymera.routing.engine import RoutingEngine, engine_of, peer_group
-from ymera.routing.learning.model import STATS, LearningState
+from ymera.routing.learning.model import STATS, LearningState, add_outcome
 from ymera.tasks import hooks
 
 _BUFFER = "ymera_learning_outcomes"
@@ -117,17 +116,7 @@ def _write(session: Session) -> None:
             into.update(agent_id=o.agent_id, task_type=o.task_type, era=era, n=0, updated_at=at)
         elif at > into["updated_at"]:
             into["updated_at"] = at
-        if o.success is not None:
-            into["s" if o.success else "f"] += w
-            into["n"] += 1
-        if o.latency is not None:
-            x = math.log(max(o.latency, 1e-3))
-            into["ln_n"] += w
-            into["ln_sum"] += w * x
-            into["ln_sq"] += w * x * x
-        if o.feedback is not None:
-            into["fb_n"] += w
-            into["fb_sum"] += w * o.feedback
+        into["n"] += add_outcome(into, o.success, o.latency, o.feedback, w)
     rows = [merged[k] for k in sorted(merged)]
     stmt = _upsert(session.get_bind().dialect.name)
     driver.execute_core_many_sync(session.connection(), stmt, rows)
