@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection
 
 import ymera.models  # noqa: F401  (registers every table)
@@ -195,3 +196,70 @@ async def test_events_keep_their_seq_and_unnumbered_ones_are_numbered(empty_db: 
         last = (await conn.execute(text("SELECT last_seq FROM event_sequencer"))).scalar_one()
     assert [tuple(r) for r in rows] == [(1, "1"), (2, "2"), (3, "3"), (4, "4")]
     assert last == 4
+
+
+_TASK_SQL = text(
+    "INSERT INTO tasks (id, type, status, priority, input, required_capabilities, file_ids,"
+    " preferred_agents, excluded_agents, preferred_only, max_attempts, attempt, retry_initial,"
+    " retry_factor, retry_cap, available_at, created_by, created_at, updated_at,"
+    " idempotency_key) VALUES (:id, 'x', 'PENDING', 5, '{}', '[]', '[]', '[]', '[]', false,"
+    " 3, 0, 1, 2, 300, :now, 'user-1', :now, :now, :key)"
+)
+
+
+async def test_idempotency_index_leaves_unkeyed_tasks_out_and_keeps_every_row(
+    empty_db: Database,
+) -> None:
+    """0021 turns the idempotency constraint into a partial unique index. On
+    SQLite that copies the tasks table: the rows that refer to a task (its
+    routing decisions, ON DELETE CASCADE) survive the copy, foreign keys are
+    enforced again afterwards, and keys stay unique per principal."""
+    await migrate.upgrade(empty_db, "0020")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(_TASK_SQL, {"id": "t1", "now": now, "key": "k1"})
+        await conn.execute(
+            text(
+                "INSERT INTO task_routing (task_id, attempt, decided_at, decision)"
+                " VALUES ('t1', 1, :now, '{}')"
+            ),
+            {"now": now},
+        )
+    await migrate.upgrade(empty_db)
+    assert await _schema_diff(empty_db) == []
+    async with empty_db.engine.begin() as conn:
+        routing = (await conn.execute(text("SELECT task_id FROM task_routing"))).scalars().all()
+        assert routing == ["t1"]
+        for task_id in ("t2", "t3"):  # unkeyed tasks never collide
+            await conn.execute(_TASK_SQL, {"id": task_id, "now": now, "key": None})
+    with pytest.raises(IntegrityError):
+        async with empty_db.engine.begin() as conn:
+            await conn.execute(_TASK_SQL, {"id": "t4", "now": now, "key": "k1"})
+    with pytest.raises(IntegrityError):  # foreign keys on again: no routing without its task
+        async with empty_db.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO task_routing (task_id, attempt, decided_at, decision)"
+                    " VALUES ('nope', 1, :now, '{}')"
+                ),
+                {"now": now},
+            )
+    async with empty_db.engine.connect() as conn:
+        if empty_db.dialect == "sqlite":
+            plan = " ".join(
+                str(row[-1])
+                for row in await conn.execute(
+                    text("EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE idempotency_key = 'k1'")
+                )
+            )
+            assert "uq_tasks_idempotency" in plan
+        else:
+            where = (
+                await conn.execute(
+                    text(
+                        "SELECT pg_get_expr(indpred, indrelid) FROM pg_index"
+                        " WHERE indexrelid = 'uq_tasks_idempotency'::regclass"
+                    )
+                )
+            ).scalar_one()
+            assert where == "(idempotency_key IS NOT NULL)"

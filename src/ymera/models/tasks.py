@@ -9,7 +9,6 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    UniqueConstraint,
     desc,
     false,
     text,
@@ -62,7 +61,16 @@ class Task(Base):
             postgresql_where=text("workspace_id IS NOT NULL"),
             sqlite_where=text("workspace_id IS NOT NULL"),
         ),
-        UniqueConstraint("created_by", "idempotency_key", name="uq_tasks_idempotency"),
+        # One request per (principal, key); unkeyed tasks (most) are left out, which
+        # saves an index write per task row written.
+        Index(
+            "uq_tasks_idempotency",
+            "created_by",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -22,7 +22,32 @@ target_metadata = Base.metadata
 _PG_MIGRATION_LOCK = 7_236_512_001
 
 
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign keys on or off for this connection (outside any
+    transaction: inside one the pragma does nothing), on the driver's connection
+    so that no transaction begins."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cursor.close()
+
+
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite and not connection.in_transaction():
+        # Batch mode copies a table and drops the old one; with foreign keys on,
+        # dropping it would delete (ON DELETE CASCADE) the rows that refer to it.
+        _sqlite_foreign_keys(connection, on=False)
+        try:
+            _migrate(connection)
+        finally:
+            _sqlite_foreign_keys(connection, on=True)
+        return
+    _migrate(connection)
+
+
+def _migrate(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
     context.configure(
