@@ -452,7 +452,7 @@ def _ymera(
         return asyncio.run(_ymera_run(url, n, workers, procs, env, tmp, db, runs))
     finally:
         procs.stop()
-        if pg_name:
+        if pg_name and not os.environ.get("BENCH_KEEP_DB"):
             subprocess.run(
                 ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'],
                 check=False,
