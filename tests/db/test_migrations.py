@@ -12,8 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 import ymera.models  # noqa: F401  (registers every table)
 from ymera.db import migrate
@@ -207,11 +207,12 @@ _TASK_SQL = text(
 )
 
 
-async def test_idempotency_index_leaves_unkeyed_tasks_out_and_keeps_every_row(
+async def test_sparse_task_indexes_keep_every_row_and_their_guarantees(
     empty_db: Database,
 ) -> None:
-    """0021 turns the idempotency constraint into a partial unique index. On
-    SQLite that copies the tasks table: the rows that refer to a task (its
+    """0021 turns the idempotency constraint into a partial unique index and
+    leaves unassigned tasks out of the agent index. On SQLite that copies the
+    tasks table: the rows that refer to a task (its
     routing decisions, ON DELETE CASCADE) survive the copy, foreign keys are
     enforced again afterwards, and keys stay unique per principal."""
     await migrate.upgrade(empty_db, "0020")
@@ -246,20 +247,27 @@ async def test_idempotency_index_leaves_unkeyed_tasks_out_and_keeps_every_row(
             )
     async with empty_db.engine.connect() as conn:
         if empty_db.dialect == "sqlite":
-            plan = " ".join(
-                str(row[-1])
-                for row in await conn.execute(
-                    text("EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE idempotency_key = 'k1'")
-                )
-            )
-            assert "uq_tasks_idempotency" in plan
-        else:
-            where = (
-                await conn.execute(
-                    text(
-                        "SELECT pg_get_expr(indpred, indrelid) FROM pg_index"
-                        " WHERE indexrelid = 'uq_tasks_idempotency'::regclass"
+            for where, index in (
+                ("idempotency_key = 'k1'", "uq_tasks_idempotency"),
+                ("agent_id = 'a1'", "ix_tasks_agent_status"),
+            ):
+                plan = " ".join(
+                    str(row[-1])
+                    for row in await conn.execute(
+                        text(f"EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE {where}")
                     )
                 )
-            ).scalar_one()
-            assert where == "(idempotency_key IS NOT NULL)"
+                assert index in plan
+        else:
+            where = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT indexrelid::regclass::text, pg_get_expr(indpred, indrelid)"
+                            " FROM pg_index WHERE indrelid = 'tasks'::regclass"
+                        )
+                    )
+                ).all()
+            )
+            assert where["uq_tasks_idempotency"] == "(idempotency_key IS NOT NULL)"
+            assert where["ix_tasks_agent_status"] == "(agent_id IS NOT NULL)"

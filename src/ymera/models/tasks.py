@@ -39,7 +39,14 @@ class Task(Base):
             sqlite_where=text("status = 'PENDING'"),
         ),
         Index("ix_tasks_status_created", "status", "created_at"),
-        Index("ix_tasks_agent_status", "agent_id", "status"),
+        # A task has an agent once assigned: a pending task is in neither index.
+        Index(
+            "ix_tasks_agent_status",
+            "agent_id",
+            "status",
+            postgresql_where=text("agent_id IS NOT NULL"),
+            sqlite_where=text("agent_id IS NOT NULL"),
+        ),
         Index(
             "ix_tasks_lease",
             "lease_expires_at",
