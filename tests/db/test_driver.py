@@ -216,6 +216,79 @@ async def test_many_rows_at_once_read_back_the_same(db: Database) -> None:
             assert (task.status, task.result, task.finished_at) == ("PENDING", None, None)
 
 
+# Strings that a column sent as one joined string (PostgreSQL, driver.join_text)
+# must keep apart: the separators themselves (the column then goes as an array),
+# the empty string, NULL, and text beyond ASCII.
+_AWKWARD = ["a\x1fb", "", "\x1e", "héllo ✓", "x\x1e", "plain"]
+
+
+async def test_strings_with_separators_empty_or_null_read_back_the_same(db: Database) -> None:
+    """Columns of many rows with awkward strings (some with the characters a
+    joined column is split on, some empty, some NULL) read back as written, in
+    tasks inserted and updated, and in events."""
+    now = datetime(2026, 12, 6, 9, 30, 0, tzinfo=UTC)
+    rows = [_new_task(now) for _ in range(len(_AWKWARD))]
+    for row, value in zip(rows, _AWKWARD, strict=True):
+        row["type"] = value
+        row["agent_type"] = None if value == "plain" else value.replace("\x1f", "")
+        row["created_by"] = "user\x1e" if value == "" else "user"  # one column falls back
+    for row, key in zip(rows, ["", None, "héllo ✓", None, "k1", "k2"], strict=True):
+        row["idempotency_key"] = key  # a joined column: empty, NULL, beyond ASCII
+    async with db.transaction() as session:
+        await repository.insert_tasks(session, rows)
+        for i, value in enumerate(_AWKWARD):
+            record_event(
+                session,
+                type=value or "t",
+                resource_type="task",
+                resource_id=rows[i]["id"],
+                data={"v": value},
+                actor=None if i % 2 else value,
+            )
+    async with db.transaction() as session:  # an update of text columns
+        await repository.lock_rows(session, [str(r["id"]) for r in rows])
+        for i, row in enumerate(rows):
+            report = await repository.get_row(session, str(row["id"]))
+            assert report is not None
+            report.status = "SUCCEEDED"
+            report.result = {"v": _AWKWARD[i]}
+            report.progress_message = ["", None, "héllo ✓", "p", None, ""][i]  # joined
+            report.lease_token = _AWKWARD[-1 - i] or None  # an array
+    async with db.transaction(readonly=True) as session:
+        tasks = {t.id: t for t in (await session.execute(select(Task))).scalars()}
+        events = (await session.execute(select(Event).order_by(Event.seq))).scalars().all()
+    for i, row in enumerate(rows):
+        task = tasks[row["id"]]
+        assert (task.type, task.agent_type, task.created_by) == (
+            row["type"],
+            row["agent_type"],
+            row["created_by"],
+        )
+        assert (task.status, task.result) == ("SUCCEEDED", {"v": _AWKWARD[i]})
+        assert task.idempotency_key == row["idempotency_key"]
+        assert task.progress_message == ["", None, "héllo ✓", "p", None, ""][i]
+        assert task.lease_token == (_AWKWARD[-1 - i] or None)
+    assert [(e.type, e.resource_id, e.data, e.actor) for e in events] == [
+        (value or "t", rows[i]["id"], {"v": value}, None if i % 2 else value)
+        for i, value in enumerate(_AWKWARD)
+    ]
+
+
+def test_a_column_of_strings_is_joined_unless_a_value_holds_a_separator() -> None:
+    assert driver.join_text(["a", None, ""]) == "a\x1f\x1e\x1f"
+    assert driver.join_text(["a\x1fb", "c"]) is None
+    assert driver.join_text(["\x1e", None]) is None  # the value would read back as NULL
+    assert driver.join_text([1, 2]) is None
+    template = driver.insert_sql("events", ("type", "resource_type", "actor", "seq"))
+    sql, params = driver._batch_params(
+        template, [("a", "task", "x\x1fy", 1), ("b", "task", None, 2)]
+    )
+    assert sql is not None
+    assert "unnest(string_to_array($1, E'\\x1f', E'\\x1e')" in sql
+    assert "$3::text[]" in sql and "$4::BIGINT[]" in sql
+    assert params == ["a\x1fb", "task\x1ftask", ["x\x1fy", None], [1, 2]]
+
+
 # SQLite does not enforce lengths.
 @pytest.mark.parametrize("backend", ["postgresql-redis"], indirect=True)
 async def test_a_value_too_long_for_its_column_fails_on_postgresql(db: Database) -> None:

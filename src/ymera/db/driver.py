@@ -224,22 +224,32 @@ def _array_type(table: str, column: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=512)
-def _array_sql(template: str, scalars: frozenset[int] = frozenset()) -> str | None:
+def _array_sql(
+    template: str, scalars: frozenset[int] = frozenset(), joined: frozenset[int] = frozenset()
+) -> str | None:
     """PostgreSQL: the statement ``template`` (from :func:`insert_sql` or
     :func:`update_sql`) as one statement over arrays of its parameters, one array
     per column (``unnest``): one statement for the whole batch instead of one per
     row (asyncpg's executemany binds and executes each row), about half the
     client's CPU and far less of the server's. Parameters: the columns
     (:func:`_columns`); a column whose index is in ``scalars`` is sent as one
-    value for every row (see :func:`_batch_params`)."""
+    value for every row, one in ``joined`` as one string split by the server
+    (see :func:`_batch_params`)."""
     shape = _SHAPES.get(template)
     if shape is None:
         return None
     kind, table, columns, key = shape
     names = [*columns, key] if key is not None else list(columns)
-    types = [_array_type(table, name) for name in names]
+    types = _param_types(template)
+
+    def array(i: int) -> str:
+        if i not in joined:
+            return f"${i + 1}::{types[i][0]}"
+        split = text_array_sql(f"${i + 1}")
+        return split if types[i][0] == "text[]" else f"{split}::{types[i][0]}"
+
     arrays = [i for i in range(len(names)) if i not in scalars]
-    cols = ", ".join(f"${i + 1}::{types[i][0]}" for i in arrays)
+    cols = ", ".join(array(i) for i in arrays)
     aliases = ", ".join(f"c{i}" for i in arrays)
     source = f"unnest({cols}) AS u({aliases})"
 
@@ -255,8 +265,16 @@ def _array_sql(template: str, scalars: frozenset[int] = frozenset()) -> str | No
     last = len(columns)
     # "= ANY" of the keys too: without it the planner joins a large batch by
     # scanning the whole table (it cannot see that each key matches one row).
-    keys = f"{table}.{key} = ANY(${last + 1}::{types[last][0]})"
+    keys = f"{table}.{key} = ANY({array(last)})"
     return f"UPDATE {table} SET {sets} FROM {source} WHERE {table}.{key} = u.c{last} AND {keys}"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=512)
+def _param_types(template: str) -> tuple[tuple[str, str], ...]:
+    """:func:`_array_type` of each parameter of an array statement's template."""
+    _, table, columns, key = _SHAPES[template]
+    names = [*columns, key] if key is not None else list(columns)
+    return tuple(_array_type(table, name) for name in names)
 
 
 # Batches at least this large send a column whose rows all hold the same value
@@ -266,13 +284,63 @@ def _array_sql(template: str, scalars: frozenset[int] = frozenset()) -> str | No
 # shape is one more prepared statement).
 SCALAR_MIN_ROWS = 16
 
+# A column of strings goes as one string, its values separated by TEXT_SEPARATOR
+# and NULLs written as TEXT_NULL, that the server splits (string_to_array): the
+# join is one C call, where asyncpg encodes each element of a text[] (with two
+# abstract-class checks each). Measured with asyncpg alone (800 ids per column):
+# 81 ns of the client's CPU per value against 523, the server's 188 against 202.
+# A column holding either character in a value goes as an array. Instants go the
+# same way, as ISO 8601 text (each distinct instant formatted once) that the
+# server casts to timestamptz[].
+TEXT_SEPARATOR = "\x1f"  # ASCII unit separator
+TEXT_NULL = "\x1e"  # ASCII record separator
+
+
+def text_array_sql(param: str) -> str:
+    """SQL splitting parameter ``param`` (from :func:`join_text`) into a text[]."""
+    return f"string_to_array({param}, E'\\x1f', E'\\x1e')"
+
+
+def join_text(values: Sequence[Any]) -> str | None:
+    """``values`` (strings or None, at least two) as one string for
+    :func:`text_array_sql`; None when they cannot be (a value that is not a
+    string, or that holds a separator)."""
+    nulls = values.count(None)
+    try:
+        joined = TEXT_SEPARATOR.join(
+            [TEXT_NULL if v is None else v for v in values] if nulls else values
+        )
+    except TypeError:
+        return None
+    if joined.count(TEXT_SEPARATOR) != len(values) - 1 or joined.count(TEXT_NULL) != nulls:
+        return None
+    return joined
+
+
+_TIMESTAMPS = "TIMESTAMP WITH TIME ZONE[]"
+
+
+def _iso_times(values: list[Any]) -> list[str | None]:
+    """Instants as ISO 8601 text (a batch shares a few: each is written once)."""
+    text: dict[Any, str | None] = {None: None}
+    out = []
+    for v in values:
+        t = text.get(v, _MISSING)
+        if t is _MISSING:
+            t = text[v] = v.isoformat()
+        out.append(t)
+    return out
+
+
+_MISSING: Any = object()
+
 
 def _batch_params(template: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str | None, list[Any]]:
     """The array statement of ``template`` for ``rows`` and its parameters."""
     params: list[Any] = _columns(rows)
     scalars: frozenset[int] = frozenset()
-    if len(rows) >= SCALAR_MIN_ROWS:
-        count = len(rows)
+    count = len(rows)
+    if count >= SCALAR_MIN_ROWS:
         # The first column and an update's key stay arrays (unnest needs one; the
         # key is matched with = ANY of its array).
         scalars = frozenset(
@@ -286,7 +354,21 @@ def _batch_params(template: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str |
             scalars |= {len(params) - 1}
         for i in scalars:
             params[i] = params[i][0]
-    return _array_sql(template, scalars), params
+    joined: set[int] = set()
+    if count >= 2 and template in _SHAPES:
+        types = _param_types(template)
+        for i, column in enumerate(params):
+            if i in scalars:
+                continue
+            text: str | None = None
+            if types[i][0] == "text[]":
+                text = join_text(column)
+            elif types[i][0] == _TIMESTAMPS:
+                text = join_text(_iso_times(column))
+            if text is not None:
+                params[i] = text
+                joined.add(i)
+    return _array_sql(template, scalars, frozenset(joined)), params
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:

@@ -8,6 +8,7 @@ the relay publishes them on the bus.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from typing import Any, cast
 
@@ -50,18 +51,25 @@ _SET_SEQ = update(_SEQ).where(_SEQ.c.id == 1).values(last_seq=bindparam("last"))
 # PostgreSQL: numbers taken and events inserted in one statement (one round trip,
 # one INSERT of all the rows instead of one per row); returns the last number
 # taken, or no row when the sequencer row does not exist yet. The rows of one
-# write share their ``created_at`` (record_event), sent once.
+# write share their ``created_at`` (record_event), sent once; each text column
+# goes as one joined string (driver.join_text) or, failing that, as a text[].
 _RESERVE_AND_INSERT_PG = """
 WITH s AS (UPDATE event_sequencer SET last_seq = last_seq + ?::bigint WHERE id = 1
            RETURNING last_seq),
 i AS (INSERT INTO events (type, resource_type, resource_id, data, actor, created_at, seq)
       SELECT u.type, u.resource_type, u.resource_id, u.data::jsonb, u.actor, t.created_at,
              s.last_seq - ?::bigint + u.n
-      FROM s, unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+      FROM s, unnest({columns})
               WITH ORDINALITY AS u(type, resource_type, resource_id, data, actor, n),
            (SELECT ?::timestamptz AS created_at) AS t)
 SELECT last_seq FROM s
 """
+
+
+@functools.lru_cache(maxsize=64)
+def _reserve_and_insert_sql(joined: tuple[bool, ...]) -> str:
+    columns = ", ".join(driver.text_array_sql("?") if j else "?::text[]" for j in joined)
+    return _RESERVE_AND_INSERT_PG.replace("{columns}", columns)
 
 
 def record_event(
@@ -138,8 +146,14 @@ def _reserve_and_insert_pg(connection: Connection, rows: list[dict[str, Any]]) -
     instants = set(columns.pop())  # one per write (record_event)
     if len(instants) != 1:
         return False  # pragma: no cover  (the general path below numbers them)
+    params: list[Any] = []
+    joined: list[bool] = []
+    for column in columns:
+        text = driver.join_text(column) if count >= 2 else None
+        params.append(column if text is None else text)
+        joined.append(text is not None)
     found = driver.fetch_sync(
-        connection, _RESERVE_AND_INSERT_PG, (count, count, *columns, *instants)
+        connection, _reserve_and_insert_sql(tuple(joined)), (count, count, *params, *instants)
     )
     if not found:
         return False
