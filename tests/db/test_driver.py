@@ -285,7 +285,8 @@ def test_a_column_of_strings_is_joined_unless_a_value_holds_a_separator() -> Non
     )
     assert sql is not None
     assert "unnest(string_to_array($1, E'\\x1f', E'\\x1e')" in sql
-    assert "$3::text[]" in sql and "$4::BIGINT[]" in sql
+    assert "$3::text[]" in sql
+    assert "$4::BIGINT[]" in sql
     assert params == ["a\x1fb", "task\x1ftask", ["x\x1fy", None], [1, 2]]
 
 
