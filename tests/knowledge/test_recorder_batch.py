@@ -50,12 +50,17 @@ async def _finish(session: Any, task_id: str, i: int, at_offset: float) -> hooks
         type="ignored",  # the row takes the type stored with the task
         status="SUCCEEDED" if ok else "FAILED",
         attempt=1,
-        agent_id=f"agent-{i % 2}",
+        agent_id=_agent(i),
         workflow_step_id=None,
         result={"built": f"wheel-{i}"} if ok else None,
         error=None if ok else {"message": f"crash {i}"},
         at=_BASE + timedelta(seconds=at_offset),
     )
+
+
+def _agent(i: int) -> str | None:
+    """The agent of the i-th task: none for some (a task failed before any ran it)."""
+    return None if i % 7 == 5 else f"agent-{i % 2}"
 
 
 async def test_one_commit_records_many_experiences(harness: AppHarness) -> None:
@@ -80,7 +85,7 @@ async def test_one_commit_records_many_experiences(harness: AppHarness) -> None:
         assert row.task_type == f"kind_{i % 3}"
         assert f"pkg-{i}-x" in row.summary
         assert len(row.summary) == 30  # cut to summary_chars
-        assert row.agent_id == f"agent-{i % 2}"
+        assert row.agent_id == _agent(i)
         assert row.source == "task"
         if i % 4 == 3:
             assert (row.outcome, row.notes) == ("FAILED", f"crash {i}")

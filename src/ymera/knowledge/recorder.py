@@ -70,20 +70,33 @@ class _Rows(list[tuple[str, str, str, str | None, datetime]]):
 # tsvector's expression included, every time). The instant is sent once when
 # every row shares it (one unit of work: one clock reading); rows keep their
 # order (seq follows the order the tasks finished in).
+# The text columns go as joined strings the server splits (driver.join_text),
+# or as text[] when a value holds a separator.
 _PG_RECORD = (
     "INSERT INTO knowledge (id, task_type, summary, outcome, agent_id, task_id, notes,"
     " source, created_at)"
     " SELECT u.id, t.type, left(t.input::text, $5::integer), u.outcome, u.agent, t.id,"
     " left(CASE WHEN u.outcome = 'SUCCEEDED' THEN coalesce(t.result::text, '')"
     " ELSE coalesce(t.error ->> 'message', '') END, $6::integer), 'task', {at}"
-    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]{at_array})"
+    " FROM unnest({c1}, {c2}, {c3}, {c4}{at_array})"
     " WITH ORDINALITY AS u(id, task, outcome, agent{at_alias}, n)"
     " JOIN tasks t ON t.id = u.task"
-    " WHERE t.id = ANY($2::text[])"
+    " WHERE t.id = ANY({c2})"
     " ORDER BY u.n"
 )
-_PG_RECORD_ONE_AT = _PG_RECORD.format(at="$7::timestamptz", at_array="", at_alias="")
-_PG_RECORD_AT_EACH = _PG_RECORD.format(at="u.at", at_array=", $7::timestamptz[]", at_alias=", at")
+
+
+@functools.lru_cache(maxsize=64)
+def _pg_record_sql(one_at: bool, joined: tuple[bool, ...]) -> str:
+    columns = {
+        f"c{i}": driver.text_array_sql(f"${i}") if j else f"${i}::text[]"
+        for i, j in enumerate(joined, 1)
+    }
+    if one_at:
+        return _PG_RECORD.format(at="$7::timestamptz", at_array="", at_alias="", **columns)
+    return _PG_RECORD.format(at="u.at", at_array=", $7::timestamptz[]", at_alias=", at", **columns)
+
+
 # SQLite: statements of up to _SQLITE_ROWS experiences each, the tasks joined by
 # id (an executemany of one row at a time binds, steps and resets each row:
 # 16 us per experience in the dispatch benchmark against ~10 in statements of
@@ -127,16 +140,17 @@ def _write(session: Session) -> None:
     if connection.dialect.name == "postgresql":
         first_at = rows[0][4]
         one_at = all(row[4] == first_at for row in rows)
+        texts: list[Any] = []
+        for column in list(zip(*rows, strict=True))[:4]:
+            joined = driver.join_text(column) if len(rows) >= 2 else None
+            texts.append(list(column) if joined is None else joined)
         params = (
-            [row[0] for row in rows],
-            [row[1] for row in rows],
-            [row[2] for row in rows],
-            [row[3] for row in rows],
+            *texts,
             rows.summary_chars,
             rows.notes_chars,
             first_at if one_at else [row[4] for row in rows],
         )
-        sql = _PG_RECORD_ONE_AT if one_at else _PG_RECORD_AT_EACH
+        sql = _pg_record_sql(one_at, tuple(isinstance(t, str) for t in texts))
         driver.execute_sync(connection, sql, params)
         return
     values = driver.values_for("sqlite")
