@@ -115,14 +115,14 @@ async def test_group_commits_look_tasks_up_by_key(harness: AppHarness) -> None:
     async with db.transaction() as session:
         await session.execute(text("ANALYZE tasks"))
     keys = [hashlib.md5(str(i).encode()).hexdigest() for i in range(1, 8001, 16)]  # 500
-    sql = driver.select_by_keys_sql(
-        "postgresql", "tasks", repository._ROW_FIELDS, len(keys), lock=True
+    sql, params = driver.select_by_keys(
+        "postgresql", "tasks", repository._ROW_FIELDS, keys, lock=True
     )
     explain = "EXPLAIN " + driver.render(sql, "postgresql")
     async with db.transaction() as session:
         conn = await session.connection()
         raw = (await conn.get_raw_connection()).dbapi_connection._connection
-        plain = "\n".join(r[0] for r in await raw.fetch(explain, keys))
+        plain = "\n".join(r[0] for r in await raw.fetch(explain, *params))
         assert "Seq Scan on tasks" in plain, plain  # the trap
 
     seen: list[str] = []
@@ -131,7 +131,7 @@ async def test_group_commits_look_tasks_up_by_key(harness: AppHarness) -> None:
         conn = await session.connection()
         seen.append((await conn.exec_driver_sql("SHOW enable_seqscan")).scalar_one())
         raw = (await conn.get_raw_connection()).dbapi_connection._connection
-        seen.append("\n".join(r[0] for r in await raw.fetch(explain, keys)))
+        seen.append("\n".join(r[0] for r in await raw.fetch(explain, *params)))
 
     writer = harness.state.extras["writer"]
     await writer.submit(op, task_id=keys[0])

@@ -205,11 +205,11 @@ async def dispatch_rows(session: AsyncSession, agent_ids: Sequence[str]) -> list
     await session.flush()
     connection = await session.connection()
     dialect = connection.dialect.name
-    sql = driver.select_by_keys_sql(dialect, "agents", _DISPATCH_COLUMNS, len(ids), lock=False)
+    sql, params = driver.select_by_keys(dialect, "agents", _DISPATCH_COLUMNS, ids, lock=False)
     read_json = driver.values_for(dialect).read_json
     return [
         DispatchRow(r[0], r[1], r[2], r[3], r[4], read_json(r[5]) or [], r[6])
-        for r in await driver.fetch(connection, sql, driver.keys_param(dialect, ids))
+        for r in await driver.fetch(connection, sql, params)
     ]
 
 

@@ -375,21 +375,26 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-def select_by_keys_sql(
-    dialect: str, table: str, columns: Sequence[str], count: int, *, lock: bool, key: str = "id"
-) -> str:
-    """Rows whose ``key`` is one of ``count`` values, in key order; ``lock``: FOR
-    UPDATE on PostgreSQL (SQLite's writer already holds the database). Parameters:
-    the values (SQLite), or one list of them (PostgreSQL, ``= ANY``)."""
+def select_by_keys(
+    dialect: str,
+    table: str,
+    columns: Sequence[str],
+    keys: Sequence[Any],
+    *,
+    lock: bool,
+    key: str = "id",
+) -> tuple[str, tuple[Any, ...]]:
+    """The query (and its parameters) for the rows whose ``key`` is one of
+    ``keys`` (strings), in key order; ``lock``: FOR UPDATE on PostgreSQL
+    (SQLite's writer already holds the database). PostgreSQL gets the keys as
+    one joined string (:func:`join_text`) or, failing that, one array."""
     head = f"SELECT {', '.join(columns)} FROM {table} WHERE {key}"  # noqa: S608
     if dialect == "sqlite":
-        return f"{head} IN ({placeholders(count)}) ORDER BY {key}"
-    return f"{head} = ANY(?) ORDER BY {key}" + (" FOR UPDATE" if lock else "")
-
-
-def keys_param(dialect: str, keys: Sequence[Any]) -> tuple[Any, ...]:
-    """The parameters of :func:`select_by_keys_sql` for ``keys``."""
-    return tuple(keys) if dialect == "sqlite" else (list(keys),)
+        return f"{head} IN ({placeholders(len(keys))}) ORDER BY {key}", tuple(keys)
+    joined = join_text(keys) if len(keys) >= 2 else None
+    any_of = "?::text[]" if joined is None else text_array_sql("?")
+    sql = f"{head} = ANY({any_of}) ORDER BY {key}" + (" FOR UPDATE" if lock else "")
+    return sql, (list(keys) if joined is None else joined,)
 
 
 # PostgreSQL: a transaction whose every statement reads rows by key (the task

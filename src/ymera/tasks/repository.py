@@ -296,9 +296,9 @@ async def lock_rows(session: AsyncSession, ids: Sequence[str]) -> None:
         return
     connection = await session.connection()
     dialect = connection.dialect.name
-    sql = driver.select_by_keys_sql(dialect, "tasks", _ROW_FIELDS, len(wanted), lock=True)
+    sql, params = driver.select_by_keys(dialect, "tasks", _ROW_FIELDS, wanted, lock=True)
     rows = _rows_of(session)
-    fetched = await driver.fetch(connection, sql, driver.keys_param(dialect, wanted))
+    fetched = await driver.fetch(connection, sql, params)
     for row in _rows_from_driver(dialect, fetched):
         rows[row.id] = row
 
