@@ -317,7 +317,21 @@ def join_text(values: Sequence[Any]) -> str | None:
     return joined
 
 
+def text_columns(columns: Sequence[Sequence[Any]]) -> tuple[list[Any], tuple[bool, ...]]:
+    """Columns of strings as parameters: each as one joined string
+    (:func:`join_text`) where it can be, else as a list (a text[]); and which
+    were joined (for :func:`text_array_sql` or ``?::text[]`` in the SQL)."""
+    params: list[Any] = []
+    joined: list[bool] = []
+    for column in columns:
+        text = join_text(column) if len(column) >= 2 else None
+        params.append(list(column) if text is None else text)
+        joined.append(text is not None)
+    return params, tuple(joined)
+
+
 _TIMESTAMPS = "TIMESTAMP WITH TIME ZONE[]"
+_MISSING: Any = object()
 
 
 def _iso_times(values: list[Any]) -> list[str | None]:
@@ -330,9 +344,6 @@ def _iso_times(values: list[Any]) -> list[str | None]:
             t = text[v] = v.isoformat()
         out.append(t)
     return out
-
-
-_MISSING: Any = object()
 
 
 def _batch_params(template: str, rows: Sequence[tuple[Any, ...]]) -> tuple[str | None, list[Any]]:

@@ -146,14 +146,9 @@ def _reserve_and_insert_pg(connection: Connection, rows: list[dict[str, Any]]) -
     instants = set(columns.pop())  # one per write (record_event)
     if len(instants) != 1:
         return False  # pragma: no cover  (the general path below numbers them)
-    params: list[Any] = []
-    joined: list[bool] = []
-    for column in columns:
-        text = driver.join_text(column) if count >= 2 else None
-        params.append(column if text is None else text)
-        joined.append(text is not None)
+    params, joined = driver.text_columns(columns)
     found = driver.fetch_sync(
-        connection, _reserve_and_insert_sql(tuple(joined)), (count, count, *params, *instants)
+        connection, _reserve_and_insert_sql(joined), (count, count, *params, *instants)
     )
     if not found:
         return False

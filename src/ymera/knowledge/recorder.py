@@ -140,17 +140,14 @@ def _write(session: Session) -> None:
     if connection.dialect.name == "postgresql":
         first_at = rows[0][4]
         one_at = all(row[4] == first_at for row in rows)
-        texts: list[Any] = []
-        for column in list(zip(*rows, strict=True))[:4]:
-            joined = driver.join_text(column) if len(rows) >= 2 else None
-            texts.append(list(column) if joined is None else joined)
+        texts, joined = driver.text_columns(list(zip(*rows, strict=True))[:4])
         params = (
             *texts,
             rows.summary_chars,
             rows.notes_chars,
             first_at if one_at else [row[4] for row in rows],
         )
-        sql = _pg_record_sql(one_at, tuple(isinstance(t, str) for t in texts))
+        sql = _pg_record_sql(one_at, joined)
         driver.execute_sync(connection, sql, params)
         return
     values = driver.values_for("sqlite")
