@@ -402,8 +402,9 @@ class RoutingSettings(BaseModel):
     ejection_consecutive_failures: int = Field(
         default=5,
         ge=1,
-        description="Failures in a row that eject an agent without a record (with one: "
-        "as many as make the run improbable at ejection_alpha).",
+        description="The fewest failures in a row that eject an agent (and then only as "
+        "many as make the run improbable: at ejection_alpha without a record, at "
+        "ejection_typed_alpha with one).",
     )
     ejection_window: int = Field(
         default=20, ge=5, description="Recent outcomes tested against an agent's own record."

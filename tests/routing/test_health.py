@@ -114,11 +114,20 @@ def test_a_success_ends_the_run_of_expected_failures() -> None:
     assert [d.record("a", False, 45 + i, expected=0.95) for i in range(4)] == [None] * 4
 
 
-def test_an_agent_without_a_record_is_ejected_by_the_count_alone() -> None:
-    # Nothing learned of it yet (expected 0.5): five failures in a row eject it.
+def test_an_agent_without_a_record_is_judged_at_the_rate_expected_when_its_run_began() -> None:
     d = OutlierDetector(consecutive=5)
-    verdicts = [d.record("new", False, i, expected=0.5) for i in range(5)]
+    # Expected to succeed (0.9): five failures in a row eject it.
+    verdicts = [d.record("sure", False, i, expected=0.9) for i in range(5)]
     assert verdicts == [None, None, None, None, "ejected"]
+    # A coin-flip (nothing learned of it yet): ten, however far the learner's
+    # expectation falls during the run.
+    falling = [0.5 / (i + 1) for i in range(10)]
+    verdicts = [d.record("new", False, i, expected=e) for i, e in enumerate(falling)]
+    assert verdicts == [None] * 9 + ["ejected"]
+    # Work it was expected to do 60% of the time: five failures are no evidence
+    # of a fault (0.4^5 = 1%), eight are.
+    verdicts = [d.record("fair", False, i, expected=0.6) for i in range(8)]
+    assert verdicts == [None] * 7 + ["ejected"]
 
 
 def test_success_mean_is_the_posterior_mean_of_the_cell() -> None:

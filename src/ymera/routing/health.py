@@ -53,6 +53,7 @@ class _Agent:
     times: int = 0
     reason: str | None = None
     run_log_p: float = 0.0  # log probability of the current run of failures (expected rates)
+    run_expected: float | None = None  # the rate expected at the run's first failure
     expected: deque[float | None] = field(default_factory=deque)  # per window outcome
 
 
@@ -143,8 +144,11 @@ class OutlierDetector:
         a.consecutive = 0 if success else a.consecutive + 1
         if success:
             a.run_log_p = 0.0
+            a.run_expected = None
         elif expected is not None:
             a.run_log_p += math.log(max(1.0 - expected, 1e-12))
+            if a.consecutive == 1:
+                a.run_expected = expected
         a.window.append(success)
         a.expected.append(expected)
         if len(a.window) > self.window:
@@ -157,7 +161,16 @@ class OutlierDetector:
         if success:
             return None
         known = a.base_s + a.base_f >= self.min_baseline
-        if expected is not None and known:
+        if expected is not None and not known and a.run_expected is not None:
+            # No record yet (checked a few times only, so at ``alpha``): the run
+            # judged at the rate expected of the agent when it began, not at the
+            # rates the run itself has since lowered. A newcomer failing work
+            # expected of it is out after a handful; one failing work it was
+            # only guessed to do (a coin-flip) after ten.
+            run_p = a.consecutive * math.log(max(1.0 - a.run_expected, 1e-12))
+            if a.consecutive >= self.consecutive and run_p < math.log(self.alpha):
+                return self._eject(a, now, f"{a.consecutive} consecutive failures")
+        elif expected is not None and known:
             # Judged at the rates expected of the tasks that failed; at least
             # ``consecutive`` of them, and improbable at ``typed_alpha``: the rule
             # is checked after every failure of every agent (thousands of checks
