@@ -11,7 +11,10 @@ Two rules, per agent:
   an agent with a record is judged by those rates instead: at least
   ``consecutive`` failures whose joint probability is below ``typed_alpha`` (an
   agent's overall record says little about the work it is sent now: one given
-  the types it is weaker at fails more often without having changed);
+  the types it is weaker at fails more often without having changed); one
+  without a record by the rate expected at the run's first failure: at least
+  ``consecutive`` failures improbable at ``alpha`` (the learner's expectation
+  falls with each failure, so the run is not judged at it);
 - a success-rate drop that is statistically significant ejects it: the last
   ``window`` outcomes are tested against the agent's own record before them
   (at least ``min_baseline`` outcomes) with a one-sided beta-binomial test:
@@ -145,10 +148,11 @@ class OutlierDetector:
         if success:
             a.run_log_p = 0.0
             a.run_expected = None
-        elif expected is not None:
-            a.run_log_p += math.log(max(1.0 - expected, 1e-12))
+        else:
             if a.consecutive == 1:
                 a.run_expected = expected
+            if expected is not None:
+                a.run_log_p += math.log(max(1.0 - expected, 1e-12))
         a.window.append(success)
         a.expected.append(expected)
         if len(a.window) > self.window:
