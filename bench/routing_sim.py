@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from ymera.routing.fleet import Fleet
-from ymera.routing.health import OutlierDetector
+from ymera.routing.health import KEPT_AFTER_EJECTION, OutlierDetector
 from ymera.routing.learning.model import LearningState, Mode, RewardWeights
 from ymera.routing.strategies import make
 from ymera.routing.strategies.base import Strategy
@@ -200,7 +200,7 @@ class LearnedPolicy(StrategyPolicy):
         expected = self.learning.success_mean(agent_id, f"type{t}", now)
         self.learning.observe(agent_id, f"type{t}", success=success, latency=service, now=now)
         if self.detector.record(agent_id, success, now, expected=expected) == "ejected":
-            self.learning.forget(agent_id, keep=0.1, now=now)
+            self.learning.forget(agent_id, keep=KEPT_AFTER_EJECTION, now=now)
 
 
 class OraclePolicy(Policy):

@@ -5,8 +5,11 @@ explanations: on both databases."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
+import numpy as np
+import pytest
 import websockets
 from sqlalchemy import select
 
@@ -17,6 +20,7 @@ from ymera.app import create_app
 from ymera.auth.permissions import Role
 from ymera.models.events import Event
 from ymera.routing.engine import RoutingEngine
+from ymera.routing.health import KEPT_AFTER_EJECTION
 from ymera.routing.strategies.learned import Learned
 from ymera.routing.types import AgentSlot, TaskView
 from ymera.tasks import hooks
@@ -235,3 +239,8 @@ async def test_failing_agents_are_ejected_from_routing(harness: AppHarness) -> N
     assert [(e["agent_id"], e["reason"]) for e in stats["ejected"]] == [
         ("flaky", "10 consecutive failures")
     ]
+    # The ejection learned the ten failures, then forgot all but a share of them:
+    # what the agent does next decides.
+    flaky = np.array([engine.learning.agents["flaky"]])
+    learned = engine.learning.view(flaky, "code", time.time())
+    assert float(learned.weight[0]) == pytest.approx(10 * KEPT_AFTER_EJECTION, rel=1e-3)

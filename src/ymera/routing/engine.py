@@ -18,7 +18,7 @@ from ymera.config import RoutingSettings
 from ymera.db.database import Database
 from ymera.kit.clock import Clock
 from ymera.routing.fleet import Fleet
-from ymera.routing.health import OutlierDetector
+from ymera.routing.health import KEPT_AFTER_EJECTION, OutlierDetector
 from ymera.routing.learning.model import LearningState, Mode, RewardWeights, add_outcome
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
 from ymera.routing.strategies.least_loaded import LeastLoaded
@@ -179,7 +179,7 @@ class RoutingEngine:
                 verdict = self.detector.record(o.agent_id, o.success, at, expected=expected)
                 if verdict == "ejected":
                     learn()
-                    self.learning.forget(o.agent_id, keep=0.25, now=at)
+                    self.learning.forget(o.agent_id, keep=KEPT_AFTER_EJECTION, now=at)
         learn()
 
     def replace_learning(self, state: LearningState) -> None:

@@ -32,7 +32,8 @@ When it runs out the agent is on probation: routable again, and its next
 outcome decides; a success re-admits it, a failure ejects it again, for
 longer. After an ejection the window becomes the new baseline (the agent is
 judged by what it is now, and the learning engine forgets most of what it
-knew of it: see :meth:`LearningState.forget`).
+knew of it: it keeps ``KEPT_AFTER_EJECTION`` of it, see
+:meth:`LearningState.forget`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ymera.routing.fleet import Fleet
+
+# The share of what the learning engine knows of an agent that it keeps when
+# the agent is ejected (the server's engine and the fleet simulator both use
+# it). In the simulator (20 seeds) keeping 0.1, 0.25, 0.5 or all of it made no
+# difference beyond the noise (docs/benchmarks.md); what an ejected agent does
+# next should decide, so little is kept.
+KEPT_AFTER_EJECTION = 0.1
 
 
 @dataclass
