@@ -19,10 +19,13 @@ from tests.fixtures.live import LiveServer
 from ymera.app import create_app
 from ymera.auth.permissions import Role
 from ymera.models.events import Event
+from ymera.models.routing import LearningStat
 from ymera.routing.engine import RoutingEngine
 from ymera.routing.health import KEPT_AFTER_EJECTION
+from ymera.routing.learning.service import value_scale
 from ymera.routing.strategies.learned import Learned
 from ymera.routing.types import AgentSlot, TaskView
+from ymera.runtime.routing_loop import refresh_routing
 from ymera.tasks import hooks
 
 
@@ -239,8 +242,28 @@ async def test_failing_agents_are_ejected_from_routing(harness: AppHarness) -> N
     assert [(e["agent_id"], e["reason"]) for e in stats["ejected"]] == [
         ("flaky", "10 consecutive failures")
     ]
+
     # The ejection learned the ten failures, then forgot all but a share of them:
     # what the agent does next decides.
-    flaky = np.array([engine.learning.agents["flaky"]])
-    learned = engine.learning.view(flaky, "code", time.time())
-    assert float(learned.weight[0]) == pytest.approx(10 * KEPT_AFTER_EJECTION, rel=1e-3)
+    def flaky_failures() -> float:
+        row = np.array([engine.learning.agents["flaky"]])
+        return float(engine.learning.view(row, "code", time.time()).weight[0])
+
+    assert flaky_failures() == pytest.approx(10 * KEPT_AFTER_EJECTION, rel=1e-3)
+    # The refresh loop reloads the stored statistics (every replica's) every few
+    # seconds, as a restart does: the forgetting is written to the store first,
+    # so the reload does not bring the failures back.
+    await refresh_routing(harness.state)
+    assert engine.forgotten == {}
+    assert flaky_failures() == pytest.approx(10 * KEPT_AFTER_EJECTION, rel=1e-3)
+    async with harness.state.db.transaction(readonly=True) as session:
+        stored = (await session.scalars(select(LearningStat))).one()
+    assert (stored.agent_id, stored.n) == ("flaky", 10)
+    worth = value_scale(stored.era, time.time(), engine.cfg.learning_half_life)
+    assert stored.f * worth == pytest.approx(10 * KEPT_AFTER_EJECTION, rel=1e-3)
+    # Ejected again before the next reload: the rest is written then.
+    await _learn(harness, [("flaky", "code", False)])  # (it is ejected: not judged)
+    engine.forgotten["flaky"] = KEPT_AFTER_EJECTION
+    await refresh_routing(harness.state)
+    assert engine.forgotten == {}
+    assert flaky_failures() == pytest.approx((1 + 1) * KEPT_AFTER_EJECTION, rel=1e-3)

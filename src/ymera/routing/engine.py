@@ -63,6 +63,9 @@ class RoutingEngine:
             max_seconds=cfg.ejection_max_seconds,
         )
         self.policies: dict[str, Policy] = {GLOBAL: Policy()}
+        # What ejections forgot that the store does not know yet: agent id ->
+        # the share of its statistics kept (``learning.service`` writes it).
+        self.forgotten: dict[str, float] = {}
         self._strategies: dict[str, tuple[Policy, Strategy]] = {}
         self._grouped: set[str] = set()
         self._default = LeastLoaded()
@@ -180,9 +183,24 @@ class RoutingEngine:
                 if verdict == "ejected":
                     learn()
                     self.learning.forget(o.agent_id, keep=KEPT_AFTER_EJECTION, now=at)
+                    kept = self.forgotten.get(o.agent_id, 1.0)
+                    self.forgotten[o.agent_id] = kept * KEPT_AFTER_EJECTION
         learn()
 
+    def forgetting_stored(self, written: dict[str, float]) -> None:
+        """``written`` (agent id -> share kept) is in the store now; an agent
+        ejected again since keeps the rest to be written."""
+        for agent_id, keep in written.items():
+            pending = self.forgotten.pop(agent_id, None)
+            if pending is not None and pending != keep:
+                self.forgotten[agent_id] = pending / keep
+
     def replace_learning(self, state: LearningState) -> None:
+        """Route on ``state`` (reloaded from the store) from now on; what
+        ejections forgot that the store does not know yet is forgotten in it too."""
+        now = self.now()
+        for agent_id, keep in self.forgotten.items():
+            state.forget(agent_id, keep=keep, now=now)
         self.learning = state
         self._strategies.clear()
         self._grouped.clear()

@@ -1,5 +1,6 @@
 """Refresh this replica's routing engine from the database: policies and the
-learned statistics every replica writes (and, at start, what survived a restart)."""
+learned statistics every replica writes (and, at start, what survived a restart);
+before reloading, what this replica's ejections forgot is written to the store."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ log = structlog.get_logger("ymera.routing")
 
 async def refresh_routing(state: AppState) -> None:
     engine: RoutingEngine = state.extras["routing"]
+    if engine.forgotten:  # first what ejections forgot, or the reload would restore it
+        async with state.db.transaction() as session:
+            written = await learning_service.store_forgotten(session, engine=engine)
+        engine.forgetting_stored(written)
     async with state.db.transaction(readonly=True) as session:
         await routing_service.refresh(session, engine=engine)
         await learning_service.refresh(session, engine=engine, now=state.clock.now())

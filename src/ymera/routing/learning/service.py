@@ -12,6 +12,10 @@ value at ``now`` is the sum times ``2^((L - now) / H)``. So every write is an
 addition (no read, no lost update between concurrent reports or replicas) and
 the discount is exact. A row of an older era is scaled down by ``2^-256`` (one
 era) or dropped (more) when a newer outcome lands.
+
+An ejection makes the engine forget most of what it knew of the agent; the
+refresh loop writes that to the store (:func:`store_forgotten`, every stored
+sum of the agent scaled) before it reloads, or the reload would undo it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -168,6 +172,22 @@ async def load_state(
     return state, rows
 
 
+async def store_forgotten(session: AsyncSession, *, engine: RoutingEngine) -> dict[str, float]:
+    """Write what this replica's ejections forgot (``engine.forgotten``): every
+    stored statistic of each agent scaled by the share kept, so that the state
+    reloaded from the store (by every replica, and after a restart) has
+    forgotten it too. Returns what was written, for
+    :meth:`RoutingEngine.forgetting_stored` once the transaction commits."""
+    written = dict(engine.forgotten)
+    for agent_id, keep in written.items():
+        await session.execute(
+            update(LearningStat)
+            .where(LearningStat.agent_id == agent_id)
+            .values({name: _T.c[name] * keep for name in STATS})
+        )
+    return written
+
+
 async def refresh(session: AsyncSession, *, engine: RoutingEngine, now: datetime) -> None:
     """Replace the engine's learned state with the stored one (all replicas')."""
     state, _ = await load_state(
@@ -246,6 +266,8 @@ async def reset(
     engine.learning.reset(agent_id=agent_id, task_type=task_type)
     if agent_id is None and task_type is None:
         engine.detector.reset()
+        engine.forgotten.clear()
     elif agent_id is not None:
         engine.detector.reset(agent_id)
+        engine.forgotten.pop(agent_id, None)
     return int(result.rowcount or 0)
