@@ -209,6 +209,37 @@ async def test_a_new_agent_starts_from_its_peers(harness: AppHarness) -> None:
     assert by_agent["vet-2"]["pooled_prior"]["pseudo_observations"] == 4.0
 
 
+async def test_the_learned_strategy_outlives_the_reload_of_the_stored_statistics(
+    harness: AppHarness,
+) -> None:
+    """The refresh loop reloads the learned statistics every few seconds: the
+    learned strategy stays, with its opportunity prices and the arrivals they are
+    solved from (a few hundred decisions' worth), reading the reloaded state."""
+    engine: RoutingEngine = harness.state.extras["routing"]
+    admin = await harness.headers(Role.ADMIN)
+    body = {"strategy": "learned", "mode": "REINFORCEMENT"}
+    await harness.client.put("/api/v1/routing/policy", json=body, headers=admin)
+    await refresh_routing(harness.state)
+    await _learn(harness, [("a", "code", True)] * 20 + [("b", "code", False)] * 20)
+    slots = [AgentSlot("a", "a", {}, 0, 4), AgentSlot("b", "b", {}, 0, 4)]
+    for i in range(3):
+        engine.choose(TaskView(str(i), "code", []), slots)
+    strategy = engine.strategy_for(engine.policy_for("code"))
+    assert isinstance(strategy, Learned)
+    assert strategy.prices.decisions == 3
+    rows = {a: engine.learning.agents[a] for a in ("a", "b")}
+    await refresh_routing(harness.state)
+    assert engine.strategy_for(engine.policy_for("code")) is strategy
+    assert strategy.learning is engine.learning  # the reloaded state, same rows
+    assert {a: engine.learning.agents[a] for a in ("a", "b")} == rows
+    assert engine.choose(TaskView("next", "code", []), slots).agent_id == "a"
+    assert strategy.prices.decisions == 4
+    # A reset of everything learned starts the strategies afresh.
+    reset = await harness.client.post("/api/v1/learning/reset", json={}, headers=admin)
+    assert reset.status_code == 200
+    assert engine.strategy_for(engine.policy_for("code")) is not strategy
+
+
 async def test_passive_mode_records_but_does_not_route(harness: AppHarness) -> None:
     engine: RoutingEngine = harness.state.extras["routing"]
     admin = await harness.headers(Role.ADMIN)

@@ -21,6 +21,7 @@ from ymera.routing.fleet import Fleet
 from ymera.routing.health import KEPT_AFTER_EJECTION, OutlierDetector
 from ymera.routing.learning.model import LearningState, Mode, RewardWeights, add_outcome
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
+from ymera.routing.strategies.learned import Learned
 from ymera.routing.strategies.least_loaded import LeastLoaded
 from ymera.routing.types import AgentSlot, Decision, TaskView
 
@@ -195,14 +196,30 @@ class RoutingEngine:
             if pending is not None and pending != keep:
                 self.forgotten[agent_id] = pending / keep
 
+    def restart_strategies(self) -> None:
+        """Build the strategies afresh on their next decision (after everything
+        learned was reset: what they keep of their own is indexed by its rows)."""
+        self._strategies.clear()
+
     def replace_learning(self, state: LearningState) -> None:
         """Route on ``state`` (reloaded from the store) from now on; what
-        ejections forgot that the store does not know yet is forgotten in it too."""
+        ejections forgot that the store does not know yet is forgotten in it too.
+
+        The learned strategies stay (with what they keep of their own: the
+        opportunity prices and the arrivals they are solved from, which take a
+        few hundred decisions to gather) and read ``state``: its first rows must
+        be the agents of the state it replaces, in the same order
+        (``learning.service.load_state(order=...)``)."""
         now = self.now()
         for agent_id, keep in self.forgotten.items():
             state.forget(agent_id, keep=keep, now=now)
+        known = self.learning.agent_ids
+        if state.agent_ids[: len(known)] != known:
+            self.restart_strategies()  # rows moved: the strategies start afresh
+        for _, strategy in self._strategies.values():
+            if isinstance(strategy, Learned):
+                strategy.learning = state
         self.learning = state
-        self._strategies.clear()
         self._grouped.clear()
 
 

@@ -152,14 +152,21 @@ async def load_state(
     prior_strength: float,
     now: datetime,
     agent_id: str | None = None,
+    order: list[str] | None = None,
 ) -> tuple[LearningState, list[LearningStat]]:
     """A learning state built from the stored statistics (and every agent's peer
-    group); also returns the rows (optionally only one agent's)."""
+    group); also returns the rows (optionally only one agent's). ``order``: agent
+    ids that take the first rows, in that order (the rows of the state it
+    replaces, which a strategy's own state is indexed by)."""
     state = LearningState(half_life=half_life, prior_strength=prior_strength)
     agents = (await session.execute(select(Agent.id, Agent.type, Agent.capabilities))).all()
-    for a in agents:
-        caps = [str(c["name"]) for c in a.capabilities or []]
-        state.agent_row(a.id, group=peer_group(a.type, caps))
+    groups = {
+        a.id: peer_group(a.type, [str(c["name"]) for c in a.capabilities or []]) for a in agents
+    }
+    for known in order or ():
+        state.agent_row(known, group=groups.get(known))
+    for a_id, group in groups.items():
+        state.agent_row(a_id, group=group)
     rows = list((await session.scalars(select(LearningStat))).all())
     at = now.timestamp()
     for r in rows:
@@ -195,6 +202,7 @@ async def refresh(session: AsyncSession, *, engine: RoutingEngine, now: datetime
         half_life=engine.cfg.learning_half_life,
         prior_strength=engine.cfg.prior_strength,
         now=now,
+        order=list(engine.learning.agent_ids),
     )
     engine.replace_learning(state)
 
@@ -267,6 +275,7 @@ async def reset(
     if agent_id is None and task_type is None:
         engine.detector.reset()
         engine.forgotten.clear()
+        engine.restart_strategies()
     elif agent_id is not None:
         engine.detector.reset(agent_id)
         engine.forgotten.pop(agent_id, None)
