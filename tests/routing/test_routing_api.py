@@ -18,6 +18,7 @@ from tests.conftest import AppHarness
 from tests.fixtures.live import LiveServer
 from ymera.app import create_app
 from ymera.auth.permissions import Role
+from ymera.kit.clock import FrozenClock
 from ymera.models.events import Event
 from ymera.models.routing import LearningStat
 from ymera.routing.engine import RoutingEngine
@@ -207,6 +208,29 @@ async def test_a_new_agent_starts_from_its_peers(harness: AppHarness) -> None:
     by_agent = {s["agent_id"]: s for s in stats}
     assert set(by_agent) == {"vet-1", "vet-2", "stranger"}
     assert by_agent["vet-2"]["pooled_prior"]["pseudo_observations"] == 4.0
+
+
+async def test_an_agent_on_probation_takes_one_task_until_it_decides(
+    harness: AppHarness,
+) -> None:
+    engine: RoutingEngine = harness.state.extras["routing"]
+    await _learn(harness, [("flaky", "code", False)] * 10)  # ejected for 30 s
+    later = FrozenClock(harness.state.clock.now() + timedelta(seconds=31))
+    engine.clock = later
+    flaky, steady = AgentSlot("flaky", "flaky", {}, 0, 4), AgentSlot("steady", "steady", {}, 3, 4)
+    # Its ejection ran out: on probation, routable for one task...
+    assert engine.choose(TaskView("x", "code", []), [flaky, steady]).agent_id == "flaky"
+    flaky.load = 1  # (the dispatcher counts the task it was given)
+    # ...and not for a second one while that one runs, however idle it is.
+    d = engine.choose(TaskView("y", "code", []), [flaky, steady])
+    assert d.agent_id == "steady"
+    assert d.explanation["rejected"] == [
+        {"agent_id": "flaky", "name": "flaky", "reason": "ejected by outlier detection"}
+    ]
+    later.advance(1)
+    await _learn(harness, [("flaky", "code", True)])  # its probation task succeeded
+    flaky.load, steady.load = 2, 3  # re-admitted: as many tasks as it has room for
+    assert engine.choose(TaskView("v", "code", []), [flaky, steady]).agent_id == "flaky"
 
 
 async def test_the_learned_strategy_outlives_the_reload_of_the_stored_statistics(

@@ -111,7 +111,7 @@ class RoutingEngine:
         if self.detector.agents:
             now = self.now()
             for slot in agents:
-                slot.ejected = self.detector.is_ejected(slot.agent_id, now)
+                slot.ejected = self.detector.blocks(slot.agent_id, now, slot.load)
                 ejected |= slot.ejected
         decision = self._decide(policy, task, agents)
         if decision.agent_id is None and ejected:

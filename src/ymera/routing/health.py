@@ -238,6 +238,15 @@ class OutlierDetector:
             return False
         return not a.probation
 
+    def blocks(self, agent_id: str, now: float, load: int) -> bool:
+        """Whether routing passes the agent by now: ejected, or on probation
+        with work running (its probation task, or work it had before): one
+        task decides, so a probationer takes one at a time until it does."""
+        if self.is_ejected(agent_id, now):
+            return True
+        a = self.agents.get(agent_id)
+        return a is not None and a.probation and load > 0
+
     def ejected(self, now: float) -> list[str]:
         return [i for i in list(self.agents) if self.is_ejected(i, now)]
 
@@ -250,10 +259,8 @@ class OutlierDetector:
             row = fleet.by_key.get(agent_id)
             if row is None:
                 continue
-            if self.is_ejected(agent_id, now):
+            if self.blocks(agent_id, now, int(fleet.load[row])):
                 fleet.ejected[row] = True
-            elif a.probation and fleet.load[row] > 0:
-                fleet.ejected[row] = True  # its probation task is still running
 
     def describe(self, now: float) -> list[dict[str, Any]]:
         out = []
