@@ -23,7 +23,7 @@ from ymera.routing.learning.model import LearningState, Mode, RewardWeights, add
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
 from ymera.routing.strategies.learned import Learned
 from ymera.routing.strategies.least_loaded import LeastLoaded
-from ymera.routing.types import AgentSlot, Decision, TaskView
+from ymera.routing.types import AgentSlot, Decision, Round, TaskView
 
 GLOBAL = "*"
 
@@ -125,6 +125,11 @@ class RoutingEngine:
             decision.explanation["policy_scope"] = policy.scope
         return decision
 
+    def round(self, agents: list[AgentSlot]) -> Round:
+        """A claim's decisions (:class:`EngineRound`): the agents' arrays are built
+        once, not per decision."""
+        return EngineRound(self, agents)
+
     def _decide(self, policy: Policy, task: TaskView, agents: list[AgentSlot]) -> Decision:
         if policy.strategy == DEFAULT_STRATEGY and not policy.params:
             decision = self._default.choose(task, agents)  # the hot path: plain Python
@@ -221,6 +226,91 @@ class RoutingEngine:
                 strategy.learning = state
         self.learning = state
         self._grouped.clear()
+
+
+class EngineRound:
+    """The engine's decisions over one claim's agents. The default policy ranks
+    the slots with room in plain Python at each decision (a handful of agents:
+    microseconds); every other strategy ranks one :class:`Fleet` built at its
+    first decision and kept in step with the loads as tasks are assigned, so a
+    decision among thousands of agents is a few array operations, not a
+    Python loop over every agent (nor is ejection: only the agents the
+    detector holds are looked at)."""
+
+    def __init__(self, engine: RoutingEngine, agents: list[AgentSlot]) -> None:
+        self.engine = engine
+        self.by_id = {a.agent_id: a for a in agents}
+        self.slots = [a for a in agents if a.free > 0]
+        self._fleet: Fleet | None = None
+        self._grouped_for: LearningState | None = None
+        self._marked: set[str] = set()  # agents this round marked ejected
+
+    def _fleet_for(self, learned: bool) -> Fleet:
+        if self._fleet is None:
+            self._fleet = Fleet.from_slots(self.slots)
+        if learned and self._grouped_for is not self.engine.learning:
+            self.engine._group(self.slots)
+            self._grouped_for = self.engine.learning
+        return self._fleet
+
+    def _mark(self, agent_id: str, ejected: bool) -> None:
+        slot = self.by_id[agent_id]
+        slot.ejected = ejected
+        if self._fleet is not None:
+            row = self._fleet.by_key.get(agent_id)
+            if row is not None:
+                self._fleet.ejected[row] = ejected
+        if ejected:
+            self._marked.add(agent_id)
+        else:
+            self._marked.discard(agent_id)
+
+    def _mark_ejected(self) -> bool:
+        """Mark the agents outlier detection holds back now; True if any."""
+        detector = self.engine.detector
+        if not detector.held and not self._marked:
+            return False
+        now = self.engine.now()
+        for agent_id in (detector.held & self.by_id.keys()) | self._marked:
+            slot = self.by_id[agent_id]
+            self._mark(agent_id, detector.blocks(agent_id, now, slot.load))
+        return bool(self._marked)
+
+    def _decide(self, policy: Policy, task: TaskView) -> Decision:
+        if policy.strategy == DEFAULT_STRATEGY and not policy.params:
+            return self.engine._default.choose(task, [a for a in self.slots if a.free > 0])
+        fleet = self._fleet_for(policy.strategy == "learned")
+        return self.engine.strategy_for(policy).select(task, fleet)
+
+    def choose(self, task: TaskView) -> Decision:
+        policy = self.engine.policy_for(task.type)
+        ejected = self._mark_ejected()
+        decision = self._decide(policy, task)
+        if decision.agent_id is None and ejected:
+            # Panic mode (as in RoutingEngine.choose); the next decision marks again.
+            for agent_id in list(self._marked):
+                self._mark(agent_id, False)
+            decision = self._decide(policy, task)
+            decision.explanation["panic"] = "every eligible agent is ejected: ejection ignored"
+        if policy.scope != GLOBAL:
+            decision.explanation["policy_scope"] = policy.scope
+        return decision
+
+    def _sync(self, slot: AgentSlot) -> None:
+        if self._fleet is not None:
+            row = self._fleet.by_key.get(slot.agent_id)
+            if row is not None:
+                self._fleet.load[row] = slot.load
+
+    def took(self, agent_id: str) -> None:
+        slot = self.by_id[agent_id]
+        slot.load += 1
+        self._sync(slot)
+
+    def full(self, agent_id: str) -> None:
+        slot = self.by_id[agent_id]
+        slot.load = max(slot.load, slot.max_concurrency)
+        self._sync(slot)
 
 
 _engines: weakref.WeakKeyDictionary[Database, RoutingEngine] = weakref.WeakKeyDictionary()

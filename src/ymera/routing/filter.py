@@ -99,10 +99,12 @@ def _static(task: TaskView, fleet: Fleet) -> tuple[np.ndarray, np.ndarray]:
     if task.agent_type is not None:
         wrong = np.fromiter((t != task.agent_type for t in fleet.agent_types), bool, count=n)
         codes[wrong] = WRONG_TYPE
-    unhandled = np.fromiter(
-        (tt is not None and task.type not in tt for tt in fleet.task_types), bool, count=n
-    )
-    codes[unhandled] = NO_HANDLER
+    # Only agents that declare their task types can lack a handler (most take any).
+    typed = fleet.typed_rows()
+    if len(typed):
+        kinds = fleet.task_types
+        lacking = [r for r in typed.tolist() if task.type not in (kinds[r] or ())]
+        codes[lacking] = NO_HANDLER
     rows = np.flatnonzero(codes == OK)
     fleet.remember_shape(key, (codes, rows))
     return codes, rows

@@ -172,6 +172,16 @@ class Fleet:
                 total += np.nan_to_num(col[rows])
         return total / len(required)
 
+    def typed_rows(self) -> np.ndarray:
+        """Rows of agents that take only the task types they declare (cached)."""
+        rows = self.cache.get("typed_rows")
+        if rows is None:
+            rows = self.cache["typed_rows"] = np.flatnonzero(
+                np.fromiter((t is not None for t in self.task_types), bool, len(self.task_types))
+            )
+        out: np.ndarray = rows
+        return out
+
     def shape(self, key: ShapeKey) -> tuple[np.ndarray, np.ndarray] | None:
         return self._shapes.get(key)
 

@@ -127,10 +127,23 @@ class OutlierDetector:
         self.max_seconds = max_seconds
         self.typed_alpha = typed_alpha
         self.agents: dict[str, _Agent] = {}
+        self.held: set[str] = set()  # agents ejected or on probation
         self.ejections = 0
 
     def record(
         self, agent_id: str, success: bool, now: float, *, expected: float | None = None
+    ) -> str | None:
+        """Feed one outcome; returns "ejected", "readmitted" or None.
+        (See :meth:`_record`.)"""
+        verdict = self._record(agent_id, success, now, expected)
+        if verdict == "ejected":
+            self.held.add(agent_id)
+        elif verdict == "readmitted":
+            self.held.discard(agent_id)
+        return verdict
+
+    def _record(
+        self, agent_id: str, success: bool, now: float, expected: float | None
     ) -> str | None:
         """Feed one outcome; returns "ejected", "readmitted" or None.
 
@@ -253,9 +266,7 @@ class OutlierDetector:
     def apply(self, fleet: Fleet, now: float) -> None:
         """Mark the fleet's ejected agents (and keep probationers to one task)."""
         fleet.ejected[:] = False
-        for agent_id, a in self.agents.items():
-            if a.ejected_until is None:
-                continue
+        for agent_id in self.held:
             row = fleet.by_key.get(agent_id)
             if row is None:
                 continue
@@ -281,5 +292,7 @@ class OutlierDetector:
     def reset(self, agent_id: str | None = None) -> None:
         if agent_id is None:
             self.agents.clear()
+            self.held.clear()
         else:
             self.agents.pop(agent_id, None)
+            self.held.discard(agent_id)

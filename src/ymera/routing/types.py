@@ -49,8 +49,44 @@ class Decision:
     explanation: dict[str, Any]
 
 
+class Round(Protocol):
+    """One claim's decisions over one set of agents (the dispatcher's loop over
+    the queue's head): what every decision needs of the agents is prepared
+    once, and the round keeps their loads as it assigns."""
+
+    def choose(self, task: TaskView) -> Decision: ...
+
+    def took(self, agent_id: str) -> None:
+        """The agent was given the task just chosen for it (one more of load)."""
+
+    def full(self, agent_id: str) -> None:
+        """The agent has no room left (another replica filled it)."""
+
+
 class Router(Protocol):
     @property
     def name(self) -> str: ...
 
     def choose(self, task: TaskView, agents: list[AgentSlot]) -> Decision: ...
+
+    def round(self, agents: list[AgentSlot]) -> Round: ...
+
+
+class SlotsRound:
+    """A round that asks its router's :meth:`Router.choose` at each decision,
+    with the agents that still have room (a router with nothing to prepare)."""
+
+    def __init__(self, router: Router, agents: list[AgentSlot]) -> None:
+        self.router = router
+        self.agents = agents
+        self.by_id = {a.agent_id: a for a in agents}
+
+    def choose(self, task: TaskView) -> Decision:
+        return self.router.choose(task, [a for a in self.agents if a.free > 0])
+
+    def took(self, agent_id: str) -> None:
+        self.by_id[agent_id].load += 1
+
+    def full(self, agent_id: str) -> None:
+        slot = self.by_id[agent_id]
+        slot.load = max(slot.load, slot.max_concurrency)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from ymera.routing.filter import rejection
 from ymera.routing.strategies.least_loaded import LeastLoaded
-from ymera.routing.types import AgentSlot, Decision, Router, TaskView
+from ymera.routing.types import AgentSlot, Decision, Round, Router, TaskView
 
 __all__ = [
     "AgentSlot",
     "Decision",
     "LeastLoaded",
+    "Round",
     "Router",
     "TaskView",
     "rejection",

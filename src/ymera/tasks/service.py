@@ -37,7 +37,7 @@ from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.tasks import Task, TaskRouting
 from ymera.tasks import hooks, repository
 from ymera.tasks.repository import TaskRow
-from ymera.tasks.routing import AgentSlot, Router, TaskView, rejection
+from ymera.tasks.routing import AgentSlot, Round, Router, TaskView, rejection
 from ymera.tasks.schemas import RetryPolicy, TaskCreate
 from ymera.tasks.status import (
     CANCELLABLE,
@@ -690,19 +690,20 @@ async def claim(
     check_transition(T.PENDING, T.ASSIGNED)
     head = await _queue_head(session, now=now, want=want, by_id=by_id)
     tokens = _lease_tokens(min(want, len(head)))
+    round_ = router.round(agents)
     for row in head:
         if len(assignments) >= want:
             break
-        picked = _pick(row, by_id, router, now)
+        picked = _pick(row, round_, now)
         if picked is None:
             continue
         agent_id, explanation = picked
         if not exclusive and not await agents_service.reserve_capacity(
             session, agent_id=agent_id, count=1
         ):
-            by_id[agent_id].load = by_id[agent_id].max_concurrency
+            round_.full(agent_id)
             continue
-        by_id[agent_id].load += 1
+        round_.took(agent_id)
         task = _claimed(row, next(tokens))
         updates.append(
             {
@@ -746,22 +747,22 @@ def assign_new(
     if free <= 0 or not rows:
         return []
     want = min(limit, free)
-    by_id = {a.agent_id: a for a in agents}
     expires = now + timedelta(seconds=lease_seconds)
     check_transition(T.PENDING, T.ASSIGNED)
     assignments: list[Assignment] = []
     decisions: list[tuple[str, int, datetime, dict[str, Any]]] = []
     tokens = _lease_tokens(min(want, len(rows)))
+    round_ = router.round(agents)
     # Claim order: priority (highest first), then submission order.
     for row in sorted(rows, key=lambda r: -int(r["priority"])):
         if len(assignments) >= want:
             break
         view = SimpleNamespace(**row)
-        picked = _pick(view, by_id, router, now)
+        picked = _pick(view, round_, now)
         if picked is None:
             continue
         agent_id, explanation = picked
-        by_id[agent_id].load += 1
+        round_.took(agent_id)
         task = _claimed(view, next(tokens))
         row.update(
             status=T.ASSIGNED.value,
@@ -787,7 +788,7 @@ def _lease_tokens(count: int) -> Iterator[str]:
     return (pool[i : i + 16] for i in range(0, len(pool), 16))
 
 
-def _pick(row: Any, by_id: dict[str, AgentSlot], router: Router, now: datetime) -> Any:
+def _pick(row: Any, round_: Round, now: datetime) -> Any:
     """(agent id, explanation) for a queued task, or None when no free agent may
     take it now (or its deadline passed: the deadline sweeper fails it)."""
     if row.deadline is not None and row.deadline <= now:
@@ -801,7 +802,7 @@ def _pick(row: Any, by_id: dict[str, AgentSlot], router: Router, now: datetime) 
         preferred_only=bool(row.preferred_only),
         agent_type=row.agent_type,
     )
-    decision = router.choose(view, [a for a in by_id.values() if a.free > 0])
+    decision = round_.choose(view)
     if decision.agent_id is None:
         return None
     return decision.agent_id, decision.explanation

@@ -16,7 +16,7 @@ import numpy as np
 
 from ymera.routing.filter import OK, eligible, reason_text
 from ymera.routing.fleet import Fleet
-from ymera.routing.types import AgentSlot, Decision, TaskView
+from ymera.routing.types import AgentSlot, Decision, Round, TaskView
 
 # Explanations list at most this many candidates (best first) and rejected
 # agents; the totals and the count per reason are always complete.
@@ -49,6 +49,10 @@ class Strategy:
     # The Router protocol (the dispatcher's call): a fleet of the slots given.
     def choose(self, task: TaskView, agents: list[AgentSlot]) -> Decision:
         return self.select(task, Fleet.from_slots(agents))
+
+    def round(self, agents: list[AgentSlot]) -> Round:
+        """A claim's decisions over one fleet, built once (:class:`FleetRound`)."""
+        return FleetRound(self, agents)
 
     def select(self, task: TaskView, fleet: Fleet, *, explain: bool = True) -> Decision:
         found = eligible(task, fleet)
@@ -158,3 +162,41 @@ def _columns(values: list[np.ndarray]) -> list[list[Any]]:
 def load_ratio(fleet: Fleet, rows: np.ndarray) -> np.ndarray:
     out: np.ndarray = fleet.load[rows] / np.maximum(fleet.capacity[rows], 1)
     return out
+
+
+class FleetRound:
+    """A round of decisions over one :class:`Fleet` of the agents that have room,
+    built once (the filter's static part is then cached per task shape, and a
+    strategy's own per-fleet caches last the round); loads kept in step with
+    the slots as tasks are assigned."""
+
+    def __init__(self, strategy: Strategy, agents: list[AgentSlot]) -> None:
+        self.strategy = strategy
+        self.by_id = {a.agent_id: a for a in agents}
+        self.slots = [a for a in agents if a.free > 0]
+        self._fleet: Fleet | None = None
+
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            self._fleet = Fleet.from_slots(self.slots)
+        return self._fleet
+
+    def choose(self, task: TaskView) -> Decision:
+        return self.strategy.select(task, self.fleet)
+
+    def _sync(self, slot: AgentSlot) -> None:
+        if self._fleet is not None:
+            row = self._fleet.by_key.get(slot.agent_id)
+            if row is not None:
+                self._fleet.load[row] = slot.load
+
+    def took(self, agent_id: str) -> None:
+        slot = self.by_id[agent_id]
+        slot.load += 1
+        self._sync(slot)
+
+    def full(self, agent_id: str) -> None:
+        slot = self.by_id[agent_id]
+        slot.load = max(slot.load, slot.max_concurrency)
+        self._sync(slot)

@@ -92,6 +92,8 @@ class Learned(Strategy):
         self.congestion = congestion
         self.opportunity = opportunity
         self.prices = SlotPrices()
+        # Per task shape: the shortlist's learning rows, and decisions until refreshed.
+        self._shortlists: dict[tuple[Any, ...], list[Any]] = {}
 
     def _rows(self, fleet: Fleet) -> np.ndarray:
         """Learning rows of the fleet's agents (registered on first sight)."""
@@ -105,23 +107,39 @@ class Learned(Strategy):
         out: np.ndarray = rows
         return out
 
+    def _fleet_rows_of(self, fleet: Fleet) -> np.ndarray:
+        """Per learning row, the fleet's row of that agent (-1: not in the fleet)."""
+        key = ("learned_inverse", id(self.learning), self.learning.version, fleet.version)
+        inverse = fleet.cache.get(key)
+        if inverse is None:
+            lrows = self._rows(fleet)
+            inverse = np.full(int(lrows.max()) + 1 if len(lrows) else 0, -1, dtype=np.int64)
+            inverse[lrows] = np.arange(len(lrows))
+            fleet.cache[key] = inverse
+        out: np.ndarray = inverse
+        return out
+
     def _shortlist(
         self, rows: np.ndarray, lrows: np.ndarray, task: TaskView, fleet: Fleet, now: float
     ) -> np.ndarray:
         """Positions worth sampling when there are too many candidates: the best
         by an optimistic bound on success (mean + 2 sd; the ones Thompson
-        sampling could pick), cached per task shape and refreshed every
-        ``refresh`` decisions, that are still candidates; plus a few at random."""
-        key = ("shortlist", id(self), task.type, tuple(task.required_capabilities), task.agent_type)
-        cached = fleet.cache.get(key)
+        sampling could pick), kept per task shape (as learning rows: the list
+        outlives the fleet, which the server builds per claim) and refreshed
+        every ``refresh`` decisions, that are still candidates; plus a few at
+        random."""
+        key = (task.type, tuple(task.required_capabilities), task.agent_type)
+        cached = self._shortlists.get(key)
         if cached is None or cached[1] <= 0:
             bound = self.learning.success_bounds(lrows, task.type, now)
             size = min(2 * self.sample_size, len(rows) - 1)
-            top_rows = rows[np.argpartition(-bound, size)[:size]]
-            cached = [np.sort(top_rows), self.refresh]
-            fleet.cache[key] = cached
+            cached = [np.sort(lrows[np.argpartition(-bound, size)[:size]]), self.refresh]
+            self._shortlists[key] = cached
         cached[1] -= 1
-        top_rows = cached[0]
+        inverse = self._fleet_rows_of(fleet)
+        top_l = cached[0]
+        top_rows = np.sort(inverse[top_l[top_l < len(inverse)]])
+        top_rows = top_rows[top_rows >= 0]
         pos = np.minimum(np.searchsorted(rows, top_rows), len(rows) - 1)
         top = pos[rows[pos] == top_rows]  # those still candidates
         # Random probes (with replacement: no permutation of the whole set).

@@ -16,7 +16,7 @@ import numpy as np
 from ymera.routing.filter import rejection
 from ymera.routing.fleet import Fleet
 from ymera.routing.strategies.base import MAX_LISTED, Ranking, Strategy, load_ratio
-from ymera.routing.types import AgentSlot, Decision, TaskView
+from ymera.routing.types import AgentSlot, Decision, Round, SlotsRound, TaskView
 
 WHY = "least loaded eligible agent"
 
@@ -33,6 +33,10 @@ class LeastLoaded(Strategy):
             {"score": 1.0 - ratio + 1e-3 * prof, "load_ratio": ratio, "proficiency": prof},
             WHY,
         )
+
+    def round(self, agents: list[AgentSlot]) -> Round:
+        """Plain Python at each decision over the slots with room (no arrays)."""
+        return SlotsRound(self, agents)
 
     def choose(self, task: TaskView, agents: list[AgentSlot]) -> Decision:
         rejected: list[dict[str, Any]] = []
