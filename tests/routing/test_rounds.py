@@ -10,7 +10,7 @@ import pytest
 
 from ymera.config import RoutingSettings
 from ymera.kit.clock import FrozenClock
-from ymera.routing.engine import Policy, RoutingEngine
+from ymera.routing.engine import PLAIN_MAX_AGENTS, Policy, RoutingEngine
 from ymera.routing.learning.model import Mode
 from ymera.routing.strategies import make
 from ymera.routing.types import AgentSlot, TaskView
@@ -54,6 +54,25 @@ def test_a_round_chooses_as_one_decision_at_a_time_does(strategy: str) -> None:
         chosen.append(d.agent_id)
     assert chosen == singles
     assert [s.load for s in together] == [s.load for s in alone] == [2] * 5
+
+
+def test_the_default_policy_over_many_agents_ranks_arrays_and_chooses_alike() -> None:
+    n = PLAIN_MAX_AGENTS * 3
+    one, many = engine_with("least_loaded"), engine_with("least_loaded")
+    alone, together = slots(n), slots(n)
+    for i, (a, b) in enumerate(zip(alone, together, strict=True)):
+        a.load = b.load = i % 2
+    by_id = {s.agent_id: s for s in alone}
+    round_ = many.round(together)
+    for i in range(sum(a.free for a in alone)):
+        single = one.choose(view(i), [s for s in alone if s.free > 0])
+        assert single.agent_id is not None
+        by_id[single.agent_id].load += 1
+        d = round_.choose(view(i))
+        assert d.agent_id == single.agent_id
+        round_.took(d.agent_id)
+    assert round_._fleet is not None  # type: ignore[attr-defined]  # arrays, not slots
+    assert d.explanation["strategy"] == "least_loaded"
 
 
 @pytest.mark.parametrize("strategy", ["least_loaded", "learned", "power_of_two"])

@@ -228,10 +228,17 @@ class RoutingEngine:
         self._grouped.clear()
 
 
+# Up to this many agents in a claim the default policy ranks the slots in plain
+# Python; beyond, on arrays (measured: 16 agents 138 us against 235 per
+# decision, 64 agents 544 against 262, 1,024 agents 5.2 ms against 0.24).
+PLAIN_MAX_AGENTS = 32
+
+
 class EngineRound:
     """The engine's decisions over one claim's agents. The default policy ranks
-    the slots with room in plain Python at each decision (a handful of agents:
-    microseconds); every other strategy ranks one :class:`Fleet` built at its
+    the slots with room in plain Python at each decision when they are few
+    (``PLAIN_MAX_AGENTS``); every other strategy, and the default one over
+    more agents, ranks one :class:`Fleet` built at its
     first decision and kept in step with the loads as tasks are assigned, so a
     decision among thousands of agents is a few array operations, not a
     Python loop over every agent (nor is ejection: only the agents the
@@ -277,10 +284,12 @@ class EngineRound:
         return bool(self._marked)
 
     def _decide(self, policy: Policy, task: TaskView) -> Decision:
-        if policy.strategy == DEFAULT_STRATEGY and not policy.params:
+        default = policy.strategy == DEFAULT_STRATEGY and not policy.params
+        if default and len(self.slots) <= PLAIN_MAX_AGENTS:
             return self.engine._default.choose(task, [a for a in self.slots if a.free > 0])
         fleet = self._fleet_for(policy.strategy == "learned")
-        return self.engine.strategy_for(policy).select(task, fleet)
+        strategy = self.engine._default if default else self.engine.strategy_for(policy)
+        return strategy.select(task, fleet)
 
     def choose(self, task: TaskView) -> Decision:
         policy = self.engine.policy_for(task.type)
