@@ -35,7 +35,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from starlette.convertors import FloatConvertor, IntegerConvertor, PathConvertor, UUIDConvertor
 
 from tests.conftest import AppHarness
-from ymera.auth.dependencies import PermissionChecker, current_principal, require
+from ymera.auth.dependencies import Authenticated, PermissionChecker, require
 from ymera.auth.permissions import ROLE_PERMISSIONS, Permission, Role
 from ymera.errors import PROBLEM_JSON
 
@@ -152,7 +152,7 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
                 permissions=frozenset(
                     c.permission for c in calls if isinstance(c, PermissionChecker)
                 ),
-                authenticates=current_principal in calls,
+                authenticates=any(isinstance(c, Authenticated) for c in calls),
             )
         )
     return found

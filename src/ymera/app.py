@@ -17,6 +17,7 @@ from ymera.agents.connect import router as connect_router
 from ymera.agents.endpoints import router as agents_router
 from ymera.agents.hub import WorkerHub
 from ymera.auth.cache import install_principal_cache, principal_cache_loop
+from ymera.auth.dependencies import api_key_scheme
 from ymera.auth.endpoints import router as auth_router
 from ymera.auth.ratelimit import RateLimiter
 from ymera.auth.service import bootstrap_admin
@@ -262,6 +263,25 @@ async def _bootstrap(state: AppState, on_admin_created: AdminCallback | None) ->
         on_admin_created(*created)
 
 
+def _api_key_beside_bearer(schema: dict[str, Any]) -> None:
+    """Every operation that takes a bearer token takes an ``X-API-Key`` header
+    instead (the authentication dependency reads both: ``auth.dependencies``)."""
+    bearer: dict[str, list[str]] = {"HTTPBearer": []}
+    api_key: dict[str, list[str]] = {"APIKeyHeader": []}
+    used = False
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            security = operation.get("security") if isinstance(operation, dict) else None
+            if security and bearer in security and api_key not in security:
+                security.append(api_key)
+                used = True
+    if used:
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes["APIKeyHeader"] = api_key_scheme.model.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+
+
 def _install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -274,6 +294,7 @@ def _install_openapi(app: FastAPI) -> None:
             routes=app.routes,
         )
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        _api_key_beside_bearer(schema)
         app.openapi_schema = schema
         return schema
 

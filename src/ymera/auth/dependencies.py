@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from ymera.auth import service
@@ -23,8 +23,10 @@ from ymera.auth.principal import Principal
 from ymera.errors import Forbidden, Unauthorized
 from ymera.state import AppState
 
-bearer_scheme = HTTPBearer(auto_error=False, description="JWT access token or API key")
-api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+BEARER_DESCRIPTION = "JWT access token or API key"
+API_KEY_HEADER = "X-API-Key"
+# For the OpenAPI document only (``Authenticated`` reads the header itself).
+api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key")
 
 PRINCIPAL_KEY = "ymera_principal"
 
@@ -84,16 +86,24 @@ async def _resolve(state: AppState, token: str, now: datetime) -> Principal:
     return principal
 
 
-async def current_principal(
-    conn: HTTPConnection,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    api_key: Annotated[str | None, Depends(api_key_scheme)],
-) -> Principal:
+def _token(conn: HTTPConnection) -> str | None:
+    """The credentials of a request: ``Authorization: Bearer ...`` (read as
+    FastAPI's ``HTTPBearer`` reads it), else the ``X-API-Key`` header."""
+    authorization = conn.headers.get("Authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if scheme and credentials and scheme.lower() == "bearer":
+            return credentials
+    return conn.headers.get(API_KEY_HEADER) or None
+
+
+async def current_principal(conn: HTTPConnection) -> Principal:
     """The authenticated caller of an HTTP request or a WebSocket handshake."""
     cached = getattr(conn.state, PRINCIPAL_KEY, None)
     if isinstance(cached, Principal):
         return cached
-    token = bearer.credentials if bearer else api_key
+    token = _token(conn)
     if not token:
         raise Unauthorized("Authentication required")
     state: AppState = conn.app.state.ymera
@@ -103,15 +113,32 @@ async def current_principal(
     return principal
 
 
-class PermissionChecker:
+class Authenticated(HTTPBearer):
+    """The dependency that authenticates the caller, in one call.
+
+    It is FastAPI's ``HTTPBearer`` for the OpenAPI document (the operation's
+    security requirement; ``X-API-Key`` is added beside it there, see
+    ``app._install_openapi``) and reads both headers itself: a chain of
+    dependencies (the two security schemes, then the principal, then the
+    permission) cost about 0.15 ms of CPU per request in FastAPI's dependency
+    resolution, against one call."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer", description=BEARER_DESCRIPTION)
+
+    async def __call__(self, conn: HTTPConnection) -> Principal:  # type: ignore[override]
+        return await current_principal(conn)
+
+
+class PermissionChecker(Authenticated):
     """A dependency that returns the principal if it holds ``permission``."""
 
     def __init__(self, permission: Permission) -> None:
+        super().__init__()
         self.permission = permission
 
-    async def __call__(
-        self, principal: Annotated[Principal, Depends(current_principal)]
-    ) -> Principal:
+    async def __call__(self, conn: HTTPConnection) -> Principal:  # type: ignore[override]
+        principal = await current_principal(conn)
         if not principal.can(self.permission):
             raise Forbidden(
                 f"Missing permission {self.permission.value}",
@@ -128,4 +155,4 @@ def require(permission: Permission) -> PermissionChecker:
     return PermissionChecker(permission)
 
 
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(Authenticated())]
