@@ -294,3 +294,30 @@ async def test_agent_key_needs_agents_write_and_the_agent(harness: AppHarness) -
         "/api/v1/api-keys", json={"name": "b", "agent_id": agent_id}, headers=bearer(agent_key)
     )
     assert_problem(resp, 403, "missing_permission")
+
+
+async def test_the_credentials_are_read_from_either_header_as_before(harness: AppHarness) -> None:
+    """A bearer token of any case of the scheme; an API key in X-API-Key when the
+    Authorization header carries another scheme or nothing; 401 otherwise."""
+    admin = await harness.headers(Role.ADMIN)
+    secret = (await create_key(harness, admin, name="headers"))["key"]
+    token = admin["Authorization"].partition(" ")[2]
+    ok = [
+        {"Authorization": f"bearer {token}"},
+        {"Authorization": f"BEARER   {token}  "},
+        {"Authorization": f"Bearer {secret}"},
+        {"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": secret},
+        {"Authorization": "Bearer", "X-API-Key": secret},
+        {"X-API-Key": secret},
+    ]
+    for headers in ok:
+        resp = await harness.client.get("/api/v1/auth/me", headers=headers)
+        assert resp.status_code == 200, (headers, resp.text)
+    for headers in (
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer "},
+        {"X-API-Key": ""},
+        {"Authorization": "Token abc"},
+    ):
+        resp = await harness.client.get("/api/v1/auth/me", headers=headers)
+        assert_problem(resp, 401, "unauthorized")
