@@ -746,24 +746,22 @@ def main(argv: list[str]) -> int:
         f"least_loaded's; success {100 * lr['success_gap']:.2f} +- "
         f"{100 * lr['success_gap_se']:.2f} points below the oracle"
     )
-    if "oracle (own wait only)" in main_table:
-        om = main_table["oracle (own wait only)"]
-        gap = om["reward_total"] - lr["reward_total"]
+    others = {
+        "oracle (own wait only)": "the oracle that prices only each task's own wait"
+        " (beatable: it queues)",
+        "oracle (fluid-plan prices)": "the oracle that also prices each agent's time from"
+        " the fluid plan (the strongest found: {better:+.0f} reward per seed over the bar's)",
+    }
+    for name, what in others.items():
+        if name not in main_table:
+            continue
+        other = main_table[name]
+        gap = other["reward_total"] - lr["reward_total"]
+        what = what.format(better=other["reward_total"] - o["reward_total"])
         print(
-            "learned against the oracle that prices only each task's own wait (beatable: "
-            f"it queues): regret {gap:.1f} per seed, "
-            f"{gap / (om['reward_total'] - ll['reward_total']):.1%} of least_loaded's; "
-            f"success {lr['success']:.1%} against {om['success']:.1%}"
-        )
-    if "oracle (fluid-plan prices)" in main_table:
-        op = main_table["oracle (fluid-plan prices)"]
-        gap = op["reward_total"] - lr["reward_total"]
-        print(
-            "learned against the oracle that also prices each agent's time from the fluid plan"
-            f" (the strongest found: +{op['reward_total'] - o['reward_total']:.0f} reward per"
-            f" seed over the bar's oracle): regret {gap:.1f} per seed, "
-            f"{gap / (op['reward_total'] - ll['reward_total']):.1%} of least_loaded's; "
-            f"success {lr['success']:.1%} against {op['success']:.1%}"
+            f"learned against {what}: regret {gap:.1f} per seed, "
+            f"{gap / (other['reward_total'] - ll['reward_total']):.1%} of least_loaded's; "
+            f"success {lr['success']:.1%} against {other['success']:.1%}"
         )
     print()
     for label, ok in checks.items():

@@ -21,6 +21,7 @@ from ymera.routing.fleet import Fleet
 from ymera.routing.health import KEPT_AFTER_EJECTION, OutlierDetector
 from ymera.routing.learning.model import LearningState, Mode, RewardWeights, add_outcome
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
+from ymera.routing.strategies.base import RoundLoads
 from ymera.routing.strategies.learned import Learned
 from ymera.routing.strategies.least_loaded import LeastLoaded
 from ymera.routing.types import AgentSlot, Decision, Round, TaskView
@@ -234,7 +235,7 @@ class RoutingEngine:
 PLAIN_MAX_AGENTS = 32
 
 
-class EngineRound:
+class EngineRound(RoundLoads):
     """The engine's decisions over one claim's agents. The default policy ranks
     the slots with room in plain Python at each decision when they are few
     (``PLAIN_MAX_AGENTS``); every other strategy, and the default one over
@@ -304,22 +305,6 @@ class EngineRound:
         if policy.scope != GLOBAL:
             decision.explanation["policy_scope"] = policy.scope
         return decision
-
-    def _sync(self, slot: AgentSlot) -> None:
-        if self._fleet is not None:
-            row = self._fleet.by_key.get(slot.agent_id)
-            if row is not None:
-                self._fleet.load[row] = slot.load
-
-    def took(self, agent_id: str) -> None:
-        slot = self.by_id[agent_id]
-        slot.load += 1
-        self._sync(slot)
-
-    def full(self, agent_id: str) -> None:
-        slot = self.by_id[agent_id]
-        slot.load = max(slot.load, slot.max_concurrency)
-        self._sync(slot)
 
 
 _engines: weakref.WeakKeyDictionary[Database, RoutingEngine] = weakref.WeakKeyDictionary()

@@ -164,26 +164,12 @@ def load_ratio(fleet: Fleet, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-class FleetRound:
-    """A round of decisions over one :class:`Fleet` of the agents that have room,
-    built once (the filter's static part is then cached per task shape, and a
-    strategy's own per-fleet caches last the round); loads kept in step with
-    the slots as tasks are assigned."""
+class RoundLoads:
+    """What every round over a :class:`Fleet` keeps: the claim's slots by id and
+    the fleet's loads in step with them as tasks are assigned."""
 
-    def __init__(self, strategy: Strategy, agents: list[AgentSlot]) -> None:
-        self.strategy = strategy
-        self.by_id = {a.agent_id: a for a in agents}
-        self.slots = [a for a in agents if a.free > 0]
-        self._fleet: Fleet | None = None
-
-    @property
-    def fleet(self) -> Fleet:
-        if self._fleet is None:
-            self._fleet = Fleet.from_slots(self.slots)
-        return self._fleet
-
-    def choose(self, task: TaskView) -> Decision:
-        return self.strategy.select(task, self.fleet)
+    by_id: dict[str, AgentSlot]
+    _fleet: Fleet | None
 
     def _sync(self, slot: AgentSlot) -> None:
         if self._fleet is not None:
@@ -200,3 +186,25 @@ class FleetRound:
         slot = self.by_id[agent_id]
         slot.load = max(slot.load, slot.max_concurrency)
         self._sync(slot)
+
+
+class FleetRound(RoundLoads):
+    """A round of decisions over one :class:`Fleet` of the agents that have room,
+    built once (the filter's static part is then cached per task shape, and a
+    strategy's own per-fleet caches last the round); loads kept in step with
+    the slots as tasks are assigned."""
+
+    def __init__(self, strategy: Strategy, agents: list[AgentSlot]) -> None:
+        self.strategy = strategy
+        self.by_id = {a.agent_id: a for a in agents}
+        self.slots = [a for a in agents if a.free > 0]
+        self._fleet = None
+
+    @property
+    def fleet(self) -> Fleet:
+        if self._fleet is None:
+            self._fleet = Fleet.from_slots(self.slots)
+        return self._fleet
+
+    def choose(self, task: TaskView) -> Decision:
+        return self.strategy.select(task, self.fleet)
