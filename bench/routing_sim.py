@@ -231,8 +231,12 @@ class OraclePolicy(Policy):
         wait = np.maximum(self.fleet.load[rows] + 1 - cap, 0) / cap * lat
         if self.congestion:  # the wait priced as learned prices it (congestion)
             wait = wait * congestion_factor(self.fleet.load[rows], cap)
-        score = p - LATENCY_COST * (lat + wait)
+        score = p - LATENCY_COST * (lat + wait) - self._time_cost(rows, lat)
         return int(rows[int(np.argmax(score))])
+
+    def _time_cost(self, rows: np.ndarray, latency: np.ndarray) -> Any:
+        """What the candidates' time is worth elsewhere (nothing, for this one)."""
+        return 0.0
 
 
 class PricedOracle(OraclePolicy):
@@ -265,18 +269,8 @@ class PricedOracle(OraclePolicy):
             self._prices = _shadow_prices(columns, self.fleet.capacity.astype(float))
         return self._prices
 
-    def decide(self, task: TaskView, t: int, now: float) -> int | None:
-        rows = np.flatnonzero(self.world.eligible[:, t] & self.fleet.routable)
-        if len(rows) == 0:
-            return None
-        p = self.sim.true_p(rows, t)
-        lat = self.sim.true_latency(rows, t)
-        cap = self.fleet.capacity[rows]
-        wait = np.maximum(self.fleet.load[rows] + 1 - cap, 0) / cap * lat
-        wait = wait * congestion_factor(self.fleet.load[rows], cap)
-        opportunity = PRICED_ORACLE_WEIGHT * self._slot_prices()[rows] * lat
-        score = p - LATENCY_COST * (lat + wait) - opportunity
-        return int(rows[int(np.argmax(score))])
+    def _time_cost(self, rows: np.ndarray, latency: np.ndarray) -> Any:
+        return PRICED_ORACLE_WEIGHT * self._slot_prices()[rows] * latency
 
 
 class Sim:
