@@ -107,39 +107,13 @@ class RoutingEngine:
     # --- the Router -------------------------------------------------------------------
 
     def choose(self, task: TaskView, agents: list[AgentSlot]) -> Decision:
-        policy = self.policy_for(task.type)
-        ejected = False
-        if self.detector.agents:
-            now = self.now()
-            for slot in agents:
-                slot.ejected = self.detector.blocks(slot.agent_id, now, slot.load)
-                ejected |= slot.ejected
-        decision = self._decide(policy, task, agents)
-        if decision.agent_id is None and ejected:
-            # Panic mode (as Envoy's): when ejection leaves no agent at all, route
-            # as if nobody were ejected rather than hold the work.
-            for slot in agents:
-                slot.ejected = False
-            decision = self._decide(policy, task, agents)
-            decision.explanation["panic"] = "every eligible agent is ejected: ejection ignored"
-        if policy.scope != GLOBAL:
-            decision.explanation["policy_scope"] = policy.scope
-        return decision
+        """One decision among ``agents`` (a round of one: :class:`EngineRound`)."""
+        return EngineRound(self, agents).choose(task)
 
     def round(self, agents: list[AgentSlot]) -> Round:
         """A claim's decisions (:class:`EngineRound`): the agents' arrays are built
         once, not per decision."""
         return EngineRound(self, agents)
-
-    def _decide(self, policy: Policy, task: TaskView, agents: list[AgentSlot]) -> Decision:
-        if policy.strategy == DEFAULT_STRATEGY and not policy.params:
-            decision = self._default.choose(task, agents)  # the hot path: plain Python
-        else:
-            strategy = self.strategy_for(policy)
-            if policy.strategy == "learned":
-                self._group(agents)
-            decision = strategy.select(task, Fleet.from_slots(agents))
-        return decision
 
     def _group(self, agents: list[AgentSlot]) -> None:
         for slot in agents:
@@ -251,7 +225,9 @@ class EngineRound(RoundLoads):
         self.slots = [a for a in agents if a.free > 0]
         self._fleet: Fleet | None = None
         self._grouped_for: LearningState | None = None
-        self._marked: set[str] = set()  # agents this round marked ejected
+        # Agents marked ejected (by this round, or by an earlier one on the same
+        # slots): looked at again at each decision.
+        self._marked: set[str] = {a.agent_id for a in agents if a.ejected}
 
     def _fleet_for(self, learned: bool) -> Fleet:
         if self._fleet is None:
@@ -297,7 +273,9 @@ class EngineRound(RoundLoads):
         ejected = self._mark_ejected()
         decision = self._decide(policy, task)
         if decision.agent_id is None and ejected:
-            # Panic mode (as in RoutingEngine.choose); the next decision marks again.
+            # Panic mode (as Envoy's): when ejection leaves no agent at all, route
+            # as if nobody were ejected rather than hold the work (the next
+            # decision marks them again).
             for agent_id in list(self._marked):
                 self._mark(agent_id, False)
             decision = self._decide(policy, task)
