@@ -73,7 +73,8 @@ async def test_lanes_never_overfill_a_worker(live: LiveServer, backend: Backend)
 
 async def test_writes_spill_to_another_lane_only_when_the_first_is_backed_up() -> None:
     """The lane rule: the first lane until it has ``spill`` writes queued, then the
-    shortest queue; a task's writes follow its first pending one."""
+    shortest queue; a task's writes follow its first pending one. A batch
+    submit counts as the tasks it writes."""
     from ymera.tasks.writer import TaskWriter, _Item
 
     writer = TaskWriter(state=None, lanes=3, spill=3)  # type: ignore[arg-type]
@@ -83,7 +84,7 @@ async def test_writes_spill_to_another_lane_only_when_the_first_is_backed_up() -
 
     def queue(task_id: str | None) -> _Item:
         item = _Item(op, "agent", task_id, False)
-        writer.queues[writer._lane_for(item)].append(item)
+        writer._enqueue(item)
         return item
 
     first = [queue(f"t{i}") for i in range(3)]
@@ -101,3 +102,57 @@ async def test_writes_spill_to_another_lane_only_when_the_first_is_backed_up() -
     first[0].future.set_result(None)
     await asyncio.sleep(0)
     assert writer._task_lanes["t0"] == (0, 1)
+    # A submission of 500 tasks weighs 500: the next writes go elsewhere.
+    writer._enqueue(_Item(op, None, None, True, weight=500))
+    assert writer.queued == [4, 501, 1]
+    queue(None)
+    queue(None)
+    assert writer.queued == [4, 501, 3]
+
+
+async def test_a_commit_takes_reports_first_then_new_work_up_to_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What one group commit takes from a lane's queue: the agents' reports
+    first (they free the slots the commit refills), then submissions, up to
+    MAX_BATCH tasks (a batch submit weighs its size), and at least one
+    submission whatever the reports weigh (new work never waits for ever)."""
+    from ymera.tasks import writer as writer_module
+    from ymera.tasks.writer import TaskWriter, _Item
+
+    writer = TaskWriter(state=None)  # type: ignore[arg-type]
+    batches: list[list[str]] = []
+
+    async def record(batch: list[_Item], *, claim: bool = True) -> None:
+        # What a commit would apply, by name (the ops here only name themselves).
+        batches.append([await item.op(None) for item in batch])  # type: ignore[arg-type]
+        for item in batch:
+            item.future.set_result(None)
+
+    monkeypatch.setattr(writer, "_apply", record)
+
+    def named(name: str) -> Any:
+        async def op(session: Any) -> str:
+            return name
+
+        return op
+
+    def submit(name: str, size: int) -> Any:
+        return writer.submit(named(name), creates_work=True, weight=size)
+
+    def report(name: str) -> Any:
+        return writer.submit(named(name), agent_id="a", task_id=name, frees_slot=True)
+
+    # Six submissions of 500 tasks queued before three reports.
+    futures = [submit(f"s{i}", 500) for i in range(6)] + [report(f"r{i}") for i in range(3)]
+    await asyncio.gather(*futures)
+    assert batches == [["r0", "r1", "r2", "s0", "s1", "s2"], ["s3", "s4", "s5"]]
+    assert writer.queued == [0]
+
+    # Reports filling a commit still leave room for one submission.
+    batches.clear()
+    monkeypatch.setattr(writer_module, "MAX_BATCH", 4)
+    futures = [submit("big", 500)] + [report(f"r{i}") for i in range(5)]
+    await asyncio.gather(*futures)
+    assert batches == [["r0", "r1", "r2", "r3", "big"], ["r4"]]
+    assert writer.queued == [0]

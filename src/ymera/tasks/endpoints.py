@@ -129,7 +129,7 @@ async def _submit(
         return await service.submit(session, **kwargs, defer=True, built=first)
 
     writer: TaskWriter = state.extras["writer"]
-    result: tuple[list[Any], bool] = await writer.submit(op, creates_work=True)
+    result: tuple[list[Any], bool] = await writer.submit(op, creates_work=True, weight=len(specs))
     return result
 
 

@@ -37,7 +37,8 @@ _REFUSALS = (StaleLease, TaskNotFound, UnknownWorkspace, WorkspaceNotReadable)
 log = structlog.get_logger("ymera.reports")
 
 Op = Callable[[AsyncSession], Awaitable[Any]]
-# Writes per group commit at most. With a deep backlog (the dispatch benchmark's
+# Writes per group commit at most, each weighing the tasks it writes (a batch
+# submit of 500 weighs 500). With a deep backlog (the dispatch benchmark's
 # batches) larger commits cost less per task: 2,000 with claims of up to 1,024
 # (tasks.claim_batch) gave 4,492 tasks/s against 4,223 for 500 and 256 on SQLite
 # (3 alternated pairs, docs/benchmarks.md).
@@ -51,6 +52,7 @@ class _Item:
     task_id: str | None
     creates_work: bool
     frees_slot: bool = False
+    weight: int = 1
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -64,9 +66,10 @@ class TaskWriter:
     On PostgreSQL it runs ``lanes`` such queues side by side (SQLite has one
     writer at a time: one lane): while one lane's transaction waits for the
     database, another's runs. Writes go to the first lane until it has
-    ``spill`` of them queued (so light and moderate load keeps one large group
-    commit), then to the lane with the shortest queue; a task's writes stay in
-    the lane of its first one still pending (so a task's reports stay in order).
+    ``spill`` tasks' worth of them queued (so light and moderate load keeps one
+    large group commit), then to the lane with the least queued; a task's writes
+    stay in the lane of its first one still pending (so a task's reports stay in
+    order). A write weighs the tasks it writes (a batch submit of 500: 500).
     Claims in different lanes take their slots in memory first
     (``Dispatcher._slots``), so they never fill the same free slot twice, and the
     rows lanes share (the agents') are written at the end of each transaction.
@@ -76,19 +79,20 @@ class TaskWriter:
         self.state = state
         self.lanes = max(1, lanes)
         self.spill = max(1, spill)
+        # Per lane: agents' reports and every other write, in order; and new work
+        # (submissions), which waits behind them (see _flush).
         self.queues: list[collections.deque[_Item]] = [
             collections.deque() for _ in range(self.lanes)
         ]
+        self.intake: list[collections.deque[_Item]] = [
+            collections.deque() for _ in range(self.lanes)
+        ]
+        self.queued = [0] * self.lanes  # the weight each lane has queued
         self.batches = 0
         self.applied = 0
         self._flushers: list[asyncio.Task[None] | None] = [None] * self.lanes
         # task id -> (its lane, writes of it still pending), with several lanes
         self._task_lanes: dict[str, tuple[int, int]] = {}
-
-    @property
-    def queue(self) -> collections.deque[_Item]:
-        """The first lane's queue (the only one with one lane)."""
-        return self.queues[0]
 
     def submit(
         self,
@@ -98,6 +102,7 @@ class TaskWriter:
         task_id: str | None = None,
         creates_work: bool = False,
         frees_slot: bool = False,
+        weight: int = 1,
     ) -> asyncio.Future[Any]:
         """Queue a write (in order); the future resolves when it is committed.
 
@@ -107,17 +112,25 @@ class TaskWriter:
         assigns what it can to this replica's workers, in the same commit;
         ``frees_slot``: the op ends the agent's hold on its task (a result, a
         failure, a hand-back): while tasks wait, the batch refills the slots it
-        freed, in the same commit (no separate dispatcher transaction).
+        freed, in the same commit (no separate dispatcher transaction);
+        ``weight``: the tasks it writes (a batch submit's size), what the lanes'
+        queues and the commits' size count.
         """
-        item = _Item(op, agent_id, task_id, creates_work, frees_slot)
-        lane = 0 if self.lanes == 1 else self._lane_for(item)
-        self.queues[lane].append(item)
+        item = _Item(op, agent_id, task_id, creates_work, frees_slot, max(1, weight))
+        lane = self._enqueue(item)
         flusher = self._flushers[lane]
         if flusher is None or flusher.done():
             self._flushers[lane] = asyncio.get_running_loop().create_task(
-                self._flush(self.queues[lane]), name=f"task-writer-{lane}"
+                self._flush(lane), name=f"task-writer-{lane}"
             )
         return item.future
+
+    def _enqueue(self, item: _Item) -> int:
+        """Queue ``item`` in its lane; returns the lane."""
+        lane = 0 if self.lanes == 1 else self._lane_for(item)
+        (self.intake if item.creates_work else self.queues)[lane].append(item)
+        self.queued[lane] += item.weight
+        return lane
 
     def _lane_for(self, item: _Item) -> int:
         task_id = item.task_id
@@ -125,8 +138,8 @@ class TaskWriter:
             lane, pending = self._task_lanes[task_id]
         else:
             lane, pending = 0, 0
-            if len(self.queues[0]) >= self.spill:
-                lane = min(range(self.lanes), key=lambda i: len(self.queues[i]))
+            if self.queued[0] >= self.spill:
+                lane = min(range(self.lanes), key=lambda i: self.queued[i])
         if task_id is not None:
             self._task_lanes[task_id] = (lane, pending + 1)
             item.future.add_done_callback(lambda _: self._written(task_id))
@@ -137,16 +150,31 @@ class TaskWriter:
         if pending > 1:
             self._task_lanes[task_id] = (lane, pending - 1)
 
-    async def _flush(self, queue: collections.deque[_Item]) -> None:
-        while queue:
+    async def _flush(self, lane: int) -> None:
+        queue, intake = self.queues[lane], self.intake[lane]
+        while queue or intake:
             # One loop turn first: callbacks already runnable (requests parsed,
             # frames read in the same iteration) queue their writes and join this
             # batch. Measured: single submits 15% less server CPU per task (fewer,
             # larger batches); more turns gained nothing.
             await asyncio.sleep(0)
+            # Work in progress first (reports free the slots this commit refills
+            # from the queue), then new work, at least one submission a commit
+            # (so none waits behind reports for ever): a burst of submissions
+            # keeps the workers busy from its first commit instead of holding
+            # their reports back until all of it is in.
             batch: list[_Item] = []
-            while queue and len(batch) < MAX_BATCH:
-                batch.append(queue.popleft())
+            weight = 0
+            for source in (queue, intake):
+                while source and (weight + source[0].weight <= MAX_BATCH or not batch):
+                    item = source.popleft()
+                    batch.append(item)
+                    weight += item.weight
+            if intake and not any(item.creates_work for item in batch):
+                item = intake.popleft()
+                batch.append(item)
+                weight += item.weight
+            self.queued[lane] -= weight
             await self._apply(batch)
 
     async def close(self) -> None:
