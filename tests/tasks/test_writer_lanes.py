@@ -71,6 +71,47 @@ async def test_lanes_never_overfill_a_worker(live: LiveServer, backend: Backend)
     assert most == CONCURRENCY  # the worker was kept full
 
 
+async def test_claims_side_by_side_each_see_the_slots_their_own_reports_free(
+    live: LiveServer, backend: Backend
+) -> None:
+    """Two claims at once (two lanes), each in a commit that frees two of a full
+    worker's four slots: each may refill its own two. The slots one claim's
+    reports free are free to it alone (the other still counts their tasks as
+    held), so they are not in the slots it takes from everyone: counted there
+    too, the other claim saw them taken twice and left its own two empty."""
+    if backend.db_kind == "sqlite":
+        pytest.skip("one writer at a time on SQLite: claims never run side by side")
+    agent, key = await agent_and_key(live, "sides", max_concurrency=4)
+    state = live.harness.state
+    dispatcher = state.extras["dispatcher"]
+    async with websockets.connect(ws_url(live)) as ws:
+        await hello(ws, key, concurrency=4, task_types=["t"])
+        conn = state.extras["hub"].get(agent["id"])
+        conn.held.update({"t1", "t2", "t3", "t4"})  # full: four tasks running
+        conns = {agent["id"]: conn}
+        freed = {agent["id"]: 2}
+        async with state.db.transaction() as first, state.db.transaction() as second:
+            slots_a, taken_a = await dispatcher._slots(first, conns, freed)
+            slots_b, taken_b = await dispatcher._slots(second, conns, freed)
+            assert [s.free for s in slots_a] == [2]
+            assert [s.free for s in slots_b] == [2]
+            assert conn.claiming == 0  # nothing taken from the slots others see free
+            dispatcher._keep(taken_a, [])
+            dispatcher._keep(taken_b, [])
+        assert conn.claiming == 0
+        # A free slot beside them is shared: the first claim takes it from the second.
+        conn.held.discard("t4")
+        async with state.db.transaction() as first, state.db.transaction() as second:
+            slots_a, taken_a = await dispatcher._slots(first, conns, freed)
+            slots_b, taken_b = await dispatcher._slots(second, conns, freed)
+            assert [s.free for s in slots_a] == [3]
+            assert [s.free for s in slots_b] == [2]
+            assert conn.claiming == 1
+            dispatcher._keep(taken_a, [])
+            dispatcher._keep(taken_b, [])
+        assert conn.claiming == 0
+
+
 async def test_writes_spill_to_another_lane_only_when_the_first_is_backed_up() -> None:
     """The lane rule: the first lane until it has ``spill`` writes queued, then the
     shortest queue; a task's writes follow its first pending one. A batch

@@ -166,19 +166,24 @@ class Dispatcher:
         session: AsyncSession,
         conns: dict[str, WorkerConnection],
         freed: dict[str, int] | None = None,
-    ) -> tuple[list[AgentSlot], dict[WorkerConnection, int]]:
+    ) -> tuple[list[AgentSlot], dict[WorkerConnection, tuple[int, int]]]:
         """The routable agents behind these connections, with their free slots,
         which this claim takes at once (``conn.claiming``; returned per
         connection): a claim running at the same time (another writer lane, the
         dispatcher's own pass) sees them taken. :meth:`_keep` gives back what the
-        claim did not use; :meth:`deliver` or :meth:`abandon` what it did."""
+        claim did not use; :meth:`deliver` or :meth:`abandon` what it did.
+
+        The slots the caller's own reports free (``freed``) are free to this
+        claim only: every other claim still counts their tasks as held, so they
+        are not taken in ``conn.claiming`` (counted there as well, a concurrent
+        claim saw them taken twice and left as many slots of its own empty)."""
         freed = freed or {}
         # Load changes this transaction made and has not written yet (reports).
         pending = agents_service.pending_load(session)
         rows = await agents_service.dispatch_rows(session, agent_ids=list(conns))
         # From here to the reservation below: no await (claims interleave only there).
         slots = []
-        taken: dict[WorkerConnection, int] = {}
+        taken: dict[WorkerConnection, tuple[int, int]] = {}  # (slots taken, own of them)
         for agent in rows:
             conn = conns[agent.id]
             if conn.closed or AgentStatus(agent.status) not in ROUTABLE | {AgentStatus.BUSY}:
@@ -197,24 +202,30 @@ class Dispatcher:
                 task_types=conn.task_types,
                 agent_type=agent.type,
             )
-            conn.claiming += slot.free
-            taken[conn] = slot.free
+            own = min(freed.get(agent.id, 0), slot.free)
+            conn.claiming += slot.free - own
+            taken[conn] = (slot.free, own)
             slots.append(slot)
         return slots, taken
 
     def _keep(
-        self, taken: dict[WorkerConnection, int], assignments: list[service.Assignment]
+        self,
+        taken: dict[WorkerConnection, tuple[int, int]],
+        assignments: list[service.Assignment],
     ) -> None:
         """After a claim: keep a slot per assignment (until delivered or
-        abandoned), give back the others it took."""
+        abandoned), give back the others it took. Assignments fill the claim's
+        own freed slots first (in no one else's count: nothing to keep), then
+        the shared ones it took."""
         by_agent = {conn.agent_id: conn for conn in taken}
         used: dict[WorkerConnection, int] = {}
         for a in assignments:
             conn = by_agent[a.agent_id]
-            used[conn] = used.get(conn, 0) + 1
-            self._held_for[a.task.id] = conn
-        for conn, count in taken.items():
-            conn.claiming -= count - used.get(conn, 0)
+            n = used[conn] = used.get(conn, 0) + 1
+            if n > taken[conn][1]:
+                self._held_for[a.task.id] = conn
+        for conn, (count, own) in taken.items():
+            conn.claiming -= (count - own) - max(0, used.get(conn, 0) - own)
 
     def abandon(self, assignments: list[service.Assignment]) -> None:
         """Claimed assignments whose transaction did not commit: free their slots."""
