@@ -133,7 +133,8 @@ class TaskSettings(BaseModel):
         ge=1,
         le=100_000,
         description="Writes queued in the first writer lane before the next lane takes any "
-        "(light and moderate load keeps one large group commit).",
+        "(light and moderate load keeps one large group commit); a batch submit counts as "
+        "its tasks.",
     )
     max_attempts: int = Field(default=3, ge=1, description="Default attempts per task.")
     retry_initial: float = Field(default=1.0, ge=0, description="First retry backoff, seconds.")
