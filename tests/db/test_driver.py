@@ -436,7 +436,8 @@ async def test_an_update_naming_a_key_twice_applies_both_in_order(db: Database) 
     async with db.transaction() as session:
         await driver.execute_many(await session.connection(), template, params)
     async with db.transaction(readonly=True) as session:
-        found = dict((await session.execute(select(Task.id, Task.priority))).tuples().all())
+        result = await session.execute(select(Task.id, Task.priority))
+        found: dict[str, int] = dict(result.all())  # type: ignore[arg-type]
     assert found[rows[0]["id"]] == 9
     assert all(found[r["id"]] == 1 for r in rows[1:])
 
