@@ -2,9 +2,11 @@
 
 No-op tasks are submitted through the HTTP API (one per request, and in
 batches), executed by real worker processes through the worker SDK, and
-observed by the submitter on the SSE event stream. The same workload then runs
-on Celery + Redis (prefork workers, results in Redis). Every YMERA task is
-durable (committed to the database) before the submit request is answered.
+observed by the submitter on the SSE event stream. The same workload runs on
+Celery + Redis (prefork workers, results in Redis) before and after the YMERA
+runs, and the ratios are to the mean of the two (the machine's speed drifts
+over the minutes the benchmark takes). Every YMERA task is durable (committed
+to the database) before the submit request is answered.
 
     python -m bench dispatch [--tasks 2000] [--workers 2] [--db sqlite,postgresql]
                              [--no-celery]
@@ -463,7 +465,7 @@ def _ymera(
 # --- Celery ----------------------------------------------------------------------------
 
 
-def _celery(n: int, workers: int) -> list[Result]:
+def _celery(n: int, workers: int, *, label: str = "", light: bool = True) -> list[Result]:
     try:
         import redis as redis_lib
         from celery.result import AsyncResult  # noqa: F401
@@ -503,10 +505,13 @@ def _celery(n: int, workers: int) -> list[Result]:
             pass
         noop.delay().get(timeout=30)  # warm up
         results = []
-        for name, count, light in (("Celery single", n, False), ("Celery light", 50, True)):
+        runs = [(f"Celery single{label}", n, False)]
+        if light:
+            runs.append((f"Celery light{label}", 50, True))
+        for name, count, one_by_one in runs:
             lat: list[float] = []
             t0 = time.perf_counter()
-            if light:
+            if one_by_one:
                 for _ in range(count):
                     s = time.perf_counter()
                     noop.delay().get(timeout=30)
@@ -548,11 +553,20 @@ def main(argv: list[str]) -> int:
         name, _, value = item.partition("=")
         settings["YMERA_" + name.replace(".", "__").upper()] = value
     results: list[Result] = []
+    # Celery runs before and after the YMERA runs and the ratios are taken to the
+    # mean of the two: the machine's speed drifts over the minutes a benchmark
+    # takes (one Celery run after it all gave 0.80x and 1.43x for the same code
+    # within ten minutes), and bracketing cancels a steady drift.
+    celery = []
+    if not args.no_celery:
+        celery = _celery(args.tasks, args.workers, label=" (before)", light=False)
     for db in args.db.split(","):
         results += _ymera(db, args.tasks, args.workers, runs, settings)
-    celery = [] if args.no_celery else _celery(args.tasks, args.workers)
+    if celery:
+        celery += _celery(args.tasks, args.workers, label=" (after)")
     results += celery
-    base = next((r.rate for r in celery if r.name == "Celery single"), None)
+    singles = [r.rate for r in celery if r.name.startswith("Celery single")]
+    base = sum(singles) / len(singles) if singles else None
     print(
         f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
         f" {'srv CPU ms/task':>15} {'db CPU ms/task':>14} {'wrk CPU ms/task':>15}"
@@ -574,5 +588,10 @@ def main(argv: list[str]) -> int:
         print(
             f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}"
             f" {cpu} {wcpu}{batching}"
+        )
+    if len(singles) == 2:
+        print(
+            f"vs Celery: to the mean of its runs before and after ({singles[0]:.0f} and"
+            f" {singles[1]:.0f} tasks/s: the machine's drift over the benchmark)"
         )
     return 0
