@@ -104,13 +104,15 @@ class Strategy:
             at = np.asarray(listed)
             columns = _columns([ranking.parts[k][at] for k in names])
             positions = listed if sub is None else [int(sub[j]) for j in listed]
-            for j, pos in enumerate(positions):
+            # Each candidate's parts: the columns' values at its place (transposed
+            # once; a dict built from pairs in C, not a comprehension per candidate).
+            for pos, values in zip(positions, zip(*columns, strict=True), strict=True):
                 row = int(rows[pos])
                 candidates.append(
                     {
                         "agent_id": fleet.ids[row],
                         "name": fleet.names[row],
-                        "score": {k: col[j] for k, col in zip(names, columns, strict=True)},
+                        "score": dict(zip(names, values, strict=True)),
                     }
                 )
             row = int(rows[ranking.chosen])
