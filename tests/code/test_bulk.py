@@ -165,9 +165,16 @@ from ymera.code.bulk import BulkWriter, Delete, Rename, Write
 root, journal, marker = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 stage, n = sys.argv[4], int(sys.argv[5])
 
+def mark(text):
+    # Written whole, then renamed into place: the test waits for the file to
+    # exist and must never read it half-written (empty).
+    part = marker.with_suffix(".part")
+    part.write_text(text)
+    part.rename(marker)
+
 def observer(seen, i):
     if (seen, i) == (stage, n):
-        marker.write_text("paused")
+        mark("paused")
         sys.stdin.read()  # blocks until the test kills us
 
 changes = [Write(f"f{i:02}.txt", b"new %d\\n" % i) for i in range(20)]
@@ -177,7 +184,7 @@ changes += [
     Rename("moving.txt", "moved/there.txt", b"moved\\n"),
 ]
 BulkWriter(root, journal, observer=observer).apply(changes)
-marker.write_text("done")
+mark("done")
 """
 ENTRIES = 20 + 1 + 1 + 2  # a rename is a write and a delete
 
