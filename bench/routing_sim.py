@@ -630,10 +630,12 @@ def server_decision_time(
     for i in range(agents):
         caps = {f"c{c}": 0.5 for c in rng.choice(N_CAPS, size=3, replace=False)}
         specs.append((f"a{i}", caps, int(rng.choice(CAPACITIES))))
+
+    def idle() -> list[AgentSlot]:
+        return [AgentSlot(a, a, caps, 0, cap, agent_type="CUSTOM") for a, caps, cap in specs]
+
     now = clock.now().timestamp()
-    engine.round(
-        [AgentSlot(a, a, caps, 0, cap, agent_type="CUSTOM") for a, caps, cap in specs]
-    ).choose(TaskView("warm", "type0", ["c0"]))  # the engine meets the agents (groups)
+    engine.round(idle()).choose(TaskView("warm", "type0", ["c0"]))  # the engine meets the agents
     for _ in range(agents * 5):
         i = int(rng.integers(agents))
         engine.learning.observe(
@@ -646,9 +648,7 @@ def server_decision_time(
     # Warm the engine as a serving one is warm: one decision of each type after
     # the outcomes (what the learning state estimates once per type and keeps:
     # the peers' centres, the shortlists), as decision_time skips its first 100.
-    warm = engine.round(
-        [AgentSlot(a, a, caps, 0, cap, agent_type="CUSTOM") for a, caps, cap in specs]
-    )
+    warm = engine.round(idle())
     for t in range(N_TYPES):
         warm.choose(TaskView(f"warm{t}", f"type{t}", [f"c{t % N_CAPS}"]))
     cpu: list[int] = []

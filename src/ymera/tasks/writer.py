@@ -2,8 +2,9 @@
 reports (accept, progress, result, fail, release).
 
 Submissions from every HTTP request and reports from every worker connection of
-this replica queue here in arrival order; one writer applies whatever is queued
-in a single transaction, so under load hundreds of submits and results cost one
+this replica queue here, each kind in arrival order (a commit takes the reports
+before the submissions: see ``TaskWriter._flush``); one writer applies what is
+queued in a single transaction, so under load hundreds of submits and results cost one
 commit instead of hundreds, and each caller is answered only once its write is
 committed. The tasks a batch's reports touch are locked and loaded with one
 query; new tasks are inserted with one multi-row INSERT; agents' load moves
