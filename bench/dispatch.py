@@ -3,10 +3,12 @@
 No-op tasks are submitted through the HTTP API (one per request, and in
 batches), executed by real worker processes through the worker SDK, and
 observed by the submitter on the SSE event stream. The same workload runs on
-Celery + Redis (prefork workers, results in Redis) before and after the YMERA
-runs, and the ratios are to the mean of the two (the machine's speed drifts
-over the minutes the benchmark takes). Every YMERA task is durable (committed
-to the database) before the submit request is answered.
+Celery + Redis (prefork workers, results in Redis), its single submits
+alternated with YMERA's in short chunks (the machine's speed drifts by tens of
+percent over the minutes the benchmark takes, and alternating puts the same
+drift under both); batch rates are compared to the mean of Celery's single
+runs. Every YMERA task is durable (committed to the database) before the
+submit request is answered.
 
     python -m bench dispatch [--tasks 2000] [--workers 2] [--db sqlite,postgresql]
                              [--no-celery]
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +45,16 @@ RUNS = ("single", "batch", "light")
 # this is the depth of the pipeline (server -> worker -> server): throughput is at
 # most slots / round-trip time, and on a busy machine the round trip is long.
 WORKER_SLOTS = int(os.environ.get("BENCH_WORKER_SLOTS", "1024"))
+# Concurrent single submits (each waits for its answer before the next).
+SUBMITTERS = int(os.environ.get("BENCH_SUBMITTERS", "32"))
+# Single submits alternate with Celery's in this many chunks of each (even: ABBA).
+ROUNDS = 6
+
+
+COUNTED = (
+    *("server_cpu", "worker_cpu", "client_cpu", "db_cpu"),
+    *("writes", "commits", "messages", "frames"),
+)
 
 
 @dataclass
@@ -53,8 +67,20 @@ class Result:
     worker_cpu: float = float("nan")  # seconds of CPU all worker processes used
     client_cpu: float = float("nan")  # seconds of CPU this (submitting) process used
     db_cpu: float = float("nan")  # seconds of CPU the local PostgreSQL's processes used
-    writes_per_commit: float = float("nan")  # the group-commit writer's batch size
-    frames_per_message: float = float("nan")  # frames per WebSocket message to workers
+    writes: float = float("nan")  # the group-commit writer's writes and commits
+    commits: float = float("nan")
+    messages: float = float("nan")  # WebSocket messages and frames sent to workers
+    frames: float = float("nan")
+    baseline: float | None = None  # the Celery rate measured beside this run
+    pairs: list[float] = field(default_factory=list)  # its rounds' ratios to Celery's
+
+    @property
+    def writes_per_commit(self) -> float:
+        return self.writes / max(1.0, self.commits)
+
+    @property
+    def frames_per_message(self) -> float:
+        return self.frames / max(1.0, self.messages)
 
     @property
     def worker_ms_per_task(self) -> float:
@@ -195,6 +221,7 @@ async def _ymera_run(
     cwd: Path,
     label: str,
     runs: tuple[str, ...] = RUNS,
+    celery: Celery | None = None,
 ) -> list[Result]:
     server_pid = procs.procs[-1].pid
 
@@ -227,12 +254,10 @@ async def _ymera_run(
         result.db_cpu = postgres_cpu_seconds() - db_before
         end = await counters()
         delta = {k: end.get(k, 0.0) - start.get(k, 0.0) for k in end}
-        result.writes_per_commit = delta.get("ymera_task_writer_writes_total", 0.0) / max(
-            1.0, delta.get("ymera_task_writer_commits_total", 0.0)
-        )
-        result.frames_per_message = delta.get("ymera_worker_frames_sent_total", 0.0) / max(
-            1.0, delta.get("ymera_worker_messages_sent_total", 0.0)
-        )
+        result.writes = delta.get("ymera_task_writer_writes_total", 0.0)
+        result.commits = delta.get("ymera_task_writer_commits_total", 0.0)
+        result.frames = delta.get("ymera_worker_frames_sent_total", 0.0)
+        result.messages = delta.get("ymera_worker_messages_sent_total", 0.0)
         return result
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
@@ -303,10 +328,16 @@ async def _ymera_run(
             await asyncio.wait_for(watcher.live.wait(), 10)
             results = []
             try:
-                if "single" in runs:
+                if "single" in runs and celery is None:
                     results.append(
                         await measured(_single(s, headers, watcher, n, f"YMERA {label} single"))
                     )
+                elif "single" in runs and celery is not None:
+
+                    async def chunk(count: int) -> Result:
+                        return await measured(_single(s, headers, watcher, count, ""))
+
+                    results += await _beside_celery(chunk, celery, n, label)
                 if "batch" in runs:
                     results.append(
                         await measured(_batch(s, headers, watcher, n * 2, f"YMERA {label} batch"))
@@ -320,6 +351,43 @@ async def _ymera_run(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
     return results
+
+
+async def _beside_celery(
+    ours: Callable[[int], Awaitable[Result]], celery: Celery, n: int, label: str
+) -> list[Result]:
+    """YMERA's single submits and Celery's in alternating chunks of ``n /
+    ROUNDS`` tasks each (in ABBA order: YMERA first in even rounds, Celery in
+    odd ones), each system idle while the other runs: the machine's speed
+    drifts by tens of percent over minutes, and alternating short runs puts
+    the same drift under both."""
+    size = max(1, n // ROUNDS)
+    mine: list[Result] = []
+    theirs: list[Result] = []
+    for i in range(ROUNDS):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            if side == 0:
+                mine.append(await ours(size))
+            else:
+                theirs.append(await celery.run(celery.single, size, ""))
+    result = merged(f"YMERA {label} single", mine)
+    base = merged(f"Celery single (beside {label})", theirs)
+    result.baseline = base.rate
+    result.pairs = [a.rate / b.rate for a, b in zip(mine, theirs, strict=True)]
+    return [result, base]
+
+
+def merged(name: str, parts: list[Result]) -> Result:
+    """One result of several runs of the same workload, their times added."""
+    out = Result(
+        name,
+        sum(p.tasks for p in parts),
+        sum(p.seconds for p in parts),
+        [x for p in parts for x in p.latencies],
+    )
+    for attr in COUNTED:
+        setattr(out, attr, sum(getattr(p, attr) for p in parts))
+    return out
 
 
 async def _post(s: aiohttp.ClientSession, path: str, body: Any, headers: dict[str, str]) -> Any:
@@ -343,7 +411,7 @@ async def _single(
             started[task["id"]] = t0
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(submitter() for _ in range(32)))
+    await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
     end = await w.wait_for(list(started))
     return Result(name, n, end - t0, [w.done[i] - s for i, s in started.items()])
 
@@ -425,6 +493,7 @@ def _ymera(
     workers: int,
     runs: tuple[str, ...] = RUNS,
     settings: dict[str, str] | None = None,
+    celery: Celery | None = None,
 ) -> list[Result]:
     tmp = Path(tempfile.mkdtemp(prefix="ymera-bench-"))
     procs = Procs(tmp)
@@ -451,7 +520,7 @@ def _ymera(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        return asyncio.run(_ymera_run(url, n, workers, procs, env, tmp, db, runs))
+        return asyncio.run(_ymera_run(url, n, workers, procs, env, tmp, db, runs, celery))
     finally:
         procs.stop()
         if pg_name and not os.environ.get("BENCH_KEEP_DB"):
@@ -465,69 +534,80 @@ def _ymera(
 # --- Celery ----------------------------------------------------------------------------
 
 
-def _celery(n: int, workers: int, *, label: str = "", light: bool = True) -> list[Result]:
-    try:
+class Celery:
+    """Celery + Redis with the same no-op workload: prefork workers started once
+    and kept for the whole benchmark, so that its runs can alternate with
+    YMERA's. Its client calls run on one thread of their own."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.tmp = Path(tempfile.mkdtemp(prefix="celery-bench-"))
+        self.procs = Procs(self.tmp)
+        self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="celery")
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            import celery  # noqa: F401
+            import redis  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def __enter__(self) -> Celery:
         import redis as redis_lib
-        from celery.result import AsyncResult  # noqa: F401
 
         from bench.celery_app import BROKER, app, noop
-    except ImportError:
-        print("  (celery not installed: pip install -e '.[bench]'; skipped)")
-        return []
-    redis_lib.Redis.from_url(BROKER).flushdb()
-    tmp = Path(tempfile.mkdtemp(prefix="celery-bench-"))
-    procs = Procs(tmp)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    try:
-        procs.start(
+
+        redis_lib.Redis.from_url(BROKER).flushdb()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        self.procs.start(
             "celery",
             [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "bench.celery_app",
-                "worker",
-                "--concurrency",
-                str(workers),
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
+                *(sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker"),
+                *("--concurrency", str(self.workers), "--loglevel", "WARNING"),
+                *("--without-gossip", "--without-mingle", "--without-heartbeat"),
             ],
             env,
-            tmp,
+            self.tmp,
         )
-        app.control.ping(timeout=10)
         deadline = time.monotonic() + 30
         while not app.control.ping(timeout=1) and time.monotonic() < deadline:
             pass
-        noop.delay().get(timeout=30)  # warm up
-        results = []
-        runs = [(f"Celery single{label}", n, False)]
-        if light:
-            runs.append((f"Celery light{label}", 50, True))
-        for name, count, one_by_one in runs:
-            lat: list[float] = []
-            t0 = time.perf_counter()
-            if one_by_one:
-                for _ in range(count):
-                    s = time.perf_counter()
-                    noop.delay().get(timeout=30)
-                    lat.append(time.perf_counter() - s)
-            else:
-                sent = []
-                for _ in range(count):
-                    sent.append((time.perf_counter(), noop.delay()))
-                for s, r in sent:
-                    r.get(timeout=120)
-                    lat.append(time.perf_counter() - s)
-            results.append(Result(name, count, time.perf_counter() - t0, lat))
-        return results
-    finally:
-        procs.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        self.pool.submit(lambda: noop.delay().get(timeout=30)).result()  # warm up
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown()
+        self.procs.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def single(self, count: int, name: str) -> Result:
+        """``count`` tasks sent one by one without waiting, then every result awaited."""
+        from bench.celery_app import noop
+
+        t0 = time.perf_counter()
+        sent = [(time.perf_counter(), noop.delay()) for _ in range(count)]
+        lat = []
+        for s, r in sent:
+            r.get(timeout=120)
+            lat.append(time.perf_counter() - s)
+        return Result(name, count, time.perf_counter() - t0, lat)
+
+    def light(self, count: int, name: str) -> Result:
+        """One task at a time, each awaited before the next (latency at light load)."""
+        from bench.celery_app import noop
+
+        lat = []
+        t0 = time.perf_counter()
+        for _ in range(count):
+            s = time.perf_counter()
+            noop.delay().get(timeout=30)
+            lat.append(time.perf_counter() - s)
+        return Result(name, count, time.perf_counter() - t0, lat)
+
+    async def run(self, fn: Callable[[int, str], Result], count: int, name: str) -> Result:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, count, name)
 
 
 def main(argv: list[str]) -> int:
@@ -553,28 +633,32 @@ def main(argv: list[str]) -> int:
         name, _, value = item.partition("=")
         settings["YMERA_" + name.replace(".", "__").upper()] = value
     results: list[Result] = []
-    # Celery runs before and after the YMERA runs and the ratios are taken to the
-    # mean of the two: the machine's speed drifts over the minutes a benchmark
-    # takes (one Celery run after it all gave 0.80x and 1.43x for the same code
-    # within ten minutes), and bracketing cancels a steady drift.
-    celery = []
-    if not args.no_celery:
-        celery = _celery(args.tasks, args.workers, label=" (before)", light=False)
-    for db in args.db.split(","):
-        results += _ymera(db, args.tasks, args.workers, runs, settings)
-    if celery:
-        celery += _celery(args.tasks, args.workers, label=" (after)")
-    results += celery
-    singles = [r.rate for r in celery if r.name.startswith("Celery single")]
+    with contextlib.ExitStack() as stack:
+        celery = None
+        if not args.no_celery:
+            if Celery.available():
+                celery = stack.enter_context(Celery(args.workers))
+            else:
+                print("  (celery not installed: pip install -e '.[bench]'; skipped)")
+        for db in args.db.split(","):
+            results += _ymera(db, args.tasks, args.workers, runs, settings, celery)
+        if celery is not None:
+            if not any(r.baseline for r in results):  # no single submits to pair with
+                results.append(celery.single(args.tasks, "Celery single"))
+            results.append(celery.light(50, "Celery light"))
+    # Single submits: to the Celery runs alternated with them; batches: to the
+    # mean of every Celery single run.
+    singles = [r.rate for r in results if r.name.startswith("Celery single")]
     base = sum(singles) / len(singles) if singles else None
     print(
-        f"{'run':32} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
+        f"{'run':34} {'tasks':>6} {'tasks/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs Celery':>9}"
         f" {'srv CPU ms/task':>15} {'db CPU ms/task':>14} {'wrk CPU ms/task':>15}"
         f" {'writes/commit':>13}"
         f" {'frames/msg':>10} {'client CPU ms/task':>18}"
     )
     for r in results:
-        ratio = f"{r.rate / base:9.2f}" if base and "light" not in r.name else f"{'':9}"
+        against = r.baseline or (base if r.name.startswith("YMERA") else None)
+        ratio = f"{r.rate / against:9.2f}" if against and "light" not in r.name else f"{'':9}"
         cpu = f"{r.cpu_ms_per_task:15.3f}" if r.server_cpu == r.server_cpu else f"{'':15}"
         db_ms = 1000 * r.db_cpu / r.tasks if r.tasks else float("nan")
         cpu += f" {db_ms:14.3f}" if db_ms == db_ms else f" {'':14}"
@@ -582,16 +666,18 @@ def main(argv: list[str]) -> int:
         batching = (
             f" {r.writes_per_commit:13.1f} {r.frames_per_message:10.1f}"
             f" {1000 * r.client_cpu / r.tasks:18.2f}"
-            if r.writes_per_commit == r.writes_per_commit
+            if r.writes == r.writes
             else ""
         )
         print(
-            f"{r.name:32} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}"
+            f"{r.name:34} {r.tasks:6d} {r.rate:9.0f} {r.pct(50):8.1f} {r.pct(99):8.1f} {ratio}"
             f" {cpu} {wcpu}{batching}"
         )
-    if len(singles) == 2:
-        print(
-            f"vs Celery: to the mean of its runs before and after ({singles[0]:.0f} and"
-            f" {singles[1]:.0f} tasks/s: the machine's drift over the benchmark)"
-        )
+    for r in results:
+        if r.pairs:
+            pairs = sorted(r.pairs)
+            print(
+                f"{r.name}: {len(pairs)} rounds alternated with Celery's, ratio per round"
+                f" {' '.join(f'{x:.2f}' for x in r.pairs)} (median {pairs[len(pairs) // 2]:.2f})"
+            )
     return 0

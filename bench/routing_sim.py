@@ -612,7 +612,9 @@ def server_decision_time(
     learned policy, ``agents`` agents with room. p50 and p99 thread CPU time of
     a decision (the first of each claim, which builds the arrays, excluded and
     reported as the claim's set-up; the engine warmed first by a decision of
-    each type), gc off while timed."""
+    each type), gc off while timed. The opportunity prices are solved between
+    claims, as the server's prices loop solves them (``solve_prices``), not
+    inside a decision."""
     from datetime import UTC, datetime
 
     from ymera.config import RoutingSettings
@@ -657,6 +659,9 @@ def server_decision_time(
     gc.disable()
     try:
         for _ in range(claims):
+            # Between claims the replica's prices loop solves the opportunity
+            # prices a claim found due (not timed: off the decision path).
+            engine.solve_prices_now()
             slots = [
                 AgentSlot(a, a, caps, int(rng.integers(0, cap)), cap, agent_type="CUSTOM")
                 for a, caps, cap in specs

@@ -52,7 +52,11 @@ from ymera.runtime.file_loops import FILE_LOOPS
 from ymera.runtime.health_monitor import health_monitor_loop
 from ymera.runtime.knowledge_loop import knowledge_embed_loop
 from ymera.runtime.loops import DEFAULT_LOOPS, LoopFn, Runtime
-from ymera.runtime.routing_loop import refresh_routing, routing_refresh_loop
+from ymera.runtime.routing_loop import (
+    refresh_routing,
+    routing_prices_loop,
+    routing_refresh_loop,
+)
 from ymera.runtime.task_loops import TASK_LOOPS
 from ymera.state import AppState
 from ymera.tasks.dispatcher import Dispatcher
@@ -198,7 +202,8 @@ def create_app(
         default_loops = (*DEFAULT_LOOPS, health_monitor_loop, *TASK_LOOPS)
         default_loops = (*default_loops, agent_probe_loop, agent_metrics_loop)
         default_loops = (*default_loops, principal_cache_loop, *FILE_LOOPS)
-        default_loops = (*default_loops, routing_refresh_loop, knowledge_embed_loop)
+        default_loops = (*default_loops, routing_refresh_loop, routing_prices_loop)
+        default_loops = (*default_loops, knowledge_embed_loop)
         runtime = Runtime(state, default_loops if loops is None else loops)
         runtime.start()
         grace = settings.server.graceful_shutdown_seconds

@@ -218,3 +218,56 @@ def test_a_failed_solve_leaves_no_prices_and_routing_goes_on(
     agent, costs = _y_goes_to(1.5)  # the strategy too: greedy, no error
     assert agent == "a0"
     assert costs == {"a0": 0.0, "a1": 0.0}
+
+
+async def test_the_server_solves_the_prices_off_the_decision_path() -> None:
+    """In the server a learned strategy does not solve its prices inside a
+    decision (a claim would stall for the linear program): it signals the
+    engine, whose prices loop solves them between claims, the program on a
+    thread; decisions until then use the prices they had. The answer is the
+    one an inline solve gives."""
+    import copy
+    from datetime import UTC, datetime
+
+    from ymera.config import RoutingSettings
+    from ymera.kit.clock import FrozenClock
+    from ymera.routing.engine import Policy, RoutingEngine
+    from ymera.routing.strategies.learned import Learned
+    from ymera.routing.types import AgentSlot
+
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    engine = RoutingEngine(RoutingSettings(prior_strength=0.0), clock)
+    policy = Policy(
+        strategy="learned",
+        mode=Mode.ACTIVE,
+        params={"seed": 1, "exploration": 0.0, "plausible": 0.0},
+    )
+    engine.set_policies([policy])
+    engine.learning = _learning()
+    slots = [AgentSlot(a, a, {"py": 0.5}, 0, 1) for a in ("a0", "a1")]
+    strategy = engine.strategy_for(policy)
+    assert isinstance(strategy, Learned)
+    strategy.prices = SlotPrices(refresh=10, window=100)
+
+    def claim(count: int) -> None:  # a claim's decisions (both agents free each time)
+        for k in range(count):
+            clock.advance(1 / 1.6)
+            kind = "X" if k % 2 == 0 else "Y"
+            engine.choose(TaskView(str(k), kind, ["py"]), slots)
+
+    claim(1)  # due at once: signalled, not solved
+    assert engine.prices_due.is_set()
+    assert strategy.prices.solved_at == -10
+    assert await engine.solve_prices() == 1  # nothing seen yet to plan with
+    engine.prices_due.clear()
+    claim(24)  # 25 decisions: due again after 10, still not solved inline
+    assert engine.prices_due.is_set()
+    assert strategy.prices.solved_at == 1
+    assert not strategy.prices.prices.any()
+    inline = copy.deepcopy(strategy.prices)
+    inline.solve(engine.learning, strategy.plan_weights(), engine.now())
+    assert inline.prices[0] > 0.05  # a0's time is contended
+    assert await engine.solve_prices() == 1
+    assert strategy.prices.solved_at == 25
+    assert np.allclose(strategy.prices.prices, inline.prices)
+    assert await engine.solve_prices() == 0  # nothing due now

@@ -4,6 +4,7 @@ explanations: on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import timedelta
@@ -262,6 +263,29 @@ async def test_the_learned_strategy_outlives_the_reload_of_the_stored_statistics
     reset = await harness.client.post("/api/v1/learning/reset", json={}, headers=admin)
     assert reset.status_code == 200
     assert engine.strategy_for(engine.policy_for("code")) is not strategy
+
+
+async def test_the_replica_solves_due_opportunity_prices_in_its_prices_loop(
+    harness: AppHarness,
+) -> None:
+    """A decision that finds the learned strategy's prices due only signals it;
+    the replica's prices loop solves them (off the decision path)."""
+    engine: RoutingEngine = harness.state.extras["routing"]
+    admin = await harness.headers(Role.ADMIN)
+    body = {"strategy": "learned", "mode": "REINFORCEMENT"}
+    await harness.client.put("/api/v1/routing/policy", json=body, headers=admin)
+    await refresh_routing(harness.state)
+    slots = [AgentSlot("a", "a", {}, 0, 4), AgentSlot("b", "b", {}, 0, 4)]
+    engine.choose(TaskView("first", "code", []), slots)  # due at once
+    strategy = engine.strategy_for(engine.policy_for("code"))
+    assert isinstance(strategy, Learned)
+    assert strategy.prices.decisions == 1
+    assert strategy.prices.solved_at < 0  # not inside the decision
+    deadline = asyncio.get_running_loop().time() + 10
+    while strategy.prices.solved_at != 1:
+        assert asyncio.get_running_loop().time() < deadline, "the prices loop did not solve"
+        await asyncio.sleep(0.01)
+    assert not strategy.prices.due()
 
 
 async def test_passive_mode_records_but_does_not_route(harness: AppHarness) -> None:

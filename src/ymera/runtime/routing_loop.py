@@ -1,6 +1,8 @@
 """Refresh this replica's routing engine from the database: policies and the
 learned statistics every replica writes (and, at start, what survived a restart);
-before reloading, what this replica's ejections forgot is written to the store."""
+before reloading, what this replica's ejections forgot is written to the store.
+And solve the learned strategies' opportunity prices when they are due, off the
+decision path (``RoutingEngine.solve_prices``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import contextlib
 
 import structlog
 
+from ymera.kit.aio import wait_any
 from ymera.routing import service as routing_service
 from ymera.routing.engine import RoutingEngine
 from ymera.routing.learning import service as learning_service
@@ -37,3 +40,18 @@ async def routing_refresh_loop(state: AppState, stop: asyncio.Event) -> None:
             log.warning("routing_refresh_failed", error=repr(exc))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
+
+
+async def routing_prices_loop(state: AppState, stop: asyncio.Event) -> None:
+    """Solve the opportunity prices a learned strategy has due (it signals
+    ``engine.prices_due`` instead of solving them inside a claim's decision)."""
+    engine: RoutingEngine = state.extras["routing"]
+    while not stop.is_set():
+        await wait_any(engine.prices_due, stop, timeout=60.0)
+        if stop.is_set():
+            return
+        engine.prices_due.clear()
+        try:
+            await engine.solve_prices()
+        except Exception as exc:  # routing goes on with the prices it has
+            log.warning("routing_prices_failed", error=repr(exc))

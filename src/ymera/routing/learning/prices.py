@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ymera.routing.prices")
 
+# A task type in the plan: its name, arrival rate per second, and the learning
+# rows of the agents scored for it with their values and service times.
+Column = tuple[str, float, np.ndarray, np.ndarray, np.ndarray]
+
 # Plans that keep the agents busier than this (share of all their slot time)
 # set no prices.
 MAX_BUSY = 0.9
@@ -100,17 +104,30 @@ class SlotPrices:
 
     def solve(self, learning: LearningState, weights: RewardWeights, now: float) -> None:
         """Recompute the prices from what is learned now (see the module doc)."""
+        columns = self.plan(learning, weights, now)
+        if columns:
+            self.adopt(solve_plan(columns, self._capacity))
+
+    def plan(
+        self, learning: LearningState, weights: RewardWeights, now: float
+    ) -> list[Column] | None:
+        """The linear program's inputs from what is learned now, per task type
+        seen (its arrival rate, and the rows, values and service times of the
+        agents scored for it), or None when there is nothing to plan yet; the
+        prices count as solved at this decision. :func:`solve_plan` solves them
+        (anywhere: it reads only its arguments) and :meth:`adopt` takes the
+        answer."""
         self.solved_at = self.decisions
         if len(self._arrivals) < min(self.refresh, self.window):
-            return  # too few arrivals to tell their rates
+            return None  # too few arrivals to tell their rates
         span = self._arrivals[-1][0] - self._arrivals[0][0]
         if span <= 0:
-            return
+            return None
         counts: dict[str, int] = {}
         for _, task_type in self._arrivals:
             counts[task_type] = counts.get(task_type, 0) + 1
         oldest = self.decisions - self.window
-        columns: list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray]] = []
+        columns: list[Column] = []
         for task_type, count in counts.items():
             seen = self._seen.get(task_type)
             if seen is None:
@@ -135,17 +152,33 @@ class SlotPrices:
             # among the types by their counts.
             rate = count / len(self._arrivals) * (len(self._arrivals) - 1) / span
             columns.append((task_type, rate, rows, value, latency))
-        if not columns:
-            return
-        try:
-            self.prices = _shadow_prices(columns, self._capacity)
-        except Exception as exc:  # a routing decision never fails for its prices
-            log.warning("opportunity_prices_failed", error=repr(exc))
-            self.prices = np.zeros(len(self._capacity))
+        return columns or None
+
+    @property
+    def capacity(self) -> np.ndarray:
+        """Slots per learning row, as last scored (a copy)."""
+        return self._capacity.copy()
+
+    def adopt(self, prices: np.ndarray) -> None:
+        """Prices solved from an earlier :meth:`plan` (rows added since: none)."""
+        out = np.zeros(len(self._capacity))
+        size = min(len(out), len(prices))
+        out[:size] = prices[:size]
+        self.prices = out
+
+
+def solve_plan(columns: list[Column], capacity: np.ndarray) -> np.ndarray:
+    """The prices of a plan (:meth:`SlotPrices.plan`); zeros if the solver
+    fails (a routing decision never fails for its prices)."""
+    try:
+        return _shadow_prices(columns, capacity)
+    except Exception as exc:
+        log.warning("opportunity_prices_failed", error=repr(exc))
+        return np.zeros(len(capacity))
 
 
 def _shadow_prices(
-    columns: list[tuple[str, float, np.ndarray, np.ndarray, np.ndarray]],
+    columns: list[Column],
     capacity: np.ndarray,
     *,
     max_busy: float = MAX_BUSY,

@@ -78,6 +78,7 @@ class Learned(Strategy):
         plausible: float = 1.5,
         congestion: bool = True,
         opportunity: float = 0.5,
+        prices_due: Callable[[], None] | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
@@ -92,6 +93,10 @@ class Learned(Strategy):
         self.congestion = congestion
         self.opportunity = opportunity
         self.prices = SlotPrices()
+        # Set (by the server's routing engine): called instead of solving the
+        # prices on the decision path when they are due; the caller solves
+        # them (``plan_weights``, ``SlotPrices.plan``) off it.
+        self.prices_due = prices_due
         # Per task shape: the shortlist's learning rows, and decisions until refreshed.
         self._shortlists: dict[tuple[Any, ...], list[Any]] = {}
 
@@ -227,15 +232,20 @@ class Learned(Strategy):
         prices = self.prices
         prices.note(task.type, lrows, cap, now)
         if prices.due():
-            weights = (
-                self.weights
-                if self.mode is Mode.REINFORCEMENT
-                else RewardWeights(success=1.0, latency=0.0, feedback=0.0)
-            )
-            prices.solve(self.learning, weights, now)
+            if self.prices_due is not None:
+                self.prices_due()  # solved elsewhere; these prices until then
+            else:
+                prices.solve(self.learning, self.plan_weights(), now)
         # (note() sized the prices for these rows.)
         out: np.ndarray = self.opportunity * prices.prices[lrows] * latency
         return out
+
+    def plan_weights(self) -> RewardWeights:
+        """What the fluid plan values a task done by: the reward weights in
+        REINFORCEMENT mode, success alone otherwise."""
+        if self.mode is Mode.REINFORCEMENT:
+            return self.weights
+        return RewardWeights(success=1.0, latency=0.0, feedback=0.0)
 
     @staticmethod
     def _full(keep: np.ndarray | None, pos: int) -> int:
