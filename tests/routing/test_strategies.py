@@ -388,6 +388,44 @@ def test_large_fleet_decisions_use_a_shortlist() -> None:
     assert Counter(rl.select(task(), fleet).agent_id for _ in range(20))["a1234"] >= 15
 
 
+def test_the_shortlists_success_bounds_follow_every_change_of_a_record() -> None:
+    """The bound a large candidate set is shortlisted by (own record's mean + 2
+    sd) is kept per cell as records change: outcomes, a forgetting, a loaded
+    cell, the tables growing; without a record it is Beta(1, 1)'s."""
+    from ymera.routing.learning.model import beta_sd
+
+    learning = LearningState()
+    rng = np.random.default_rng(3)
+
+    def expected(agent: str, kind: str) -> float:
+        row, col = learning.agents[agent], learning.types[kind]
+        a = 1.0 + learning.cells.data[0, col, row]
+        b = 1.0 + learning.cells.data[1, col, row]
+        return float(a / (a + b) + 2 * beta_sd(np.array(a), np.array(b)))
+
+    agents = [f"a{i}" for i in range(40)]  # past the tables' first sizes
+    kinds = [f"k{j}" for j in range(6)]
+    for _ in range(400):
+        learning.observe(
+            str(rng.choice(agents)),
+            str(rng.choice(kinds)),
+            success=bool(rng.random() < 0.6),
+            latency=1.0,
+            now=1.0,
+        )
+    learning.forget("a3", keep=0.1, now=2.0)
+    learning.load_cell("a5", "k1", {"s": 7.0, "f": 2.0}, n=9, at=2.0)
+    learning.agent_row("newcomer")
+    for kind in kinds:
+        rows = np.array([learning.agents[a] for a in [*agents, "newcomer"]])
+        bounds = learning.success_bounds(rows, kind, 3.0)
+        want = [expected(a, kind) for a in [*agents, "newcomer"]]
+        assert bounds == pytest.approx(want)
+    assert learning.success_bounds(np.array([learning.agents["newcomer"]]), "k0", 3.0)[
+        0
+    ] == pytest.approx(0.5 + 2 * math.sqrt(1 / 12))
+
+
 def test_the_cached_shortlist_drops_agents_no_longer_eligible() -> None:
     fleet = Fleet()
     learning = LearningState()

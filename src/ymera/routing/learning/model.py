@@ -93,6 +93,9 @@ class _Table:
         self.data = np.zeros((len(STATS), 4, 8))  # [stat, type, row]
         self.t = np.zeros((4, 8))
         self.n = np.zeros((4, 8), dtype=np.int64)  # outcomes ever (not discounted)
+        # Per cell, the optimistic bound on success of its own record (as of its
+        # last update; see ``LearningState.success_bounds``), kept as cells change.
+        self.bound = np.full((4, 8), _NO_RECORD_BOUND)
 
     def ensure(self, rows: int, cols: int) -> None:
         c, r = self.t.shape
@@ -112,6 +115,9 @@ class _Table:
         n = np.zeros((nc, nr), dtype=np.int64)
         n[:c, :r] = self.n
         self.n = n
+        bound = np.full((nc, nr), _NO_RECORD_BOUND)
+        bound[:c, :r] = self.bound
+        self.bound = bound
 
 
 def add_outcome(
@@ -259,6 +265,7 @@ class LearningState:
             cell[_AT[name]] += sign * v
         table.t[c, r] = max(now, table.t[c, r])
         table.n[c, r] += count
+        table.bound[c, r] = _bound(1.0 + float(cell[S]), 1.0 + float(cell[F]))
 
     def observe(
         self,
@@ -681,12 +688,14 @@ class LearningState:
         """A cheap optimistic bound on success (own record, mean + 2 sd): what a
         shortlist of a large candidate set is cut by."""
         col = self.type_col(task_type)
+        if not self.half_life:  # kept per cell as it changes: a gather
+            kept: np.ndarray = self.cells.bound[col, rows]
+            return kept
         a = 1.0 + self.cells.data[S, col, rows]
         b = 1.0 + self.cells.data[F, col, rows]
-        if self.half_life:
-            k = np.exp2(-np.maximum(now - self.cells.t[col, rows], 0.0) / self.half_life)
-            a = 1.0 + (a - 1.0) * k
-            b = 1.0 + (b - 1.0) * k
+        k = np.exp2(-np.maximum(now - self.cells.t[col, rows], 0.0) / self.half_life)
+        a = 1.0 + (a - 1.0) * k
+        b = 1.0 + (b - 1.0) * k
         out: np.ndarray = a / (a + b) + 2 * beta_sd(a, b)
         return out
 
@@ -701,6 +710,15 @@ def _shift(p: np.ndarray, offset: np.ndarray) -> np.ndarray:
     q = np.clip(p, 1e-3, 1.0 - 1e-3)
     out: np.ndarray = np.clip(1.0 / (1.0 + np.exp(-(_logit(q) + offset))), 1e-3, 1.0 - 1e-3)
     return out
+
+
+def _bound(a: float, b: float) -> float:
+    """Mean + 2 sd of Beta(a, b), scalar (``success_bounds``' per-cell value)."""
+    total = a + b
+    return a / total + 2.0 * math.sqrt(a * b / (total * total * (total + 1.0)))
+
+
+_NO_RECORD_BOUND = _bound(1.0, 1.0)
 
 
 def beta_sd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
