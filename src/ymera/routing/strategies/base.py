@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ymera.routing.filter import OK, eligible, reason_text
+from ymera.routing.filter import NOT_ROUTABLE, OK, eligible, reason_text
 from ymera.routing.fleet import Fleet
 from ymera.routing.types import AgentSlot, Decision, Round, TaskView
 
@@ -94,7 +94,7 @@ class Strategy:
                 order = top[np.argsort(-score[top], kind="stable")]
             else:
                 order = np.argsort(-score, kind="stable")
-            listed = [int(p) for p in order]
+            listed: list[int] = order.tolist()
             chosen = ranking.chosen
             if sub is not None:
                 chosen = int(np.flatnonzero(sub == ranking.chosen)[0])
@@ -103,15 +103,15 @@ class Strategy:
             names = list(ranking.parts)
             at = np.asarray(listed)
             columns = _columns([ranking.parts[k][at] for k in names])
-            positions = listed if sub is None else [int(sub[j]) for j in listed]
+            fleet_rows: list[int] = rows[at if sub is None else sub[at]].tolist()
+            ids, agent_names = fleet.ids, fleet.names
             # Each candidate's parts: the columns' values at its place (transposed
             # once; a dict built from pairs in C, not a comprehension per candidate).
-            for pos, values in zip(positions, zip(*columns, strict=True), strict=True):
-                row = int(rows[pos])
+            for row, values in zip(fleet_rows, zip(*columns, strict=True), strict=True):
                 candidates.append(
                     {
-                        "agent_id": fleet.ids[row],
-                        "name": fleet.names[row],
+                        "agent_id": ids[row],
+                        "name": agent_names[row],
                         "score": dict(zip(names, values, strict=True)),
                     }
                 )
@@ -126,16 +126,35 @@ class Strategy:
         out["candidates"] = candidates
         out["candidates_total"] = len(rows)
         bad = np.flatnonzero(codes != OK)
-        out["rejected"] = [
-            {
-                "agent_id": fleet.ids[int(r)],
-                "name": fleet.names[int(r)],
-                "reason": reason_text(int(codes[r]), task, fleet, int(r)),
-            }
-            for r in bad[:MAX_LISTED]
-        ]
+        out["rejected"] = _rejections(task, fleet, bad[:MAX_LISTED], codes)
         out["rejected_total"] = len(bad)
         return out
+
+
+def _rejections(
+    task: TaskView, fleet: Fleet, rows: np.ndarray, codes: np.ndarray
+) -> list[dict[str, Any]]:
+    """The listed rejected agents with their reasons. An entry depends only on
+    the agent, its reason code and the task's shape (a status aside), so the
+    fleet keeps each one built for the next decision (shared, never changed):
+    most rejections repeat from decision to decision."""
+    key = ("rejected", task.type, tuple(task.required_capabilities), task.agent_type)
+    known: dict[tuple[int, int], dict[str, Any]] | None = fleet.cache.get(key)
+    if known is None:
+        known = fleet.cache[key] = {}
+    out = []
+    for row, code in zip(rows.tolist(), codes[rows].tolist(), strict=True):
+        entry = known.get((row, code))
+        if entry is None:
+            entry = {
+                "agent_id": fleet.ids[row],
+                "name": fleet.names[row],
+                "reason": reason_text(code, task, fleet, row),
+            }
+            if code != NOT_ROUTABLE:  # (its words name the status, which may change)
+                known[(row, code)] = entry
+        out.append(entry)
+    return out
 
 
 def _columns(values: list[np.ndarray]) -> list[list[Any]]:
@@ -151,11 +170,9 @@ def _columns(values: list[np.ndarray]) -> list[list[Any]]:
         block = np.vstack([values[i] for i in floats])
         finite = np.isfinite(block)
         rounded = np.round(np.where(finite, block, 0.0), 4).tolist()
-        if not finite.all():
-            rounded = [
-                [x if ok else None for x, ok in zip(row, fin, strict=True)]
-                for row, fin in zip(rounded, finite.tolist(), strict=True)
-            ]
+        if not finite.all():  # (a learned score is -inf where not plausible)
+            for i, j in zip(*np.nonzero(~finite), strict=True):
+                rounded[i][j] = None
         for i, row in zip(floats, rounded, strict=True):
             out[i] = row
     return out
