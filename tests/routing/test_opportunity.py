@@ -271,3 +271,46 @@ async def test_the_server_solves_the_prices_off_the_decision_path() -> None:
     assert strategy.prices.solved_at == 25
     assert np.allclose(strategy.prices.prices, inline.prices)
     assert await engine.solve_prices() == 0  # nothing due now
+
+
+def test_the_prices_loop_serves_an_engine_from_any_event_loop() -> None:
+    """The engine outlives event loops (it is built before the app's loop runs;
+    tests start apps again): each prices loop signals on an event of its own
+    loop, and what came due before it started is solved at once."""
+    import asyncio
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from ymera.config import RoutingSettings
+    from ymera.kit.clock import FrozenClock
+    from ymera.routing.engine import Policy, RoutingEngine
+    from ymera.routing.strategies.learned import Learned
+    from ymera.routing.types import AgentSlot
+    from ymera.runtime.routing_loop import routing_prices_loop
+
+    clock = FrozenClock(datetime(2026, 1, 1, tzinfo=UTC))
+    engine = RoutingEngine(RoutingSettings(), clock)
+    policy = Policy(strategy="learned", mode=Mode.ACTIVE, params={"seed": 1})
+    engine.set_policies([policy])
+    slots = [AgentSlot(a, a, {"py": 0.5}, 0, 1) for a in ("a0", "a1")]
+    state = SimpleNamespace(extras={"routing": engine})
+
+    async def serve(decisions: int) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.create_task(routing_prices_loop(state, stop))  # type: ignore[arg-type]
+        strategy = engine.strategy_for(policy)
+        assert isinstance(strategy, Learned)
+        for k in range(decisions):
+            clock.advance(1.0)
+            engine.choose(TaskView(str(k), "X", ["py"]), slots)
+        for _ in range(500):  # until the loop has solved what is due
+            if not strategy.prices.due():
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await loop
+        return strategy.prices.solved_at
+
+    engine.choose(TaskView("before", "X", ["py"]), slots)  # due before any loop runs
+    assert asyncio.run(serve(0)) == 1
+    assert asyncio.run(serve(260)) == 261  # another event loop, the same engine

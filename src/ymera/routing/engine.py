@@ -75,7 +75,7 @@ class RoutingEngine:
         self._default = LeastLoaded()
         # Set when a learned strategy's opportunity prices are due: the
         # replica's prices loop solves them off the decision path
-        # (:meth:`solve_prices`).
+        # (:meth:`solve_prices`; the loop gives it an event of its own loop).
         self.prices_due = asyncio.Event()
 
     def now(self) -> float:
@@ -103,13 +103,16 @@ class RoutingEngine:
                 mode=policy.mode,
                 weights=policy.reward_weights(),
                 clock=self.now,
-                prices_due=self.prices_due.set,
+                prices_due=self._prices_are_due,
                 **params,
             )
         else:
             strategy = STRATEGIES[policy.strategy](**params)
         self._strategies[policy.scope] = (policy, strategy)
         return strategy
+
+    def _prices_are_due(self) -> None:
+        self.prices_due.set()
 
     def _prices_to_solve(self) -> list[Learned]:
         return [

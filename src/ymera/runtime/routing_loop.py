@@ -46,6 +46,8 @@ async def routing_prices_loop(state: AppState, stop: asyncio.Event) -> None:
     """Solve the opportunity prices a learned strategy has due (it signals
     ``engine.prices_due`` instead of solving them inside a claim's decision)."""
     engine: RoutingEngine = state.extras["routing"]
+    engine.prices_due = asyncio.Event()  # of this event loop (the engine may be older)
+    engine.prices_due.set()  # whatever came due before the loop started
     while not stop.is_set():
         await wait_any(engine.prices_due, stop, timeout=60.0)
         if stop.is_set():
