@@ -89,13 +89,13 @@ class _Table:
     """Stats arrays with a last-update time per cell, laid out [type, row] so a
     task type's column over many agents is one contiguous gather."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bounds: bool = False) -> None:
         self.data = np.zeros((len(STATS), 4, 8))  # [stat, type, row]
         self.t = np.zeros((4, 8))
         self.n = np.zeros((4, 8), dtype=np.int64)  # outcomes ever (not discounted)
-        # Per cell, the optimistic bound on success of its own record (as of its
-        # last update; see ``LearningState.success_bounds``), kept as cells change.
-        self.bound = np.full((4, 8), _NO_RECORD_BOUND)
+        # With ``bounds`` (the agents' own cells): per cell, the optimistic bound
+        # on success of its record as of its last update (``success_bounds``).
+        self.bound = np.full((4, 8), _NO_RECORD_BOUND) if bounds else None
 
     def ensure(self, rows: int, cols: int) -> None:
         c, r = self.t.shape
@@ -115,9 +115,10 @@ class _Table:
         n = np.zeros((nc, nr), dtype=np.int64)
         n[:c, :r] = self.n
         self.n = n
-        bound = np.full((nc, nr), _NO_RECORD_BOUND)
-        bound[:c, :r] = self.bound
-        self.bound = bound
+        if self.bound is not None:
+            bound = np.full((nc, nr), _NO_RECORD_BOUND)
+            bound[:c, :r] = self.bound
+            self.bound = bound
 
 
 def add_outcome(
@@ -186,7 +187,7 @@ class LearningState:
         self.types: dict[str, int] = {}
         self.group_of: list[int] = []  # agent row -> peer group row
         self.groups: dict[str, int] = {"": 0}
-        self.cells = _Table()
+        self.cells = _Table(bounds=True)
         self.peer = _Table()  # per (peer group, type)
         self.every = _Table()  # per (0, type): the whole fleet
         self.version = 0  # bumped when rows are added (caches keyed by it)
@@ -265,7 +266,8 @@ class LearningState:
             cell[_AT[name]] += sign * v
         table.t[c, r] = max(now, table.t[c, r])
         table.n[c, r] += count
-        table.bound[c, r] = _bound(1.0 + float(cell[S]), 1.0 + float(cell[F]))
+        if table.bound is not None:
+            table.bound[c, r] = _bound(1.0 + float(cell[S]), 1.0 + float(cell[F]))
 
     def observe(
         self,
@@ -688,7 +690,7 @@ class LearningState:
         """A cheap optimistic bound on success (own record, mean + 2 sd): what a
         shortlist of a large candidate set is cut by."""
         col = self.type_col(task_type)
-        if not self.half_life:  # kept per cell as it changes: a gather
+        if not self.half_life and self.cells.bound is not None:  # kept per cell: a gather
             kept: np.ndarray = self.cells.bound[col, rows]
             return kept
         a = 1.0 + self.cells.data[S, col, rows]
