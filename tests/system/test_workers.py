@@ -36,11 +36,13 @@ pytestmark = pytest.mark.system
 HEARTBEAT_TIMEOUT = 2.0
 MONITOR_INTERVAL = 0.2
 # The server crash test: tasks, batch size per submit request, per-worker concurrency,
-# and the handler's sleep (a few ms, so the SIGKILL lands while tasks are in flight).
+# and the handler's sleep: long enough that the run outlasts the poll that sees a
+# fifth of it done and the kill (at 5 ms a task, 8 slots ran all 500 in ~0.3 s
+# and once finished them all before the SIGKILL landed).
 CRASH_TASKS = int(os.environ.get("YMERA_TEST_CRASH_TASKS", "500"))
 CRASH_BATCH = 250
 CRASH_CONCURRENCY = 4
-CRASH_TASK_SECONDS = 0.005
+CRASH_TASK_SECONDS = 0.02
 
 
 @pytest.fixture(params=["sqlite", "postgresql-redis"])
