@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -226,8 +227,7 @@ async def test_sparse_task_indexes_keep_every_row_and_their_guarantees(
             ),
             {"now": now},
         )
-    await migrate.upgrade(empty_db)
-    assert await _schema_diff(empty_db) == []
+    await migrate.upgrade(empty_db, "0021")
     async with empty_db.engine.begin() as conn:
         routing = (await conn.execute(text("SELECT task_id FROM task_routing"))).scalars().all()
         assert routing == ["t1"]
@@ -271,3 +271,52 @@ async def test_sparse_task_indexes_keep_every_row_and_their_guarantees(
             )
             assert where["uq_tasks_idempotency"] == "(idempotency_key IS NOT NULL)"
             assert where["ix_tasks_agent_status"] == "(agent_id IS NOT NULL)"
+
+
+async def test_task_routing_keeps_its_rows_without_a_foreign_key(empty_db: Database) -> None:
+    """0022 drops task_routing's foreign key (a lookup and a row lock per insert)
+    and, on PostgreSQL, keeps the explanation as plain json: every row and its
+    document survive, and the model matches; downgrading restores both."""
+    await migrate.upgrade(empty_db, "0021")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    decision = {"strategy": "least_loaded", "chosen": {"agent_id": "a1", "why": "ünïcode"}}
+    async with empty_db.engine.begin() as conn:
+        await conn.execute(_TASK_SQL, {"id": "t1", "now": now, "key": None})
+        await conn.execute(
+            text(
+                "INSERT INTO task_routing (task_id, attempt, decided_at, decision)"
+                " VALUES ('t1', 1, :now, :decision)"
+            ),
+            {"now": now, "decision": json.dumps(decision)},
+        )
+    await migrate.upgrade(empty_db)
+    assert await _schema_diff(empty_db) == []
+
+    def column_type(conn: Any) -> str:
+        if empty_db.dialect != "postgresql":
+            return "json"
+        return str(
+            conn.execute(
+                text(
+                    "SELECT data_type FROM information_schema.columns"
+                    " WHERE table_name = 'task_routing' AND column_name = 'decision'"
+                )
+            ).scalar_one()
+        )
+
+    async with empty_db.engine.begin() as conn:
+        assert await conn.run_sync(column_type) == "json"
+        row = (await conn.execute(text("SELECT task_id, decision FROM task_routing"))).one()
+        stored = row[1] if isinstance(row[1], dict) else json.loads(row[1])
+        assert (row[0], stored) == ("t1", decision)
+        fks = await conn.run_sync(lambda c: inspect(c).get_foreign_keys("task_routing"))
+        assert fks == []
+
+    await migrate.downgrade(empty_db, "0021")
+    async with empty_db.engine.begin() as conn:
+        fks = await conn.run_sync(lambda c: inspect(c).get_foreign_keys("task_routing"))
+        assert [fk["referred_table"] for fk in fks] == ["tasks"]
+        if empty_db.dialect == "postgresql":
+            assert await conn.run_sync(column_type) == "jsonb"
+        count = (await conn.execute(text("SELECT count(*) FROM task_routing"))).scalar_one()
+        assert count == 1

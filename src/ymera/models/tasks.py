@@ -15,7 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ymera.db.base import Base, JSONType
+from ymera.db.base import Base, JSONText, JSONType
 
 
 class Task(Base):
@@ -139,13 +139,15 @@ class TaskRouting(Base):
     """Why an attempt of a task went to its agent (the routing decision's
     explanation), one row per assignment. Kept apart from the task's row: the
     explanation is larger than the rest of a task, and the task's row is
-    rewritten at every change of state."""
+    rewritten at every change of state.
+
+    Written in the transaction that assigns the task, for a task that transaction
+    holds locked (tasks are never deleted): no foreign key to check on every
+    insert. The explanation is only ever read whole: plain JSON (migration 0022)."""
 
     __tablename__ = "task_routing"
 
-    task_id: Mapped[str] = mapped_column(
-        ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
-    )
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     decided_at: Mapped[datetime] = mapped_column()
-    decision: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    decision: Mapped[dict[str, Any]] = mapped_column(JSONText)
