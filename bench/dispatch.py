@@ -7,10 +7,11 @@ Celery + Redis (prefork workers, results in Redis), its single submits
 alternated with YMERA's in short chunks (the machine's speed drifts by tens of
 percent over the minutes the benchmark takes, and alternating puts the same
 drift under both); batch rates are compared to the mean of Celery's single
-runs. Every YMERA task is durable (committed to the database) before the
-submit request is answered. It ends with the issue's bars (single submits >=
-1.0x Celery, the aim 2.0x; batches >= 5,000 tasks/s), each met or MISSED, and
-exits 1 if one is missed.
+runs. Batches run three times per database (each 2 x --tasks tasks); the
+row is the median run and every run's rate is printed. Every YMERA task is
+durable (committed to the database) before the submit request is answered.
+It ends with the issue's bars (single submits >= 1.0x Celery, the aim 2.0x;
+batches >= 5,000 tasks/s), each met or MISSED, and exits 1 if one is missed.
 
     python -m bench dispatch [--tasks 2000] [--workers 2] [--db sqlite,postgresql]
                              [--runs single,batch,light] [--no-celery]
@@ -18,6 +19,7 @@ exits 1 if one is missed.
 
 Environment: ``BENCH_SUBMITTERS`` (single submits in flight, 32),
 ``BENCH_WORKER_SLOTS`` (tasks a worker process holds at once, 1,024),
+``BENCH_BATCH_RUNS`` (batch runs per database, 3; the median is reported),
 ``BENCH_PROFILE`` / ``BENCH_PROFILE_RATE`` (a py-spy profile of the server),
 ``BENCH_KEEP_DB`` (keep the PostgreSQL database).
 """
@@ -57,6 +59,10 @@ WORKER_SLOTS = int(os.environ.get("BENCH_WORKER_SLOTS", "1024"))
 SUBMITTERS = int(os.environ.get("BENCH_SUBMITTERS", "32"))
 # Single submits alternate with Celery's in this many chunks of each (even: ABBA).
 ROUNDS = 6
+# Batch runs per database (odd): the row shows the median one, and every run's
+# rate is printed. A batch run lasts ~2 s, short enough for one hiccup of a
+# shared machine to move it by a third.
+BATCH_RUNS = int(os.environ.get("BENCH_BATCH_RUNS", "3"))
 
 
 COUNTED = (
@@ -81,6 +87,7 @@ class Result:
     frames: float = float("nan")
     baseline: float | None = None  # the Celery rate measured beside this run
     pairs: list[float] = field(default_factory=list)  # its rounds' ratios to Celery's
+    runs: list[float] = field(default_factory=list)  # every run's rate, when the median's
 
     @property
     def writes_per_commit(self) -> float:
@@ -347,9 +354,11 @@ async def _ymera_run(
 
                     results += await _beside_celery(chunk, celery, n, label)
                 if "batch" in runs:
-                    results.append(
+                    parts = [
                         await measured(_batch(s, headers, watcher, n * 2, f"YMERA {label} batch"))
-                    )
+                        for _ in range(max(1, BATCH_RUNS))
+                    ]
+                    results.append(median_run(parts))
                 if "light" in runs:
                     results.append(
                         await measured(_light(s, headers, watcher, 50, f"YMERA {label} light"))
@@ -383,6 +392,14 @@ async def _beside_celery(
     result.baseline = base.rate
     result.pairs = [a.rate / b.rate for a, b in zip(mine, theirs, strict=True)]
     return [result, base]
+
+
+def median_run(parts: list[Result]) -> Result:
+    """The run of median rate among runs of the same workload, with every
+    run's rate (in the order they ran) in ``runs``."""
+    median = sorted(parts, key=lambda p: p.rate)[len(parts) // 2]
+    median.runs = [p.rate for p in parts]
+    return median
 
 
 def merged(name: str, parts: list[Result]) -> Result:
@@ -682,6 +699,11 @@ def main(argv: list[str]) -> int:
             f" {cpu} {wcpu}{batching}"
         )
     for r in results:
+        if len(r.runs) > 1:
+            print(
+                f"{r.name}: {len(r.runs)} runs of {r.tasks:,} tasks, tasks/s per run"
+                f" {' '.join(f'{x:,.0f}' for x in r.runs)} (the row: the median)"
+            )
         if r.pairs:
             pairs = sorted(r.pairs)
             print(
