@@ -22,10 +22,10 @@ from ymera.db.base import Base, BigIntPK
 
 class Experience(Base):
     __tablename__ = "knowledge"
-    __table_args__ = (
-        Index("ix_knowledge_task_type_seq", "task_type", "seq"),
-        Index("ix_knowledge_task_id", "task_id"),
-    )
+    # No index on task_id: no query looks an experience up by its task (the
+    # similar-tasks query only leaves the asking task out), and every finished
+    # task's experience paid for one (migration 0023).
+    __table_args__ = (Index("ix_knowledge_task_type_seq", "task_type", "seq"),)
 
     seq: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
