@@ -13,7 +13,7 @@ durable (committed to the database) before the submit request is answered.
 It ends with the issue's bars (single submits >= 1.0x Celery, the aim 2.0x;
 batches >= 5,000 tasks/s), each met or MISSED, and exits 1 if one is missed.
 
-    python -m bench dispatch [--tasks 2000] [--workers 2] [--db sqlite,postgresql]
+    python -m bench dispatch [--tasks 5000] [--workers 2] [--db sqlite,postgresql]
                              [--runs single,batch,light] [--no-celery]
                              [--set SETTING=VALUE ...]
 
@@ -637,7 +637,7 @@ class Celery:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench dispatch")
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--db", default="sqlite,postgresql")
     parser.add_argument("--no-celery", action="store_true")
