@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,24 @@ import httpx
 
 from ymera.worker.knowledge import TaskKnowledge
 from ymera.worker.workspace import TaskWorkspace
+
+
+class CancelFlag:
+    """Set once the task is cancelled: set on the worker's event loop, read by
+    the handler, async or in a thread (a plain attribute: writing and reading
+    it is atomic, and nothing waits on it, so no lock and condition per task
+    as a ``threading.Event`` would make)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 @dataclass
@@ -41,19 +58,26 @@ class TaskContext:
     logger: logging.LoggerAdapter[logging.Logger]
     _emit: Any = field(repr=False)
     _loop: asyncio.AbstractEventLoop = field(repr=False)
-    _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancelled: CancelFlag = field(default_factory=lambda: CancelFlag(), repr=False)
     _http: tuple[str, str] = field(default=("", ""), repr=False)
     _chunks: int = field(default=0, repr=False)
     workspace_id: str | None = None
     workspace_mode: str | None = None
     workspace: TaskWorkspace | None = field(default=None, init=False)
-    knowledge: TaskKnowledge = field(init=False, repr=False)
+    _knowledge: TaskKnowledge | None = field(default=None, init=False, repr=False)
+
+    @property
+    def knowledge(self) -> TaskKnowledge:
+        """The knowledge base's client for this task (made on first use: most
+        handlers never ask)."""
+        if self._knowledge is None:
+            base, key = self._http
+            self._knowledge = TaskKnowledge(
+                url=base, api_key=key, task_id=self.task_id, task_type=self.task_type
+            )
+        return self._knowledge
 
     def __post_init__(self) -> None:
-        base, key = self._http
-        self.knowledge = TaskKnowledge(
-            url=base, api_key=key, task_id=self.task_id, task_type=self.task_type
-        )
         if self.workspace_id:
             base, key = self._http
             self.workspace = TaskWorkspace(

@@ -10,9 +10,9 @@ handed back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
-import json
 import logging
 import os
 import random
@@ -25,6 +25,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ymera import __version__
+from ymera.kit import jsonx
 from ymera.worker.context import TaskContext
 
 Handler = Callable[[TaskContext], Any]
@@ -100,6 +101,11 @@ class Worker:
         self._ws: Any = None
         self._batch = False  # the server reads `batch` frames
         self._accepts: dict[str, dict[str, Any]] = {}  # accepts not sent yet, by task
+        # When each of those is due, in order (ACCEPT_DELAY is the same for all):
+        # one timer for them all, not one per task.
+        self._accepts_due: collections.deque[tuple[float, str]] = collections.deque()
+        self._accept_timer: asyncio.TimerHandle | None = None
+        self._is_async: dict[Handler, bool] = {}
 
     # --- registration ------------------------------------------------------------
 
@@ -113,8 +119,17 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------
 
     def run(self) -> None:
-        """Run until SIGINT/SIGTERM (blocking)."""
-        asyncio.run(self.serve(install_signals=True))
+        """Run until SIGINT/SIGTERM (blocking), on uvloop where it is installed
+        (it comes with the server's dependencies): the worker's per-task work is
+        mostly the event loop's."""
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover  (installed with ymera)
+            factory = None
+        else:
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(self.serve(install_signals=True))
 
     def stop(self) -> None:
         """Drain and stop (from the worker's event loop)."""
@@ -173,7 +188,7 @@ class Worker:
                 continue
             frame = self._outbox.get_nowait()
             try:
-                await self._ws.send(json.dumps(frame))
+                await self._ws.send(jsonx.dumps(frame))
             except ConnectionClosed:
                 self._outbox.put_nowait(frame)
                 await asyncio.sleep(0.05)
@@ -212,7 +227,7 @@ class Worker:
     async def _session(self, ws: Any) -> None:
         held = [ctx.ids for _, ctx in self._running.values()]
         await ws.send(
-            json.dumps(
+            jsonx.dumps(
                 {
                     "type": "hello",
                     "protocol": PROTOCOL,
@@ -226,7 +241,7 @@ class Worker:
             )
         )
         try:
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            welcome = jsonx.loads(await asyncio.wait_for(ws.recv(), 10))
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             if code in FATAL_CLOSE_CODES:
@@ -251,7 +266,7 @@ class Worker:
         beater = asyncio.create_task(self._heartbeat_loop())
         try:
             async for raw in ws:
-                self._on_frame(json.loads(raw))
+                self._on_frame(jsonx.loads(raw))
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd else None
             if code in FATAL_CLOSE_CODES:
@@ -270,7 +285,7 @@ class Worker:
                 frames.append(self._outbox.get_nowait())
             message = frames[0] if len(frames) == 1 else {"type": "batch", "frames": frames}
             try:
-                await ws.send(json.dumps(message, default=str))
+                await ws.send(jsonx.dumps(message))
             except ConnectionClosed:
                 for frame in frames:  # they go out after the reconnect
                     self._outbox.put_nowait(frame)
@@ -296,10 +311,33 @@ class Worker:
                 self._outbox.put_nowait(accept)
         self._outbox.put_nowait(frame)
 
-    def _send_accept(self, task_id: str) -> None:
-        accept = self._accepts.pop(task_id, None)
-        if accept is not None and self._outbox is not None:
-            self._outbox.put_nowait(accept)
+    def _defer_accept(
+        self, loop: asyncio.AbstractEventLoop, task_id: str, frame: dict[str, Any]
+    ) -> None:
+        """Send ``frame`` (the task's accept) in ACCEPT_DELAY unless its result
+        goes out first (see :meth:`_emit`)."""
+        due = loop.time() + ACCEPT_DELAY
+        self._accepts[task_id] = frame
+        self._accepts_due.append((due, task_id))
+        if self._accept_timer is None:
+            self._accept_timer = loop.call_at(due, self._send_accepts)
+
+    def _send_accepts(self) -> None:
+        """Send the accepts now due (those of tasks still without a result)."""
+        self._accept_timer = None
+        if self._outbox is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = self._accepts_due
+        while due and due[0][0] <= now:
+            accept = self._accepts.pop(due.popleft()[1], None)
+            if accept is not None:
+                self._outbox.put_nowait(accept)
+        while due and due[0][1] not in self._accepts:  # their results went out
+            due.popleft()
+        if due:
+            self._accept_timer = loop.call_at(due[0][0], self._send_accepts)
 
     # --- frames --------------------------------------------------------------------
 
@@ -346,17 +384,16 @@ class Worker:
             reason = "worker is draining" if handler else f"no handler for {ctx.task_type!r}"
             self._emit({"type": "release", **ctx.ids, "reason": reason})
             return
-        self._accepts[task_id] = {"type": "accept", **ctx.ids}
-        loop.call_later(ACCEPT_DELAY, self._send_accept, task_id)
+        self._defer_accept(loop, task_id, {"type": "accept", **ctx.ids})
         job = asyncio.create_task(self._execute(handler, ctx), name=f"task-{task_id}")
         self._running[task_id] = (job, ctx)
 
     async def _execute(self, handler: Handler, ctx: TaskContext) -> None:
         try:
-            if inspect.iscoroutinefunction(handler):
-                coro = handler(ctx)
-            else:
-                coro = asyncio.to_thread(handler, ctx)
+            is_async = self._is_async.get(handler)
+            if is_async is None:
+                is_async = self._is_async[handler] = inspect.iscoroutinefunction(handler)
+            coro = handler(ctx) if is_async else asyncio.to_thread(handler, ctx)
             if ctx.timeout:
                 value = await asyncio.wait_for(coro, ctx.timeout)
             else:
