@@ -58,7 +58,7 @@ class TaskContext:
     logger: logging.LoggerAdapter[logging.Logger]
     _emit: Any = field(repr=False)
     _loop: asyncio.AbstractEventLoop = field(repr=False)
-    _cancelled: CancelFlag = field(default_factory=lambda: CancelFlag(), repr=False)
+    _cancelled: CancelFlag = field(default_factory=CancelFlag, repr=False)
     _http: tuple[str, str] = field(default=("", ""), repr=False)
     _chunks: int = field(default=0, repr=False)
     workspace_id: str | None = None
