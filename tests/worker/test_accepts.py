@@ -30,9 +30,10 @@ def _drained(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-async def test_quick_tasks_report_results_alone_and_slow_ones_accept_once() -> None:
+def _worker(release: asyncio.Event) -> tuple[Worker, asyncio.Queue[dict[str, Any]]]:
+    """A worker (never connected) with a "quick" handler and a "slow" one that
+    waits for ``release``, and the queue its frames go to."""
     worker = Worker("http://127.0.0.1:9", "ymk_test", concurrency=500)
-    release = asyncio.Event()
 
     @worker.handler("quick")
     async def quick(ctx: TaskContext) -> dict[str, Any]:
@@ -45,6 +46,12 @@ async def test_quick_tasks_report_results_alone_and_slow_ones_accept_once() -> N
 
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     worker._outbox = outbox
+    return worker, outbox
+
+
+async def test_quick_tasks_report_results_alone_and_slow_ones_accept_once() -> None:
+    release = asyncio.Event()
+    worker, outbox = _worker(release)
     frames = [_assign(f"q{i}", "quick") for i in range(200)]
     frames += [_assign(f"s{i}", "slow") for i in range(3)]
     worker._on_frame({"type": "batch", "frames": frames})
@@ -83,16 +90,8 @@ async def test_quick_tasks_report_results_alone_and_slow_ones_accept_once() -> N
 
 
 async def test_accepts_started_later_wait_their_own_delay() -> None:
-    worker = Worker("http://127.0.0.1:9", "ymk_test", concurrency=10)
     gate = asyncio.Event()
-
-    @worker.handler("slow")
-    async def slow(ctx: TaskContext) -> dict[str, Any]:
-        await gate.wait()
-        return {}
-
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    worker._outbox = outbox
+    worker, outbox = _worker(gate)
     loop = asyncio.get_running_loop()
     worker._on_frame(_assign("a", "slow"))
     first = loop.time()
