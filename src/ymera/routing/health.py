@@ -165,6 +165,14 @@ class OutlierDetector:
             return self._eject(a, now, "failed its probation task")
         if a.ejected_until is not None:  # finishing work it had before the ejection
             return None
+        self._note(a, success, expected)
+        if success:
+            return None
+        return self._judge_run(a, now, expected) or self._judge_window(a, now)
+
+    def _note(self, a: _Agent, success: bool, expected: float | None) -> None:
+        """Add one outcome to the agent's run of failures and to its window (the
+        outcome leaving the window joins its baseline record)."""
         a.consecutive = 0 if success else a.consecutive + 1
         if success:
             a.run_log_p = 0.0
@@ -183,9 +191,14 @@ class OutlierDetector:
                 a.base_s += 1
             else:
                 a.base_f += 1
-        if success:
-            return None
-        known = a.base_s + a.base_f >= self.min_baseline
+
+    def _known(self, a: _Agent) -> bool:
+        """Whether the agent has a baseline record (outcomes older than its window)."""
+        return a.base_s + a.base_f >= self.min_baseline
+
+    def _judge_run(self, a: _Agent, now: float, expected: float | None) -> str | None:
+        """After a failure: eject the agent if its run of failures is improbable."""
+        known = self._known(a)
         if expected is not None and not known and a.run_expected is not None:
             # No record yet (checked a few times only, so at ``alpha``): the run
             # judged at the rate expected of the agent when it began, not at the
@@ -210,26 +223,32 @@ class OutlierDetector:
                 run_probability(a.consecutive, a.base_s + wins + 1, before_f + 1) < self.alpha
             ):
                 return self._eject(a, now, f"{a.consecutive} consecutive failures")
-        if len(a.window) == self.window and known and None not in a.expected:
-            k = sum(a.window)
+        return None
+
+    def _judge_window(self, a: _Agent, now: float) -> str | None:
+        """After a failure: eject the agent if its success rate over a full window
+        has dropped significantly (below the rates expected of those tasks where
+        they are known, below its own baseline record otherwise)."""
+        if len(a.window) < self.window or not self._known(a):
+            return None
+        k = sum(a.window)
+        if None not in a.expected:
             rates = [float(e) for e in a.expected if e is not None]
             pv = poisson_binom_cdf(k, rates)
-            if pv < self.typed_alpha:
-                reason = (
-                    f"success rate dropped to {k}/{self.window} from {sum(rates):.1f}"
-                    f" expected (p={pv:.1e})"
-                )
-                a.base_s, a.base_f = float(k), float(self.window - k)
-                return self._eject(a, now, reason)
-        elif len(a.window) == self.window and known:
-            k = sum(a.window)
+            if pv >= self.typed_alpha:
+                return None
+            reason = (
+                f"success rate dropped to {k}/{self.window} from {sum(rates):.1f}"
+                f" expected (p={pv:.1e})"
+            )
+        else:
             p0 = (a.base_s + 1) / (a.base_s + a.base_f + 2)
             pv = beta_binom_cdf(k, self.window, a.base_s + 1, a.base_f + 1)
-            if pv < self.alpha:
-                reason = f"success rate dropped to {k}/{self.window} from {p0:.2f} (p={pv:.1e})"
-                a.base_s, a.base_f = float(k), float(self.window - k)
-                return self._eject(a, now, reason)
-        return None
+            if pv >= self.alpha:
+                return None
+            reason = f"success rate dropped to {k}/{self.window} from {p0:.2f} (p={pv:.1e})"
+        a.base_s, a.base_f = float(k), float(self.window - k)
+        return self._eject(a, now, reason)
 
     def _eject(self, a: _Agent, now: float, reason: str) -> str:
         a.times += 1
