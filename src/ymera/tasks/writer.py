@@ -186,60 +186,14 @@ class TaskWriter:
 
     async def _apply(self, batch: list[_Item], *, claim: bool = True) -> None:
         outcomes: list[tuple[_Item, Any, BaseException | None]] = []
-        dispatcher = self.state.extras.get("dispatcher")
         assignments: list[Any] = []
+        dispatcher = self.state.extras.get("dispatcher")
         try:
-            # Reports of one task share an agent, so a stable sort by agent keeps each
-            # task's reports in order while every batch locks agent rows in one order
-            # (no deadlocks between replicas' batches).
-            ordered = sorted(batch, key=lambda i: i.agent_id or "")
-            async with self.state.db.transaction() as session:
-                await driver.by_key_only(await session.connection())
-                await repository.lock_rows(session, [i.task_id for i in batch if i.task_id])
-                for item in ordered:
-                    try:
-                        outcomes.append((item, await item.op(session), None))
-                    except _REFUSALS as exc:
-                        outcomes.append((item, None, exc))
-                await repository.save_rows(session)
-                freed: dict[str, int] = {}
-                for item, _, error in outcomes:
-                    if item.frees_slot and error is None and item.agent_id is not None:
-                        freed[item.agent_id] = freed.get(item.agent_id, 0) + 1
-                creates = any(i.creates_work for i in batch)
-                if claim and dispatcher is not None and creates and not dispatcher.may_have_backlog:
-                    # Nothing older waits: the new tasks are the queue. They are
-                    # inserted already assigned (no read back, no update).
-                    new_rows = repository.deferred_rows(session)
-                    assignments = await dispatcher.assign_new_within(session, new_rows, freed=freed)
-                elif (
-                    claim
-                    and dispatcher is not None
-                    and (creates or (freed and dispatcher.may_have_backlog))
-                ):
-                    if creates:
-                        await repository.flush_deferred(session)  # the claim must see them
-                    assignments = await dispatcher.claim_within(session, freed=freed)
-                # Each agent's load moves once for the whole batch (reports and claim).
-                agents = sorted(
-                    {i.agent_id for i in batch if i.agent_id} | {a.agent_id for a in assignments}
-                )
-                if agents:  # at the end of the transaction (the lanes' shared rows)
-                    agents_service.follow_load_at_commit(
-                        session, agent_ids=agents, now=self.state.clock.now()
-                    )
+            await self._transact(batch, claim, dispatcher, outcomes, assignments)
         except Exception as exc:
             if assignments and dispatcher is not None:
                 dispatcher.abandon(assignments)  # never committed: free their slots
-            if len(batch) == 1:
-                if claim and (batch[0].creates_work or batch[0].frees_slot):
-                    await self._apply(batch, claim=False)  # once more, without the claim
-                    return
-                _resolve(batch[0], None, exc)
-                return
-            log.warning("report_batch_failed", size=len(batch), error=repr(exc))
-            for item in batch:  # the dispatcher's own pass assigns their tasks
-                await self._apply([item], claim=False)
+            await self._retry(batch, claim, exc)
             return
         self.batches += 1
         self.applied += len(batch)
@@ -251,6 +205,83 @@ class TaskWriter:
             dispatcher.deliver(assignments)
         for item, result, error in outcomes:
             _resolve(item, result, error)
+
+    async def _transact(
+        self,
+        batch: list[_Item],
+        claim: bool,
+        dispatcher: Any,
+        outcomes: list[tuple[_Item, Any, BaseException | None]],
+        assignments: list[Any],
+    ) -> None:
+        """One transaction: the batch's operations, then (with ``claim``) waiting
+        work assigned to the slots the batch freed or the tasks it created.
+        ``outcomes`` and ``assignments`` are filled in place, so that a commit
+        that fails still knows what it assigned."""
+        # Reports of one task share an agent, so a stable sort by agent keeps each
+        # task's reports in order while every batch locks agent rows in one order
+        # (no deadlocks between replicas' batches).
+        ordered = sorted(batch, key=lambda i: i.agent_id or "")
+        async with self.state.db.transaction() as session:
+            await driver.by_key_only(await session.connection())
+            await repository.lock_rows(session, [i.task_id for i in batch if i.task_id])
+            for item in ordered:
+                try:
+                    outcomes.append((item, await item.op(session), None))
+                except _REFUSALS as exc:
+                    outcomes.append((item, None, exc))
+            await repository.save_rows(session)
+            if claim and dispatcher is not None:
+                assignments.extend(await _claim(session, batch, outcomes, dispatcher))
+            # Each agent's load moves once for the whole batch (reports and claim).
+            agents = sorted(
+                {i.agent_id for i in batch if i.agent_id} | {a.agent_id for a in assignments}
+            )
+            if agents:  # at the end of the transaction (the lanes' shared rows)
+                agents_service.follow_load_at_commit(
+                    session, agent_ids=agents, now=self.state.clock.now()
+                )
+
+    async def _retry(self, batch: list[_Item], claim: bool, exc: Exception) -> None:
+        """After a failed transaction: one item once more without the claim (then
+        its error); a batch item by item, without the claim (the dispatcher's own
+        pass assigns their tasks)."""
+        if len(batch) == 1:
+            if claim and (batch[0].creates_work or batch[0].frees_slot):
+                await self._apply(batch, claim=False)  # once more, without the claim
+                return
+            _resolve(batch[0], None, exc)
+            return
+        log.warning("report_batch_failed", size=len(batch), error=repr(exc))
+        for item in batch:
+            await self._apply([item], claim=False)
+
+
+async def _claim(
+    session: Any,
+    batch: list[_Item],
+    outcomes: list[tuple[_Item, Any, BaseException | None]],
+    dispatcher: Any,
+) -> list[Any]:
+    """Inside a batch's transaction: waiting work assigned to the slots its
+    reports freed, or its new tasks assigned; nothing if it did neither."""
+    freed: dict[str, int] = {}
+    for item, _, error in outcomes:
+        if item.frees_slot and error is None and item.agent_id is not None:
+            freed[item.agent_id] = freed.get(item.agent_id, 0) + 1
+    creates = any(i.creates_work for i in batch)
+    if creates and not dispatcher.may_have_backlog:
+        # Nothing older waits: the new tasks are the queue. They are inserted
+        # already assigned (no read back, no update).
+        new_rows = repository.deferred_rows(session)
+        out: list[Any] = await dispatcher.assign_new_within(session, new_rows, freed=freed)
+        return out
+    if creates or (freed and dispatcher.may_have_backlog):
+        if creates:
+            await repository.flush_deferred(session)  # the claim must see them
+        claimed: list[Any] = await dispatcher.claim_within(session, freed=freed)
+        return claimed
+    return []
 
 
 def _resolve(item: _Item, result: Any, error: BaseException | None) -> None:
