@@ -111,14 +111,14 @@ async def test_a_submit_replayed_after_its_rows_were_assigned_inserts_them_afres
     import pytest
 
     from tests.agents.test_worker_protocol import agent_and_key, hello, next_frame, ws_url
-    from ymera.tasks import service
+    from ymera.tasks import claims
 
     assert isinstance(monkeypatch, pytest.MonkeyPatch)
     import websockets
 
     _, key = await agent_and_key(live, "replayrows")
     h = live.harness
-    real = service.assign_new
+    real = claims.assign_new
     failures = 0
 
     def assign_then_fail(*args: object, **kwargs: object) -> object:
@@ -129,7 +129,7 @@ async def test_a_submit_replayed_after_its_rows_were_assigned_inserts_them_afres
             raise RuntimeError("after the rows were assigned")
         return assignments
 
-    monkeypatch.setattr(service, "assign_new", assign_then_fail)
+    monkeypatch.setattr(claims, "assign_new", assign_then_fail)
     dev = await h.headers(Role.DEVELOPER)
     async with websockets.connect(ws_url(live)) as ws:
         await hello(ws, key, concurrency=2)

@@ -15,8 +15,7 @@ from tests.agents.test_worker_protocol import agent_and_key, hello, next_frame, 
 from tests.conftest import AppHarness
 from tests.fixtures.live import LiveServer
 from ymera.auth.permissions import Role
-from ymera.tasks import hooks
-from ymera.tasks import service as tasks_service
+from ymera.tasks import hooks, leases
 
 
 @pytest.fixture
@@ -69,7 +68,7 @@ async def test_a_retry_is_not_an_end_but_the_last_attempt_is(
     body = {"type": "late", "deadline": (now + timedelta(seconds=30)).isoformat()}
     task = (await harness.client.post("/api/v1/tasks", json=body, headers=dev)).json()
     async with harness.state.db.transaction() as session:
-        await tasks_service.fail_past_deadline(session, now=now + timedelta(minutes=1))
+        await leases.fail_past_deadline(session, now=now + timedelta(minutes=1))
     assert [(e.id, e.status) for e in finished] == [(task["id"], "FAILED")]
     assert (finished[0].error or {}).get("type") == "deadline"
 

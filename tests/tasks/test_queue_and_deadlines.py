@@ -13,7 +13,7 @@ from tests.agents.test_worker_protocol import agent_and_key, hello, next_frame, 
 from tests.conftest import AppHarness
 from tests.fixtures.live import LiveServer
 from ymera.auth.permissions import Role
-from ymera.tasks import service as tasks_service
+from ymera.tasks import leases
 
 
 async def test_past_deadline_fails_clearly_and_a_redrive_starts_clean(harness: AppHarness) -> None:
@@ -29,7 +29,7 @@ async def test_past_deadline_fails_clearly_and_a_redrive_starts_clean(harness: A
 
     # The reaper's sweep, two minutes later: no agent took the task in time.
     async with harness.state.db.transaction() as session:
-        late = await tasks_service.fail_past_deadline(session, now=now + timedelta(minutes=2))
+        late = await leases.fail_past_deadline(session, now=now + timedelta(minutes=2))
     assert [t.id for t in late] == [task_id]
     failed = (await harness.client.get(f"/api/v1/tasks/{task_id}", headers=dev)).json()
     assert failed["status"] == "FAILED"
@@ -43,7 +43,7 @@ async def test_past_deadline_fails_clearly_and_a_redrive_starts_clean(harness: A
     body = retried.json()
     assert (body["status"], body["deadline"], body["error"]) == ("PENDING", None, None)
     async with harness.state.db.transaction() as session:
-        again = await tasks_service.fail_past_deadline(session, now=now + timedelta(minutes=3))
+        again = await leases.fail_past_deadline(session, now=now + timedelta(minutes=3))
     assert again == []
 
 

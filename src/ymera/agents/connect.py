@@ -25,6 +25,7 @@ from ymera.auth.permissions import Permission
 from ymera.errors import YmeraError
 from ymera.kit import jsonx
 from ymera.state import AppState
+from ymera.tasks import leases
 from ymera.tasks import service as tasks_service
 from ymera.tasks.dispatcher import Dispatcher
 from ymera.tasks.writer import TaskWriter
@@ -135,7 +136,7 @@ class Session:
                 for item in held:
                     with contextlib.suppress(ValueError):
                         refs.append(_ref(item))
-                lost = await tasks_service.renew(
+                lost = await leases.renew(
                     session,
                     agent_id=agent.id,
                     refs=refs,
@@ -314,7 +315,7 @@ class Session:
         lease = self.state.settings.tasks.lease_seconds
 
         async def op(session: Any) -> Any:
-            return await tasks_service.accept(session, ref=ref, now=now, lease_seconds=lease)
+            return await leases.accept(session, ref=ref, now=now, lease_seconds=lease)
 
         self._report(frame, op, frees_slot=False)
 
@@ -326,7 +327,7 @@ class Session:
         lease = self.state.settings.tasks.lease_seconds
 
         async def op(session: Any) -> Any:
-            return await tasks_service.progress(
+            return await leases.progress(
                 session,
                 ref=ref,
                 pct=float(pct) if isinstance(pct, int | float) else None,
@@ -373,7 +374,7 @@ class Session:
         now = self._now()
 
         async def op(session: Any) -> Any:
-            return await tasks_service.complete(session, ref=ref, output=output, now=now)
+            return await leases.complete(session, ref=ref, output=output, now=now)
 
         self._report(frame, op, frees_slot=True)
 
@@ -390,9 +391,7 @@ class Session:
         now = self._now()
 
         async def op(session: Any) -> Any:
-            return await tasks_service.fail(
-                session, ref=ref, error=clean, retryable=retryable, now=now
-            )
+            return await leases.fail(session, ref=ref, error=clean, retryable=retryable, now=now)
 
         self._report(frame, op, frees_slot=True)
 
@@ -402,7 +401,7 @@ class Session:
         now = self._now()
 
         async def op(session: Any) -> Any:
-            return await tasks_service.release(session, ref=ref, now=now, reason=reason)
+            return await leases.release(session, ref=ref, now=now, reason=reason)
 
         self._report(frame, op, frees_slot=True)
 
@@ -421,7 +420,7 @@ class Session:
                 now=now,
                 replica=self.state.extras.get("replica_id"),
             )
-            lost = await tasks_service.renew(
+            lost = await leases.renew(
                 session,
                 agent_id=self.conn.agent_id,
                 refs=refs,

@@ -274,9 +274,9 @@ async def delete_agent(
         )
     # Imported here: both domains call into this one.
     from ymera.auth import service as auth_service
-    from ymera.tasks import service as tasks_service
+    from ymera.tasks import leases
 
-    requeued = await tasks_service.requeue_agent(
+    requeued = await leases.requeue_agent(
         session, agent_id=agent.id, now=now, reason="agent deleted"
     )
     await auth_service.revoke_agent_keys(session, agent_id=agent.id, now=now)

@@ -11,7 +11,7 @@ import structlog
 from ymera.events.service import EVENTS_CHANNEL
 from ymera.runtime.health_monitor import AGENT_OFFLINE_CHANNEL
 from ymera.state import AppState
-from ymera.tasks import service as tasks_service
+from ymera.tasks import leases
 from ymera.tasks.dispatcher import Dispatcher
 
 log = structlog.get_logger("ymera.tasks.loops")
@@ -46,8 +46,8 @@ async def reaper_loop(state: AppState, stop: asyncio.Event) -> None:
         try:
             now = state.clock.now()
             async with state.db.transaction() as session:
-                expired = await tasks_service.requeue_expired(session, now=now)
-                late = await tasks_service.fail_past_deadline(session, now=now)
+                expired = await leases.requeue_expired(session, now=now)
+                late = await leases.fail_past_deadline(session, now=now)
             if expired or late:
                 log.info("reaped", expired=len(expired), past_deadline=len(late))
                 state.extras["dispatcher"].wake()
@@ -67,7 +67,7 @@ async def offline_requeue_loop(state: AppState, stop: asyncio.Event) -> None:
             agent_id = str(message.data.get("agent_id", ""))
             try:
                 async with state.db.transaction() as session:
-                    tasks = await tasks_service.requeue_agent(
+                    tasks = await leases.requeue_agent(
                         session,
                         agent_id=agent_id,
                         now=state.clock.now(),

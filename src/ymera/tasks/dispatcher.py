@@ -24,7 +24,7 @@ from ymera.agents.status import ROUTABLE, AgentStatus
 from ymera.db import driver
 from ymera.kit.aio import wait_any
 from ymera.state import AppState
-from ymera.tasks import service
+from ymera.tasks import claims
 from ymera.tasks.routing import AgentSlot, LeastLoaded, Router
 
 log = structlog.get_logger("ymera.dispatcher")
@@ -35,7 +35,7 @@ _DRAINED_AT = "ymera_queue_drained_at"  # session info: a claim emptied the queu
 FREES_SLOT = frozenset({"task.succeeded", "task.failed", "task.dead", "task.cancelled"})
 
 
-def assign_frame(assignment: service.Assignment) -> dict[str, Any]:
+def assign_frame(assignment: claims.Assignment) -> dict[str, Any]:
     task = assignment.task
     return {
         "type": "assign",
@@ -123,9 +123,9 @@ class Dispatcher:
         # A read first: on SQLite the claim takes the single writer, so do not
         # take it just to find an empty queue.
         async with self.state.db.transaction(readonly=True) as session:
-            pending = await service.has_pending(session, now=now)
+            pending = await claims.has_pending(session, now=now)
         if pending:
-            claimed: list[service.Assignment] = []
+            claimed: list[claims.Assignment] = []
             try:
                 async with self.state.db.transaction() as session:
                     await driver.by_key_only(await session.connection())
@@ -142,7 +142,7 @@ class Dispatcher:
 
     async def claim_within(
         self, session: AsyncSession, *, freed: dict[str, int] | None = None
-    ) -> list[service.Assignment]:
+    ) -> list[claims.Assignment]:
         """Claim in the caller's transaction (the group-commit writer's, right after
         it inserted new tasks: one commit for both); the caller moves the agents'
         status with their load (``sync_status_with_load``, once for the whole
@@ -211,7 +211,7 @@ class Dispatcher:
     def _keep(
         self,
         taken: dict[WorkerConnection, tuple[int, int]],
-        assignments: list[service.Assignment],
+        assignments: list[claims.Assignment],
     ) -> None:
         """After a claim: keep a slot per assignment (until delivered or
         abandoned), give back the others it took. Assignments fill the claim's
@@ -227,7 +227,7 @@ class Dispatcher:
         for conn, (count, own) in taken.items():
             conn.claiming -= (count - own) - max(0, used.get(conn, 0) - own)
 
-    def abandon(self, assignments: list[service.Assignment]) -> None:
+    def abandon(self, assignments: list[claims.Assignment]) -> None:
         """Claimed assignments whose transaction did not commit: free their slots."""
         for a in assignments:
             conn = self._held_for.pop(a.task.id, None)
@@ -240,9 +240,9 @@ class Dispatcher:
         rows: list[dict[str, Any]],
         *,
         freed: dict[str, int] | None = None,
-    ) -> list[service.Assignment]:
+    ) -> list[claims.Assignment]:
         """Assign tasks the caller's transaction is submitting, before they are
-        inserted, when no older task waits (see ``service.assign_new``); the
+        inserted, when no older task waits (see ``claims.assign_new``); the
         caller syncs status with load and delivers once committed, as with
         :meth:`claim_within`."""
         conns = self._connections(freed)
@@ -252,7 +252,7 @@ class Dispatcher:
         slots, taken = await self._slots(session, conns, freed)
         assignments = []
         try:
-            assignments = service.assign_new(
+            assignments = claims.assign_new(
                 session,
                 rows=rows,
                 agents=slots,
@@ -275,14 +275,14 @@ class Dispatcher:
         *,
         sync_status: bool = True,
         freed: dict[str, int] | None = None,
-    ) -> tuple[list[service.Assignment], bool]:
+    ) -> tuple[list[claims.Assignment], bool]:
         """Claim for these connections; also returns whether the queue is drained
         (fewer tasks were assignable than there were free slots)."""
         cfg = self.state.settings.tasks
         slots, taken = await self._slots(session, conns, freed)
         assignments = []
         try:
-            assignments = await service.claim(
+            assignments = await claims.claim(
                 session,
                 agents=slots,
                 router=self.router,
@@ -299,7 +299,7 @@ class Dispatcher:
         free = sum(slot.free for slot in slots) + len(assignments)
         return assignments, len(assignments) < min(free, cfg.claim_batch)
 
-    def deliver(self, assignments: list[service.Assignment]) -> int:
+    def deliver(self, assignments: list[claims.Assignment]) -> int:
         """Send committed assignments to their workers."""
         for assignment in assignments:
             reserved = self._held_for.pop(assignment.task.id, None)

@@ -34,7 +34,7 @@ from ymera.kit.aio import wait_any
 from ymera.models.agents import Agent
 from ymera.resilience.breaker import BreakerState, CircuitBreaker
 from ymera.state import AppState
-from ymera.tasks import repository, service
+from ymera.tasks import claims, leases, repository, service
 from ymera.tasks.routing import AgentSlot, LeastLoaded, Router
 
 log = structlog.get_logger("ymera.push")
@@ -158,7 +158,7 @@ class Pusher:
             self._idle_until = None
             if not any(self._slot(a) for a in candidates):
                 return 0
-            if not await service.has_pending(session, now=now):
+            if not await claims.has_pending(session, now=now):
                 return 0
         async with self.state.db.transaction() as session:
             agents = {a.id: a for a in await agents_service.http_agents(session)}
@@ -169,7 +169,7 @@ class Pusher:
                 cfg.tasks.lease_seconds,
                 cfg.push.timeout * (cfg.push.retries + 1) + 5 * (cfg.push.retries + 1),
             )
-            assignments = await service.claim(
+            assignments = await claims.claim(
                 session,
                 agents=slots,
                 router=self.router,
@@ -236,27 +236,27 @@ class Pusher:
             await asyncio.wait(set(self.inflight), timeout=remaining)
         return released
 
-    async def _release(self, leases: list[tuple[service.LeaseRef, str]]) -> int:
+    async def _release(self, held: list[tuple[service.LeaseRef, str]]) -> int:
         now = self.state.clock.now()
         released: list[str] = []
         try:
             async with self.state.db.transaction() as session:
-                for ref, _ in leases:
+                for ref, _ in held:
                     try:
-                        await service.release(session, ref=ref, now=now, reason=SHUTDOWN_REASON)
+                        await leases.release(session, ref=ref, now=now, reason=SHUTDOWN_REASON)
                     except (service.StaleLease, NotFound):
                         continue  # finished or re-queued meanwhile
                     released.append(ref.task_id)
-                agent_ids = sorted({agent_id for _, agent_id in leases})
+                agent_ids = sorted({agent_id for _, agent_id in held})
                 await agents_service.sync_status_with_load(session, agent_ids=agent_ids, now=now)
         except Exception as exc:  # the leases expire and the reaper re-queues the tasks
-            log.warning("push_hand_back_failed", tasks=len(leases), error=repr(exc))
+            log.warning("push_hand_back_failed", tasks=len(held), error=repr(exc))
             return 0
         self._count("handed_back", len(released))
         log.info("push_handed_back", tasks=released)
         return len(released)
 
-    async def deliver(self, assignment: service.Assignment, endpoint: str) -> None:
+    async def deliver(self, assignment: claims.Assignment, endpoint: str) -> None:
         task = assignment.task
         assert task.lease_token is not None
         ref = service.LeaseRef(task.id, task.attempt, task.lease_token)
@@ -347,17 +347,15 @@ class Pusher:
         try:
             async with self.state.db.transaction() as session:
                 if action == "complete":
-                    task = await service.complete(session, ref=ref, output=kw["output"], now=now)
+                    task = await leases.complete(session, ref=ref, output=kw["output"], now=now)
                 elif action == "fail":
-                    task = await service.fail(
+                    task = await leases.fail(
                         session, ref=ref, error=kw["error"], retryable=kw["retryable"], now=now
                     )
                 elif action == "accept":
-                    task = await service.accept(
-                        session, ref=ref, now=now, lease_seconds=kw["lease"]
-                    )
+                    task = await leases.accept(session, ref=ref, now=now, lease_seconds=kw["lease"])
                 else:
-                    task = await service.release(session, ref=ref, now=now, reason=kw["reason"])
+                    task = await leases.release(session, ref=ref, now=now, reason=kw["reason"])
                 if task.agent_id:
                     await agents_service.sync_status_with_load(
                         session, agent_ids=[task.agent_id], now=now
@@ -407,9 +405,9 @@ async def handle_callback(
         raise Unauthorized("Invalid or already used callback token", code="invalid_callback_token")
     now = state.clock.now()
     if succeeded:
-        done = await service.complete(session, ref=ref, output=output or {}, now=now)
+        done = await leases.complete(session, ref=ref, output=output or {}, now=now)
     else:
-        done = await service.fail(
+        done = await leases.fail(
             session,
             ref=ref,
             error={"type": "agent_error", **(error or {"message": "failed"})},

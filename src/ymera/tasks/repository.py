@@ -62,7 +62,7 @@ _NEW_COLUMNS = (
     "workspace_mode",
     "created_at",
     "updated_at",
-    # Set when the task is assigned as it is submitted (tasks.service.assign_new).
+    # Set when the task is assigned as it is submitted (tasks.claims.assign_new).
     "agent_id",
     "lease_token",
     "lease_expires_at",

@@ -1,21 +1,19 @@
-"""Task rules: submit (with idempotency), cancel, retry, feedback; and the
-engine's side: claim, accept, renew, complete, fail, release, re-queue.
+"""Task rules on the submitters' side: submit (with idempotency), read, list,
+cancel, retry, feedback; the errors the task engine raises; what code tasks
+need of the tasks an agent holds.
 
-Every report from an agent is *fenced* by (task id, attempt, lease token): it
-changes the task only when all three are current, so a late report from a
-superseded attempt can never overwrite a newer one.
+The engine's other sides have their own modules: ``ymera.tasks.claims``
+(queued tasks assigned to free agents) and ``ymera.tasks.leases`` (an
+attempt's fenced reports and the sweepers).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
-import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import structlog
@@ -36,8 +34,6 @@ from ymera.kit.ids import new_id
 from ymera.kit.pagination import Slice, decode_cursor, encode_cursor
 from ymera.models.tasks import Task, TaskRouting
 from ymera.tasks import hooks, repository
-from ymera.tasks.repository import TaskRow
-from ymera.tasks.routing import AgentSlot, Round, Router, TaskView, rejection
 from ymera.tasks.schemas import RetryPolicy, TaskCreate
 from ymera.tasks.status import (
     CANCELLABLE,
@@ -45,8 +41,8 @@ from ymera.tasks.status import (
     TERMINAL,
     IllegalTaskTransition,
     TaskStatus,
-    check_transition,
 )
+from ymera.tasks.transitions import move, notify_finished, record_transition
 
 T = TaskStatus
 log = structlog.get_logger("ymera.tasks")
@@ -92,24 +88,6 @@ class LeaseRef:
 
 
 @dataclass(frozen=True)
-class ClaimedTask:
-    """What delivering an assignment needs of its task."""
-
-    id: str
-    type: str
-    priority: int
-    input: dict[str, Any]
-    file_ids: list[str]
-    deadline: datetime | None
-    timeout_seconds: float | None
-    attempt: int
-    lease_token: str
-    workflow_step_id: str | None = None
-    workspace_id: str | None = None
-    workspace_mode: str | None = None
-
-
-@dataclass(frozen=True)
 class HeldWorkspaceTask:
     """A task an agent holds that carries a workspace."""
 
@@ -118,73 +96,7 @@ class HeldWorkspaceTask:
     workspace_mode: str
 
 
-@dataclass(frozen=True)
-class Assignment:
-    task: ClaimedTask
-    agent_id: str
-    lease_expires_at: datetime
-
-
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _event(
-    session: AsyncSession, task: Task | TaskRow, previous: str | None, actor: str | None
-) -> None:
-    data: dict[str, Any] = {
-        "from": previous,
-        "to": task.status,
-        "type": task.type,
-        "attempt": task.attempt,
-        "agent_id": task.agent_id,
-    }
-    if task.workflow_step_id:
-        data["workflow_step_id"] = task.workflow_step_id
-    if task.status in (T.FAILED, T.DEAD) and task.error:
-        data["error"] = task.error.get("message")
-    record_event(
-        session,
-        type=f"task.{task.status.lower()}",
-        resource_type="task",
-        resource_id=task.id,
-        data=data,
-        actor=actor,
-    )
-
-
-async def _finished(session: AsyncSession, task: Task | TaskRow, now: datetime) -> None:
-    """Tell the listeners (workflows, chat) that a task ended, in this transaction."""
-    if hooks.has_listeners():
-        await hooks.notify_finished(
-            session,
-            hooks.TaskFinished(
-                id=task.id,
-                type=task.type,
-                status=task.status,
-                attempt=task.attempt,
-                agent_id=task.agent_id,
-                workflow_step_id=task.workflow_step_id,
-                result=task.result,
-                error=task.error,
-                at=now,
-            ),
-        )
-
-
-def _move(task: Task | TaskRow, target: TaskStatus, now: datetime) -> str:
-    previous = task.status
-    check_transition(T(previous), target)
-    task.status = target.value
-    task.updated_at = now
-    return previous
-
-
-def backoff_seconds(task: Task | TaskRow, rng: random.Random | None = None) -> float:
-    """Exponential backoff with "equal" jitter (a random wait between half and all of
-    the capped delay) for the attempt that just failed."""
-    exp = task.retry_initial * task.retry_factor ** max(0, task.attempt - 1)
-    ceiling = min(task.retry_cap, exp)
-    return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 def request_hash(body: Any) -> str:
@@ -196,33 +108,6 @@ def _can_see(principal: Principal, task: Task) -> bool:
     if principal.can(Permission.TASKS_OPERATE) or task.created_by == principal.user_id:
         return True
     return principal.kind == "agent" and task.agent_id == principal.agent_id
-
-
-async def _record_outcome(
-    session: AsyncSession,
-    task: Task | TaskRow,
-    *,
-    agent_id: str | None,
-    success: bool,
-    now: datetime,
-) -> None:
-    """Feed the agent's metrics (and so routing) with one attempt's outcome."""
-    if agent_id is None:
-        return
-    began = task.started_at or task.assigned_at or now
-    latency = max(0.0, (now - began).total_seconds())
-    await agent_metrics.record_outcome(
-        session,
-        agent_id=agent_id,
-        task_type=task.type,
-        success=success,
-        latency_seconds=latency,
-        now=now,
-    )
-    await hooks.notify_outcome(
-        session,
-        hooks.Outcome(agent_id, task.type, now, success=success, latency=latency),
-    )
 
 
 # --- submission ------------------------------------------------------------------------
@@ -530,13 +415,13 @@ async def cancel(
     if task.agent_id and task.lease_token and task.status in (T.ASSIGNED, T.RUNNING):
         held = LeaseRef(task.id, task.attempt, task.lease_token)
         await agents_service.release_capacity(session, agent_id=task.agent_id, count=1)
-    previous = _move(task, T.CANCELLED, now)
+    previous = move(task, T.CANCELLED, now)
     task.finished_at = now
     task.error = {"message": reason or "cancelled", "type": "cancelled"}
     task.lease_token = None
     task.lease_expires_at = None
-    _event(session, task, previous, principal.id)
-    await _finished(session, task, now)
+    record_transition(session, task, previous, principal.id)
+    await notify_finished(session, task, now)
     return task, held
 
 
@@ -552,7 +437,7 @@ async def retry(
             allowed=[],
         )
     failed_by_deadline = (task.error or {}).get("type") == "deadline"
-    previous = _move(task, T.PENDING, now)
+    previous = move(task, T.PENDING, now)
     # A re-driven task gets as many attempts again as it was allowed.
     task.max_attempts = task.attempt + max(1, task.max_attempts)
     task.available_at = now
@@ -563,7 +448,7 @@ async def retry(
     task.progress_message = None
     if task.deadline is not None and (failed_by_deadline or task.deadline <= now):
         task.deadline = None  # re-driven by hand: the deadline would fail it again at once
-    _event(session, task, previous, principal.id)
+    record_transition(session, task, previous, principal.id)
     return task
 
 
@@ -601,467 +486,6 @@ async def feedback(
 
 
 # --- engine ----------------------------------------------------------------------------
-
-
-async def has_pending(session: AsyncSession, *, now: datetime) -> bool:
-    """Is any task waiting now? (Cheap, read-only: lets dispatchers skip the claim.)"""
-    return await repository.has_pending(session, now=now)
-
-
-CLAIM_PAGES = 8
-
-
-async def _queue_head(
-    session: AsyncSession, *, now: datetime, want: int, by_id: dict[str, AgentSlot]
-) -> list[Any]:
-    """The head of the queue (priority, then age): ``want`` rows, then pages of
-    ``want * 4`` more until ``want`` of them could be taken by some free agent,
-    so tasks nobody can run now never hide those behind them; at most
-    ``CLAIM_PAGES`` pages."""
-    rows: list[Any] = []
-    takeable = 0
-    offset = 0
-    # Whether some free agent could take a task depends only on its type,
-    # required capabilities, exclusions, pin and agent type (agents do not change
-    # meanwhile): decided once per such shape, not once per row.
-    shapes: dict[tuple[Any, ...], bool] = {}
-    for page in range(CLAIM_PAGES):
-        size = want if page == 0 else want * 4
-        window = await repository.pending_window(session, now=now, limit=size, offset=offset)
-        offset += size
-        rows.extend(window)
-        for row in window:
-            shape = (
-                row.type,
-                tuple(row.required_capabilities),
-                tuple(row.excluded_agents),
-                tuple(row.preferred_agents) if row.preferred_only else None,
-                row.agent_type,
-            )
-            could = shapes.get(shape)
-            if could is None:
-                could = shapes[shape] = _could_take(row, by_id)
-            takeable += could
-        if len(window) < size or takeable >= want:
-            break
-    return rows
-
-
-def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
-    view = TaskView(
-        id=row.id,
-        type=row.type,
-        required_capabilities=list(row.required_capabilities),
-        preferred_agents=list(row.preferred_agents),
-        excluded_agents=list(row.excluded_agents),
-        preferred_only=bool(row.preferred_only),
-        agent_type=row.agent_type,
-    )
-    return any(rejection(view, agent) is None for agent in by_id.values())
-
-
-async def claim(
-    session: AsyncSession,
-    *,
-    agents: list[AgentSlot],
-    router: Router,
-    now: datetime,
-    lease_seconds: float,
-    limit: int,
-    exclusive: bool = False,
-) -> list[Assignment]:
-    """Assign queued tasks (priority, then age) to agents with free slots.
-
-    Set-based: one locked read of the head of the queue (only the columns routing
-    and delivery need) and one batched update for every assignment.
-    ``exclusive``: only this caller assigns to these agents (workers connected to
-    this replica), so their capacity is counted in memory and the agents' load
-    moves once per batch; otherwise each assignment reserves a slot with a
-    conditional update (agents several replicas share).
-    """
-    free = sum(a.free for a in agents)
-    if free <= 0:
-        return []
-    want = min(limit, free)
-    by_id = {a.agent_id: a for a in agents}
-    assignments: list[Assignment] = []
-    updates: list[dict[str, Any]] = []
-    expires = now + timedelta(seconds=lease_seconds)
-    check_transition(T.PENDING, T.ASSIGNED)
-    head = await _queue_head(session, now=now, want=want, by_id=by_id)
-    tokens = _lease_tokens(min(want, len(head)))
-    round_ = router.round(agents)
-    for row in head:
-        if len(assignments) >= want:
-            break
-        picked = _pick(row, round_, now)
-        if picked is None:
-            continue
-        agent_id, explanation = picked
-        if not exclusive and not await agents_service.reserve_capacity(
-            session, agent_id=agent_id, count=1
-        ):
-            round_.full(agent_id)
-            continue
-        round_.took(agent_id)
-        task = _claimed(row, next(tokens))
-        updates.append(
-            {
-                "id": task.id,
-                "status": T.ASSIGNED.value,
-                "attempt": task.attempt,
-                "agent_id": agent_id,
-                "lease_token": task.lease_token,
-                "lease_expires_at": expires,
-                "assigned_at": now,
-                "updated_at": now,
-                "routing": explanation,
-            }
-        )
-        _record_assigned(session, task, agent_id)
-        assignments.append(Assignment(task, agent_id, expires))
-    await repository.assign_many(session, updates)
-    if exclusive:
-        _add_loads(session, assignments)
-    return assignments
-
-
-def assign_new(
-    session: AsyncSession,
-    *,
-    rows: list[dict[str, Any]],
-    agents: list[AgentSlot],
-    router: Router,
-    now: datetime,
-    lease_seconds: float,
-    limit: int,
-) -> list[Assignment]:
-    """Assign tasks being submitted in this unit of work, before they are written:
-    for the group-commit writer when no older task waits (the new tasks are the
-    queue), so each is inserted already ASSIGNED (its ``task.pending`` and
-    ``task.assigned`` events both recorded) instead of inserted, read back and
-    updated. ``rows`` are the deferred inserts (``repository.deferred_rows``);
-    assigned ones are changed in place. Only for agents whose capacity the
-    caller tracks (this replica's workers)."""
-    free = sum(a.free for a in agents)
-    if free <= 0 or not rows:
-        return []
-    want = min(limit, free)
-    expires = now + timedelta(seconds=lease_seconds)
-    check_transition(T.PENDING, T.ASSIGNED)
-    assignments: list[Assignment] = []
-    decisions: list[tuple[str, int, datetime, dict[str, Any]]] = []
-    tokens = _lease_tokens(min(want, len(rows)))
-    round_ = router.round(agents)
-    # Claim order: priority (highest first), then submission order.
-    for row in sorted(rows, key=lambda r: -int(r["priority"])):
-        if len(assignments) >= want:
-            break
-        view = SimpleNamespace(**row)
-        picked = _pick(view, round_, now)
-        if picked is None:
-            continue
-        agent_id, explanation = picked
-        round_.took(agent_id)
-        task = _claimed(view, next(tokens))
-        row.update(
-            status=T.ASSIGNED.value,
-            attempt=task.attempt,
-            agent_id=agent_id,
-            lease_token=task.lease_token,
-            lease_expires_at=expires,
-            assigned_at=now,
-            updated_at=now,
-        )
-        decisions.append((task.id, task.attempt, now, explanation))
-        _record_assigned(session, task, agent_id)
-        assignments.append(Assignment(task, agent_id, expires))
-    repository.defer_routing(session, decisions)
-    _add_loads(session, assignments)
-    return assignments
-
-
-def _lease_tokens(count: int) -> Iterator[str]:
-    """Lease tokens fence reports, so they must be unguessable: one read of the
-    OS's randomness for a whole claim, 16 hex digits each."""
-    pool = secrets.token_hex(8 * count)
-    return (pool[i : i + 16] for i in range(0, len(pool), 16))
-
-
-def _pick(row: Any, round_: Round, now: datetime) -> Any:
-    """(agent id, explanation) for a queued task, or None when no free agent may
-    take it now (or its deadline passed: the deadline sweeper fails it)."""
-    if row.deadline is not None and row.deadline <= now:
-        return None
-    view = TaskView(
-        id=row.id,
-        type=row.type,
-        required_capabilities=list(row.required_capabilities),
-        preferred_agents=list(row.preferred_agents),
-        excluded_agents=list(row.excluded_agents),
-        preferred_only=bool(row.preferred_only),
-        agent_type=row.agent_type,
-    )
-    decision = round_.choose(view)
-    if decision.agent_id is None:
-        return None
-    return decision.agent_id, decision.explanation
-
-
-def _claimed(row: Any, lease_token: str) -> ClaimedTask:
-    return ClaimedTask(
-        id=row.id,
-        type=row.type,
-        priority=row.priority,
-        input=row.input,
-        file_ids=list(row.file_ids),
-        deadline=row.deadline,
-        timeout_seconds=row.timeout_seconds,
-        attempt=row.attempt + 1,
-        lease_token=lease_token,
-        workflow_step_id=row.workflow_step_id,
-        workspace_id=row.workspace_id,
-        workspace_mode=row.workspace_mode if row.workspace_id else None,
-    )
-
-
-def _record_assigned(session: AsyncSession, task: ClaimedTask, agent_id: str) -> None:
-    data: dict[str, Any] = {
-        "from": T.PENDING.value,
-        "to": T.ASSIGNED.value,
-        "type": task.type,
-        "attempt": task.attempt,
-        "agent_id": agent_id,
-    }
-    if task.workflow_step_id:
-        data["workflow_step_id"] = task.workflow_step_id
-    record_event(
-        session,
-        type="task.assigned",
-        resource_type="task",
-        resource_id=task.id,
-        data=data,
-        actor="dispatcher",
-    )
-
-
-def _add_loads(session: AsyncSession, assignments: list[Assignment]) -> None:
-    counts: dict[str, int] = {}
-    for a in assignments:
-        counts[a.agent_id] = counts.get(a.agent_id, 0) + 1
-    for agent_id, count in counts.items():
-        agents_service.defer_load(session, agent_id=agent_id, count=count)
-
-
-async def _fenced(session: AsyncSession, ref: LeaseRef) -> TaskRow:
-    """The task's report row, locked, if (attempt, lease token) are current; the
-    caller's changes to it are saved with the unit of work."""
-    task = await repository.get_row(session, ref.task_id)
-    if task is None:
-        raise TaskNotFound(f"Task {ref.task_id} not found")
-    if (
-        task.attempt != ref.attempt
-        or task.lease_token != ref.lease_token
-        or task.status not in (T.ASSIGNED, T.RUNNING)
-    ):
-        log.info(
-            "stale_report",
-            task_id=ref.task_id,
-            attempt=ref.attempt,
-            current_attempt=task.attempt,
-            status=task.status,
-        )
-        raise StaleLease(
-            f"Attempt {ref.attempt} of task {ref.task_id} is no longer current",
-            current_attempt=task.attempt,
-            status=task.status,
-        )
-    return task
-
-
-async def accept(
-    session: AsyncSession, *, ref: LeaseRef, now: datetime, lease_seconds: float
-) -> TaskRow:
-    task = await _fenced(session, ref)
-    if task.status == T.ASSIGNED:
-        previous = _move(task, T.RUNNING, now)
-        task.started_at = now
-        _event(session, task, previous, task.agent_id)
-    task.lease_expires_at = now + timedelta(seconds=lease_seconds)
-    return task
-
-
-async def renew(
-    session: AsyncSession,
-    *,
-    agent_id: str,
-    refs: Sequence[LeaseRef],
-    now: datetime,
-    lease_seconds: float,
-) -> list[str]:
-    """Extend the leases an agent still holds; returns the ids it no longer holds."""
-    lost: list[str] = []
-    tasks = {t.id: t for t in await repository.get_many(session, [r.task_id for r in refs])}
-    for ref in refs:
-        task = tasks.get(ref.task_id)
-        if (
-            task is None
-            or task.agent_id != agent_id
-            or task.attempt != ref.attempt
-            or task.lease_token != ref.lease_token
-            or task.status not in (T.ASSIGNED, T.RUNNING)
-        ):
-            lost.append(ref.task_id)
-            continue
-        task.lease_expires_at = now + timedelta(seconds=lease_seconds)
-    return lost
-
-
-async def progress(
-    session: AsyncSession,
-    *,
-    ref: LeaseRef,
-    pct: float | None,
-    message: str | None,
-    now: datetime,
-    lease_seconds: float,
-) -> TaskRow:
-    task = await _fenced(session, ref)
-    task.progress = pct
-    task.progress_message = message[:500] if message else None
-    task.lease_expires_at = now + timedelta(seconds=lease_seconds)
-    task.updated_at = now
-    return task
-
-
-async def complete(
-    session: AsyncSession, *, ref: LeaseRef, output: dict[str, Any], now: datetime
-) -> TaskRow:
-    task = await _fenced(session, ref)
-    if task.status == T.ASSIGNED:  # result without a separate accept
-        previous = _move(task, T.RUNNING, now)
-        task.started_at = now
-        _event(session, task, previous, task.agent_id)
-    previous = _move(task, T.SUCCEEDED, now)
-    task.result = output
-    task.error = None
-    task.finished_at = now
-    task.lease_token = None
-    task.lease_expires_at = None
-    task.progress = 100.0
-    await _record_outcome(session, task, agent_id=task.agent_id, success=True, now=now)
-    if task.agent_id:
-        await agents_service.release_capacity(session, agent_id=task.agent_id, count=1)
-    _event(session, task, previous, task.agent_id)
-    await _finished(session, task, now)
-    return task
-
-
-async def fail(
-    session: AsyncSession,
-    *,
-    ref: LeaseRef,
-    error: dict[str, Any],
-    retryable: bool,
-    now: datetime,
-) -> TaskRow:
-    task = await _fenced(session, ref)
-    agent_id = task.agent_id
-    await _requeue_or_finish(session, task, now=now, error=error, retryable=retryable)
-    if agent_id:
-        await agents_service.release_capacity(session, agent_id=agent_id, count=1)
-    return task
-
-
-async def release(session: AsyncSession, *, ref: LeaseRef, now: datetime, reason: str) -> TaskRow:
-    """The agent hands the task back (draining): re-queued at once, attempt not held against it."""
-    task = await _fenced(session, ref)
-    agent_id = task.agent_id
-    previous = _move(task, T.PENDING, now)
-    task.max_attempts += 1  # a hand-back is not a failed attempt
-    task.available_at = now
-    task.lease_token = None
-    task.lease_expires_at = None
-    task.error = {"message": reason, "type": "released"}
-    _event(session, task, previous, agent_id)
-    if agent_id:
-        await agents_service.release_capacity(session, agent_id=agent_id, count=1)
-    return task
-
-
-async def _requeue_or_finish(
-    session: AsyncSession,
-    task: Task | TaskRow,
-    *,
-    now: datetime,
-    error: dict[str, Any],
-    retryable: bool,
-) -> None:
-    await _record_outcome(session, task, agent_id=task.agent_id, success=False, now=now)
-    task.error = error
-    task.lease_token = None
-    task.lease_expires_at = None
-    if not retryable:
-        previous = _move(task, T.FAILED, now)
-        task.finished_at = now
-    elif task.attempt >= task.max_attempts:
-        previous = _move(task, T.DEAD, now)
-        task.finished_at = now
-    else:
-        previous = _move(task, T.PENDING, now)
-        task.available_at = now + timedelta(seconds=backoff_seconds(task))
-    _event(session, task, previous, task.agent_id)
-    if task.status != T.PENDING:
-        await _finished(session, task, now)
-
-
-async def requeue_expired(session: AsyncSession, *, now: datetime, limit: int = 500) -> list[Task]:
-    """The reaper: a lease that ran out counts as a failed attempt."""
-    tasks = list(await repository.expired_leases(session, now=now, limit=limit))
-    for task in tasks:
-        agent_id = task.agent_id
-        await _requeue_or_finish(
-            session,
-            task,
-            now=now,
-            error={"message": "lease expired (agent silent or gone)", "type": "lease_expired"},
-            retryable=True,
-        )
-        if agent_id:
-            await agents_service.release_capacity(session, agent_id=agent_id, count=1)
-    return tasks
-
-
-async def requeue_agent(
-    session: AsyncSession, *, agent_id: str, now: datetime, reason: str
-) -> list[Task]:
-    """Hand back every task an agent holds (it went OFFLINE, or was force-deleted)."""
-    tasks = list(await repository.active_for_agent(session, agent_id))
-    for task in tasks:
-        await _requeue_or_finish(
-            session, task, now=now, error={"message": reason, "type": "agent_lost"}, retryable=True
-        )
-    if tasks:
-        await agents_service.release_capacity(session, agent_id=agent_id, count=len(tasks))
-    return tasks
-
-
-async def fail_past_deadline(
-    session: AsyncSession, *, now: datetime, limit: int = 500
-) -> list[Task]:
-    tasks = list(await repository.past_deadline(session, now=now, limit=limit))
-    for task in tasks:
-        agent_id = task.agent_id if task.status in (T.ASSIGNED, T.RUNNING) else None
-        task.error = {"message": "deadline passed before the task finished", "type": "deadline"}
-        task.lease_token = None
-        task.lease_expires_at = None
-        previous = _move(task, T.FAILED, now)
-        task.finished_at = now
-        _event(session, task, previous, "system")
-        await _finished(session, task, now)
-        if agent_id:
-            await agents_service.release_capacity(session, agent_id=agent_id, count=1)
-    return tasks
 
 
 # --- code tasks --------------------------------------------------------------------------
