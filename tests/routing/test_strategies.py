@@ -392,7 +392,7 @@ def test_the_shortlists_success_bounds_follow_every_change_of_a_record() -> None
     """The bound a large candidate set is shortlisted by (own record's mean + 2
     sd) is kept per cell as records change: outcomes, a forgetting, a loaded
     cell, the tables growing; without a record it is Beta(1, 1)'s."""
-    from ymera.routing.learning.model import beta_sd
+    from ymera.routing.learning.stats import beta_sd
 
     learning = LearningState()
     rng = np.random.default_rng(3)

@@ -20,8 +20,9 @@ from ymera.db.database import Database
 from ymera.kit.clock import Clock
 from ymera.routing.fleet import Fleet
 from ymera.routing.health import KEPT_AFTER_EJECTION, OutlierDetector
-from ymera.routing.learning.model import LearningState, Mode, RewardWeights, add_outcome
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights
 from ymera.routing.learning.prices import solve_plan
+from ymera.routing.learning.stats import add_outcome
 from ymera.routing.strategies import DEFAULT_STRATEGY, STRATEGIES, Strategy, make
 from ymera.routing.strategies.base import RoundLoads
 from ymera.routing.strategies.learned import Learned

@@ -15,38 +15,9 @@ at the peers' success rate and latency. Its own observations add to that, so a
 newcomer starts where its peers are, not at zero, and its own record takes
 over as it grows.
 
-The peers' success rate is the mean of the peers' own rates, not their pooled
-record: routing sends most work to the peers that do best, so the pooled
-record is mostly theirs and would promise every newcomer the best peers'
-rate. Each peer with a record counts with weight ``1 / (tau^2 + p (1 - p) /
-n)`` (a random-effects mean, as in meta-analysis): by its outcomes while they
-are few, and never more than the spread between peers (``tau^2 = p (1 - p) /
-(m + 1)``, the spread the prior strength ``m`` stands for) once they are
-many. The agent's own record is left out of its own prior.
-
-The prior strength ``m`` is estimated from the data (empirical Bayes, method
-of moments): when at least ``EB_MIN_AGENTS`` peers have ``EB_MIN_N``
-outcomes of the type, the spread of their success rates beyond what binomial
-noise explains is the spread of a Beta(m p, m (1 - p)) prior:
-``m = p (1 - p) / between-agent variance - 1``, kept within
-``[1, EB_MAX_STRENGTH]``. Peers that agree make a strong prior (a newcomer
-is trusted to be like them); peers that differ a weak one. Without enough
-peers ``prior_strength`` is used; ``prior_strength = 0`` turns sharing off.
-Estimates are cached per type and refreshed after ``EB_REFRESH`` new
-outcomes of the type.
-
-Sharing across task types: an agent that does better than its peers at the
-types it has done is likely to do better at the next one too. The prior for
-(agent, type) is the peers' rate shifted, in logits, by the agent's offset:
-the mean over its *other* types of how far its own (smoothed) rate sits above
-or below its peers', each type weighted by how much its record says
-(``1 / (1 / (n p (1 - p)) + TYPE_SPREAD^2)``) and the whole shrunk toward 0 by
-a prior of spread ``agent_spread`` (0 turns it off). The type itself is left
-out, so its own outcomes count once (in the posterior), not twice. Refreshed
-after ``EB_REFRESH`` new outcomes (in a fleet of more than 6,400 (agent, type)
-cells, after one per 100 cells). In the fleet simulator (40 seeds): +48
-reward per 20,000 tasks, success 0.26 points closer to the oracle
-(docs/benchmarks.md).
+How the peers' rate, the prior's strength and the agent's offset across task
+types are estimated: ``ymera.routing.learning.priors``. The statistics'
+layout and the posterior read from them: ``ymera.routing.learning.stats``.
 """
 
 from __future__ import annotations
@@ -57,16 +28,25 @@ from enum import StrEnum
 
 import numpy as np
 
-STATS = ("s", "f", "ln_n", "ln_sum", "ln_sq", "fb_n", "fb_sum")
-_AT = {name: i for i, name in enumerate(STATS)}
-S, F, LN_N, LN_SUM, LN_SQ, FB_N, FB_SUM = range(len(STATS))
-DEFAULT_LATENCY = 1.0  # seconds, assumed before anyone has finished a task
-EB_MIN_AGENTS = 3  # peers with a record needed to estimate the prior strength
-EB_MIN_N = 5.0  # outcomes of the type that make a record
-EB_MAX_STRENGTH = 50.0  # pseudo-observations at most (a prior never outweighs 50 outcomes)
-EB_REFRESH = 64  # new outcomes of a type before its prior strengths are re-estimated
-AGENT_SPREAD = 0.5  # logits: how far agents differ from their peers across all their types
-TYPE_SPREAD = 0.35  # logits: how much further an agent differs at one type
+from ymera.routing.learning.priors import AGENT_SPREAD, PeerPriors
+from ymera.routing.learning.stats import (
+    DEFAULT_LATENCY,
+    FB_N,
+    FB_SUM,
+    LN_N,
+    LN_SQ,
+    LN_SUM,
+    STAT_INDEX,
+    STATS,
+    Estimates,
+    F,
+    S,
+    Table,
+    beta_sd,
+    outcome_sums,
+    shift,
+    success_bound,
+)
 
 
 class Mode(StrEnum):
@@ -85,80 +65,7 @@ class RewardWeights:
     feedback: float = 0.0
 
 
-class _Table:
-    """Stats arrays with a last-update time per cell, laid out [type, row] so a
-    task type's column over many agents is one contiguous gather."""
-
-    def __init__(self, *, bounds: bool = False) -> None:
-        self.data = np.zeros((len(STATS), 4, 8))  # [stat, type, row]
-        self.t = np.zeros((4, 8))
-        self.n = np.zeros((4, 8), dtype=np.int64)  # outcomes ever (not discounted)
-        # With ``bounds`` (the agents' own cells): per cell, the optimistic bound
-        # on success of its record as of its last update (``success_bounds``).
-        self.bound = np.full((4, 8), _NO_RECORD_BOUND) if bounds else None
-
-    def ensure(self, rows: int, cols: int) -> None:
-        c, r = self.t.shape
-        if rows <= r and cols <= c:
-            return
-        nr, nc = max(r, 1), max(c, 1)
-        while nr < rows:
-            nr *= 2
-        while nc < cols:
-            nc *= 2
-        data = np.zeros((len(STATS), nc, nr))
-        data[:, :c, :r] = self.data
-        self.data = data
-        t = np.zeros((nc, nr))
-        t[:c, :r] = self.t
-        self.t = t
-        n = np.zeros((nc, nr), dtype=np.int64)
-        n[:c, :r] = self.n
-        self.n = n
-        if self.bound is not None:
-            bound = np.full((nc, nr), _NO_RECORD_BOUND)
-            bound[:c, :r] = self.bound
-            self.bound = bound
-
-
-def add_outcome(
-    total: dict[str, float],
-    success: bool | None,
-    latency: float | None,
-    feedback: float | None,
-    weight: float = 1.0,
-) -> int:
-    """Add the statistics one outcome adds, times ``weight``, to ``total`` (in
-    place: a commit's outcomes of one agent and type summed without a dict
-    each); returns whether it counts as a judged attempt (1) or only feedback or
-    latency (0)."""
-    count = 0
-    if success is not None:
-        name = "s" if success else "f"
-        total[name] = total.get(name, 0.0) + weight
-        count = 1
-    if latency is not None:
-        x = math.log(max(latency, 1e-3))
-        total["ln_n"] = total.get("ln_n", 0.0) + weight
-        total["ln_sum"] = total.get("ln_sum", 0.0) + weight * x
-        total["ln_sq"] = total.get("ln_sq", 0.0) + weight * x * x
-    if feedback is not None:
-        total["fb_n"] = total.get("fb_n", 0.0) + weight
-        total["fb_sum"] = total.get("fb_sum", 0.0) + weight * feedback
-    return count
-
-
-def outcome_sums(
-    success: bool | None, latency: float | None, feedback: float | None
-) -> tuple[dict[str, float], int]:
-    """The statistics one outcome adds (unweighted), and whether it counts as a
-    judged attempt (1) or only feedback or latency (0)."""
-    vals: dict[str, float] = {}
-    count = add_outcome(vals, success, latency, feedback)
-    return vals, count
-
-
-class LearningState:
+class LearningState(PeerPriors):
     """Discounted per (agent, task type) statistics with peer pooling."""
 
     def __init__(
@@ -187,9 +94,9 @@ class LearningState:
         self.types: dict[str, int] = {}
         self.group_of: list[int] = []  # agent row -> peer group row
         self.groups: dict[str, int] = {"": 0}
-        self.cells = _Table(bounds=True)
-        self.peer = _Table()  # per (peer group, type)
-        self.every = _Table()  # per (0, type): the whole fleet
+        self.cells = Table(bounds=True)
+        self.peer = Table()  # per (peer group, type)
+        self.every = Table()  # per (0, type): the whole fleet
         self.version = 0  # bumped when rows are added (caches keyed by it)
         self._group_arr: np.ndarray | None = None
 
@@ -244,13 +151,13 @@ class LearningState:
             return 1.0 if isinstance(dt, float) else np.ones_like(dt)
         return np.exp2(-np.maximum(dt, 0.0) / self.half_life)
 
-    def _decayed(self, table: _Table, r: int, c: int, now: float) -> dict[str, float]:
+    def _decayed(self, table: Table, r: int, c: int, now: float) -> dict[str, float]:
         k = float(self._factor(now - table.t[c, r]))
         return {name: float(table.data[i, c, r]) * k for i, name in enumerate(STATS)}
 
     def _add(
         self,
-        table: _Table,
+        table: Table,
         r: int,
         c: int,
         vals: dict[str, float],
@@ -263,11 +170,11 @@ class LearningState:
         cell = table.data[:, c, r]
         cell *= k
         for name, v in vals.items():
-            cell[_AT[name]] += sign * v
+            cell[STAT_INDEX[name]] += sign * v
         table.t[c, r] = max(now, table.t[c, r])
         table.n[c, r] += count
         if table.bound is not None:
-            table.bound[c, r] = _bound(1.0 + float(cell[S]), 1.0 + float(cell[F]))
+            table.bound[c, r] = success_bound(1.0 + float(cell[S]), 1.0 + float(cell[F]))
 
     def observe(
         self,
@@ -359,18 +266,6 @@ class LearningState:
 
     # --- reading ------------------------------------------------------------------------
 
-    def _groups(self) -> np.ndarray:
-        if self._group_arr is None or len(self._group_arr) != len(self.group_of):
-            self._group_arr = np.asarray(self.group_of, dtype=np.int64)
-        return self._group_arr
-
-    def _column(self, table: _Table, col: int, idx: np.ndarray, now: float) -> np.ndarray:
-        """The statistics of cells ``idx`` of a type, decayed to ``now``: [stat, k]."""
-        out: np.ndarray = table.data[:, col, idx]
-        if self.half_life:
-            out = out * np.exp2(-np.maximum(now - table.t[col, idx], 0.0) / self.half_life)
-        return out
-
     def view(self, rows: np.ndarray, task_type: str, now: float) -> Estimates:
         """Posterior estimates for agent (learning) rows on ``task_type`` at
         ``now``, peers pooled in."""
@@ -391,7 +286,7 @@ class LearningState:
         p_peer = self._peer_rates(rows, col, thin, (peer[S] + 0.5) / (peer_n + 1.0))
         offset = self.agent_offsets(rows, col)
         if offset is not None:
-            p_peer = _shift(p_peer, offset)
+            p_peer = shift(p_peer, offset)
         alpha = 1.0 + m * p_peer + own[S]
         beta = 1.0 + m * (1.0 - p_peer) + own[F]
         # Log-normal latency: the peers' log latency as up to 2 pseudo-observations.
@@ -450,241 +345,13 @@ class LearningState:
         beta = 1.0 + m * (1.0 - p_peer) + own_f
         return alpha / (alpha + beta)
 
-    def _sf(self, table: _Table, r: int, c: int, now: float) -> tuple[float, float]:
+    def _sf(self, table: Table, r: int, c: int, now: float) -> tuple[float, float]:
         """Successes and failures of one cell, decayed to ``now``."""
         s, f = float(table.data[S, c, r]), float(table.data[F, c, r])
         if self.half_life:
             k = 2.0 ** (-max(now - float(table.t[c, r]), 0.0) / self.half_life)
             s, f = s * k, f * k
         return s, f
-
-    def _centres_cached(
-        self, col: int
-    ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        if not self.prior_strength:
-            return None
-        cached = self._centres.get(col)
-        seen = self._seen.get(col, 0)
-        if cached is None or seen - cached[0] >= EB_REFRESH:
-            cached = (seen, *self._estimate_centres(col))
-            self._centres[col] = cached
-        return cached
-
-    def _estimate_centres(self, col: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per peer group, the sum of its members' weights and of their weighted
-        success rates on one type column; per agent row, its weight and rate
-        (so that a member's own record can be left out of its prior). Weight:
-        ``1 / (tau^2 + p (1 - p) / n)``, with ``p`` the group's rate and
-        ``tau^2 = p (1 - p) / (m + 1)`` the between-peer spread of strength ``m``."""
-        k = len(self.agent_ids)
-        rows = np.arange(k)
-        t = self.cells.t[col, :k]
-        stats = self._column(self.cells, col, rows, float(t.max()) if k else 0.0)
-        s, n = stats[S], stats[S] + stats[F]
-        g = self._groups()[:k]
-        size = len(self.groups)
-        pg = (np.bincount(g, weights=s, minlength=size) + 0.5) / (
-            np.bincount(g, weights=n, minlength=size) + 1.0
-        )
-        pq = pg * (1.0 - pg)
-        if self.empirical_prior:
-            m = self._strengths_cached(col)[1][:size]
-        else:
-            m = np.full(size, float(self.prior_strength))
-        tau2 = pq / (m + 1.0)
-        has = n > 1e-9
-        safe = np.where(has, n, 1.0)
-        weight = np.where(has, safe / (tau2[g] * safe + pq[g]), 0.0)
-        rate = np.where(has, s / safe, 0.0)
-        return (
-            np.bincount(g, weights=weight, minlength=size),
-            np.bincount(g, weights=weight * rate, minlength=size),
-            weight,
-            rate,
-        )
-
-    def _peer_rates(
-        self, rows: np.ndarray, col: int, thin: np.ndarray, pooled: np.ndarray
-    ) -> np.ndarray:
-        """The peers' mean success rate for agent rows on a type column (the
-        agent left out), where their group has members with a record; else
-        ``pooled`` (the pooled record's rate, or the fleet's where ``thin``)."""
-        cached = self._centres_cached(col)
-        if cached is None:
-            return pooled
-        _, total, weighted, weight, rate = cached
-        known = rows < len(weight)
-        own_w = (
-            np.where(known, weight[np.minimum(rows, len(weight) - 1)], 0.0) if len(weight) else 0.0
-        )
-        own_r = np.where(known, rate[np.minimum(rows, len(rate) - 1)], 0.0) if len(rate) else 0.0
-        g = self._groups()[rows]
-        ok = g < len(total)
-        g = np.where(ok, g, 0)
-        rest = total[g] - own_w
-        ok &= ~thin & (rest > 1e-9)
-        mean = (weighted[g] - own_w * own_r) / np.where(ok, rest, 1.0)
-        out: np.ndarray = np.where(ok, np.clip(mean, 1e-3, 1.0 - 1e-3), pooled)
-        return out
-
-    def _peer_rate(self, row: int, col: int, pooled: float) -> float:
-        """:meth:`_peer_rates` for one agent row (not ``thin``), in scalar code."""
-        cached = self._centres_cached(col)
-        if cached is None:
-            return pooled
-        _, total, weighted, weight, rate = cached
-        g = self.group_of[row]
-        if g >= len(total):
-            return pooled
-        own_w, own_r = (float(weight[row]), float(rate[row])) if row < len(weight) else (0.0, 0.0)
-        rest = float(total[g]) - own_w
-        if rest <= 1e-9:
-            return pooled
-        return min(max((float(weighted[g]) - own_w * own_r) / rest, 1e-3), 1.0 - 1e-3)
-
-    def _strength_of(self, row: int, col: int, thin: bool) -> float:
-        """:meth:`strengths` for one agent row."""
-        if not self.prior_strength:
-            return 0.0
-        if not self.empirical_prior:
-            return float(self.prior_strength)
-        cached = self._strengths_cached(col)
-        return float(cached[2] if thin else cached[1][self.group_of[row]])
-
-    def _strengths_cached(self, col: int) -> tuple[int, np.ndarray, float]:
-        cached = self._strength.get(col)
-        seen = self._seen.get(col, 0)
-        if cached is None or seen - cached[0] >= EB_REFRESH:
-            per_group, fleet_wide = self._estimate_strengths(col)
-            cached = (seen, per_group, fleet_wide)
-            self._strength[col] = cached
-        return cached
-
-    def strengths(self, rows: np.ndarray, col: int, thin: np.ndarray) -> np.ndarray:
-        """The prior strength for agent rows on type column ``col`` (their peer
-        group's, or the whole fleet's where ``thin``)."""
-        if not self.prior_strength:
-            return np.zeros(len(rows))
-        if not self.empirical_prior:
-            return np.full(len(rows), self.prior_strength)
-        cached = self._strengths_cached(col)
-        out: np.ndarray = np.where(thin, cached[2], cached[1][self._groups()[rows]])
-        return out
-
-    def _estimate_strengths(self, col: int) -> tuple[np.ndarray, float]:
-        """Method-of-moments prior strength per peer group (and fleet-wide) for
-        one type column: ``p (1 - p) / (variance of rates - binomial noise) - 1``."""
-        k = len(self.agent_ids)
-        s = self.cells.data[S, col, :k]
-        n = s + self.cells.data[F, col, :k]
-        groups = self._groups()[:k]
-        per_group = np.full(len(self.groups), float(self.prior_strength))
-        known = n >= EB_MIN_N
-        if not known.any():
-            return per_group, float(self.prior_strength)
-        s, n, g = s[known], n[known], groups[known]
-        rate = s / n
-
-        def strength(
-            cnt: np.ndarray,
-            ss: np.ndarray,
-            nn: np.ndarray,
-            r1: np.ndarray,
-            r2: np.ndarray,
-            inv_n: np.ndarray,
-        ) -> np.ndarray:
-            p = ss / np.maximum(nn, 1e-9)
-            c = np.maximum(cnt, 2.0)
-            mean = r1 / c
-            var = (r2 - c * mean * mean) / (c - 1.0)  # sample variance of the rates
-            noise = p * (1.0 - p) * inv_n / c
-            between = var - noise
-            pq = np.maximum(p * (1.0 - p), 1e-6)
-            m = np.where(between > 0, pq / np.maximum(between, 1e-12) - 1.0, EB_MAX_STRENGTH)
-            out: np.ndarray = np.clip(m, 1.0, EB_MAX_STRENGTH)
-            return out
-
-        size = len(self.groups)
-        cnt = np.bincount(g, minlength=size).astype(float)
-        est = strength(
-            cnt,
-            np.bincount(g, weights=s, minlength=size),
-            np.bincount(g, weights=n, minlength=size),
-            np.bincount(g, weights=rate, minlength=size),
-            np.bincount(g, weights=rate * rate, minlength=size),
-            np.bincount(g, weights=1.0 / n, minlength=size),
-        )
-        per_group = np.where(cnt >= EB_MIN_AGENTS, est, per_group)
-        fleet_wide = float(self.prior_strength)
-        if len(rate) >= EB_MIN_AGENTS:
-            fleet_wide = float(
-                strength(
-                    np.array([float(len(rate))]),
-                    np.array([s.sum()]),
-                    np.array([n.sum()]),
-                    np.array([rate.sum()]),
-                    np.array([(rate * rate).sum()]),
-                    np.array([(1.0 / n).sum()]),
-                )[0]
-            )
-        return per_group, fleet_wide
-
-    def agent_offsets(self, rows: np.ndarray, col: int) -> np.ndarray | None:
-        """Each agent row's logit offset for its prior at type column ``col``
-        (what its other types show of it against its peers; see the module
-        doc), or None when sharing is off."""
-        table = self._offset_table()
-        if table is None:
-            return None
-        if col >= table.shape[0] or not table.shape[1]:
-            return np.zeros(len(rows))
-        known = rows < table.shape[1]
-        out: np.ndarray = np.where(known, table[col, np.minimum(rows, table.shape[1] - 1)], 0.0)
-        return out
-
-    def _offset_table(self) -> np.ndarray | None:
-        """[type column, agent row] offsets, re-estimated when due; None when
-        sharing is off."""
-        if not self.prior_strength or not self.agent_spread:
-            return None
-        shape = (len(self.types), len(self.agent_ids))
-        cached = self._offsets
-        # A re-estimate reads every cell (~2 ms at 10,000 agents x 10 types): in
-        # a large fleet, once per outcome per 100 cells at most.
-        refresh = max(EB_REFRESH, shape[0] * shape[1] // 100)
-        if cached is None or self._outcomes - cached[0] >= refresh or cached[1].shape != shape:
-            cached = self._offsets = (self._outcomes, self._estimate_offsets())
-        return cached[1]
-
-    def _estimate_offsets(self) -> np.ndarray:
-        k, cols = len(self.agent_ids), len(self.types)
-        if not k or not cols:
-            return np.zeros((cols, k))
-        s = self.cells.data[S, :cols, :k]
-        f = self.cells.data[F, :cols, :k]
-        if self.half_life:
-            t = self.cells.t[:cols, :k]
-            k_decay = np.exp2(-np.maximum(float(t.max()) - t, 0.0) / self.half_life)
-            s, f = s * k_decay, f * k_decay
-        n = s + f
-        g = self._groups()[:k]
-        size = len(self.groups)
-        # The peer group's rate at each type (one bincount over (type, group)).
-        idx = (np.arange(cols)[:, None] * size + g[None, :]).ravel()
-        gs = np.bincount(idx, weights=s.ravel(), minlength=cols * size).reshape(cols, size)
-        gn = np.bincount(idx, weights=n.ravel(), minlength=cols * size).reshape(cols, size)
-        peers = ((gs + 0.5) / (gn + 1.0))[:, g]
-        own = (s + 0.5) / (n + 1.0)
-        diff = _logit(own) - _logit(peers)
-        info = n * peers * (1.0 - peers)
-        weight = np.where(n > 0, info / (1.0 + info * TYPE_SPREAD**2), 0.0)
-        total_w = weight.sum(axis=0)
-        total_wd = (weight * diff).sum(axis=0)
-        # Each type's own record left out of its own offset.
-        out: np.ndarray = (total_wd - weight * diff) / (
-            total_w - weight + 1.0 / self.agent_spread**2
-        )
-        return out
 
     def success_bounds(self, rows: np.ndarray, task_type: str, now: float) -> np.ndarray:
         """A cheap optimistic bound on success (own record, mean + 2 sd): what a
@@ -702,66 +369,8 @@ class LearningState:
         return out
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    out: np.ndarray = np.log(p / (1.0 - p))
-    return out
-
-
-def _shift(p: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """Success rates moved by ``offset`` in logits (kept within 0.001..0.999)."""
-    q = np.clip(p, 1e-3, 1.0 - 1e-3)
-    out: np.ndarray = np.clip(1.0 / (1.0 + np.exp(-(_logit(q) + offset))), 1e-3, 1.0 - 1e-3)
-    return out
-
-
-def _bound(a: float, b: float) -> float:
-    """Mean + 2 sd of Beta(a, b), scalar (``success_bounds``' per-cell value)."""
-    total = a + b
-    return a / total + 2.0 * math.sqrt(a * b / (total * total * (total + 1.0)))
-
-
-_NO_RECORD_BOUND = _bound(1.0, 1.0)
-
-
-def beta_sd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The standard deviation of Beta(a, b) (a success rate's posterior)."""
-    out: np.ndarray = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1.0)))
-    return out
-
-
 def _key(index: dict[str, int], col: int) -> str:
     for k, v in index.items():
         if v == col:
             return k
     raise KeyError(col)
-
-
-@dataclass
-class Estimates:
-    """Per-candidate posterior (arrays, one value per agent row asked for)."""
-
-    alpha: np.ndarray
-    beta: np.ndarray
-    latency: np.ndarray  # expected seconds (log-normal mean)
-    log_mu: np.ndarray
-    log_sigma: np.ndarray
-    feedback: np.ndarray  # posterior mean quality (prior 0.5)
-    feedback_n: np.ndarray
-    n: np.ndarray  # own outcomes ever
-    weight: np.ndarray  # own discounted outcomes
-    peer_n: np.ndarray  # pooled pseudo-observations available
-    peer_success: np.ndarray
-    prior: np.ndarray  # pseudo-observations pooled (the prior strength used)
-    agent_offset: np.ndarray  # logits the agent's other types moved its prior by
-
-    @property
-    def success(self) -> np.ndarray:
-        out: np.ndarray = self.alpha / (self.alpha + self.beta)
-        return out
-
-    def reward(self, weights: RewardWeights, success: np.ndarray | None = None) -> np.ndarray:
-        p = self.success if success is None else success
-        out: np.ndarray = (
-            weights.success * p - weights.latency * self.latency + weights.feedback * self.feedback
-        )
-        return out

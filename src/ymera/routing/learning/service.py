@@ -35,7 +35,8 @@ from ymera.db.database import DB_KEY, LAST, at_commit
 from ymera.models.agents import Agent
 from ymera.models.routing import LearningStat
 from ymera.routing.engine import RoutingEngine, engine_of, peer_group
-from ymera.routing.learning.model import STATS, LearningState, add_outcome
+from ymera.routing.learning.model import LearningState
+from ymera.routing.learning.stats import STATS, add_outcome
 from ymera.tasks import hooks
 
 _BUFFER = "ymera_learning_outcomes"

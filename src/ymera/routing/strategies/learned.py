@@ -54,8 +54,9 @@ from typing import Any
 import numpy as np
 
 from ymera.routing.fleet import Fleet
-from ymera.routing.learning.model import LearningState, Mode, RewardWeights, beta_sd
+from ymera.routing.learning.model import LearningState, Mode, RewardWeights
 from ymera.routing.learning.prices import SlotPrices
+from ymera.routing.learning.stats import beta_sd
 from ymera.routing.strategies.base import Ranking, Strategy, load_ratio
 from ymera.routing.types import TaskView
 
