@@ -92,8 +92,9 @@ async def _queue_head(
     return rows
 
 
-def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
-    view = TaskView(
+def _view(row: Any) -> TaskView:
+    """What routing reads of a queued task (a row, or a new task's values)."""
+    return TaskView(
         id=row.id,
         type=row.type,
         required_capabilities=list(row.required_capabilities),
@@ -102,6 +103,10 @@ def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
         preferred_only=bool(row.preferred_only),
         agent_type=row.agent_type,
     )
+
+
+def _could_take(row: Any, by_id: dict[str, AgentSlot]) -> bool:
+    view = _view(row)
     return any(rejection(view, agent) is None for agent in by_id.values())
 
 
@@ -238,16 +243,7 @@ def _pick(row: Any, round_: Round, now: datetime) -> Any:
     take it now (or its deadline passed: the deadline sweeper fails it)."""
     if row.deadline is not None and row.deadline <= now:
         return None
-    view = TaskView(
-        id=row.id,
-        type=row.type,
-        required_capabilities=list(row.required_capabilities),
-        preferred_agents=list(row.preferred_agents),
-        excluded_agents=list(row.excluded_agents),
-        preferred_only=bool(row.preferred_only),
-        agent_type=row.agent_type,
-    )
-    decision = round_.choose(view)
+    decision = round_.choose(_view(row))
     if decision.agent_id is None:
         return None
     return decision.agent_id, decision.explanation
