@@ -246,6 +246,19 @@ class _Compiler:
         strategy = spec.strategy
         assert strategy is not None
         node.strategy = strategy
+        self.group_fields(spec, path, strategy)
+        if strategy in (Strategy.SEQUENTIAL, Strategy.PIPELINE, Strategy.PARALLEL):
+            self.steps(spec, node, path, depth, strategy)
+        if strategy == Strategy.PARALLEL:
+            self.join(spec, node, path)
+        if strategy == Strategy.CONDITIONAL:
+            self.conditional(spec, node, path, depth)
+        if strategy == Strategy.CONSENSUS:
+            self.consensus(spec, node, path)
+        return node
+
+    def group_fields(self, spec: Node, path: str, strategy: Strategy) -> None:
+        """A group carries no step's fields, and only the fields of its strategy."""
         for name in STEP_FIELDS:
             if getattr(spec, name) is not None:
                 self.problem(f"{path}.{name}", f"{name} is for steps; this is a group")
@@ -253,38 +266,37 @@ class _Compiler:
         for name in GROUP_FIELDS:
             if name != "strategy" and name not in allowed and getattr(spec, name) is not None:
                 self.problem(f"{path}.{name}", f"{name} does not apply to a {strategy} group")
-        if strategy in (Strategy.SEQUENTIAL, Strategy.PIPELINE, Strategy.PARALLEL):
-            if not spec.steps:
-                self.problem(f"{path}.steps", f"a {strategy} group needs at least one step")
-            for i, child in enumerate(spec.steps or []):
-                compiled = self.node(child, f"{path}.steps[{i}]", spec.id, depth + 1, False)
-                if compiled is not None:
-                    node.children.append(compiled)
-                if strategy == Strategy.PIPELINE and child.strategy is not None:
-                    self.problem(
-                        f"{path}.steps[{i}]",
-                        "a PIPELINE's steps must be steps (each one's output is the next "
-                        "one's input), not groups",
-                    )
-        if strategy == Strategy.PARALLEL:
-            node.join = spec.join or Join.ALL
-            if node.join == Join.QUORUM:
-                if spec.quorum is None:
-                    self.problem(f"{path}.quorum", "join=quorum needs quorum (how many)")
-                elif spec.quorum > len(spec.steps or []):
-                    self.problem(
-                        f"{path}.quorum",
-                        f"quorum {spec.quorum} is more than the group's "
-                        f"{len(spec.steps or [])} steps: it could never be met",
-                    )
-                node.quorum = spec.quorum or 1
-            elif spec.quorum is not None:
-                self.problem(f"{path}.quorum", "quorum needs join=quorum")
-        if strategy == Strategy.CONDITIONAL:
-            self.conditional(spec, node, path, depth)
-        if strategy == Strategy.CONSENSUS:
-            self.consensus(spec, node, path)
-        return node
+
+    def steps(self, spec: Node, node: PlanNode, path: str, depth: int, strategy: Strategy) -> None:
+        """The children of a SEQUENTIAL, PIPELINE or PARALLEL group."""
+        if not spec.steps:
+            self.problem(f"{path}.steps", f"a {strategy} group needs at least one step")
+        for i, child in enumerate(spec.steps or []):
+            compiled = self.node(child, f"{path}.steps[{i}]", spec.id, depth + 1, False)
+            if compiled is not None:
+                node.children.append(compiled)
+            if strategy == Strategy.PIPELINE and child.strategy is not None:
+                self.problem(
+                    f"{path}.steps[{i}]",
+                    "a PIPELINE's steps must be steps (each one's output is the next "
+                    "one's input), not groups",
+                )
+
+    def join(self, spec: Node, node: PlanNode, path: str) -> None:
+        """How a PARALLEL group ends: all, any, or a quorum of its steps."""
+        node.join = spec.join or Join.ALL
+        if node.join == Join.QUORUM:
+            if spec.quorum is None:
+                self.problem(f"{path}.quorum", "join=quorum needs quorum (how many)")
+            elif spec.quorum > len(spec.steps or []):
+                self.problem(
+                    f"{path}.quorum",
+                    f"quorum {spec.quorum} is more than the group's "
+                    f"{len(spec.steps or [])} steps: it could never be met",
+                )
+            node.quorum = spec.quorum or 1
+        elif spec.quorum is not None:
+            self.problem(f"{path}.quorum", "quorum needs join=quorum")
 
     def conditional(self, spec: Node, node: PlanNode, path: str, depth: int) -> None:
         if not spec.branches:
