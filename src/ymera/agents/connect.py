@@ -49,6 +49,30 @@ CLOSE_TOO_BIG = 1009
 TASK_OUTPUT_CHANNEL = "task.output"
 
 
+class _Refused(Exception):
+    """A handshake refused: the socket is closed with this code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _hello_options(hello: dict[str, Any]) -> tuple[int, frozenset[str] | None]:
+    """The hello's concurrency (1..10,000) and the task types it takes (None: any)."""
+    try:
+        concurrency = max(1, min(10_000, int(hello.get("concurrency", 1))))
+    except (TypeError, ValueError):
+        raise _Refused(CLOSE_BAD_HELLO, "concurrency must be an integer") from None
+    raw_types = hello.get("task_types")
+    task_types = (
+        frozenset(str(t) for t in raw_types if isinstance(t, str))
+        if isinstance(raw_types, list) and raw_types
+        else None
+    )
+    return concurrency, task_types
+
+
 def _ref(frame: dict[str, Any]) -> tasks_service.LeaseRef:
     try:
         return tasks_service.LeaseRef(
@@ -83,73 +107,20 @@ class Session:
             await self.ws.close(code=code, reason=reason)
 
     async def handshake(self) -> WorkerConnection | None:
+        """Read and check the hello, authenticate, attach the agent (its held
+        tasks renewed or revoked) and welcome it; None (the socket closed with
+        the reason) when any of it is refused."""
         try:
-            raw = await asyncio.wait_for(self.ws.receive_text(), HELLO_TIMEOUT)
-            hello = json.loads(raw)
-        except (TimeoutError, ValueError):
-            await self._close(CLOSE_BAD_HELLO, "expected a hello frame")
+            hello = await self._read_hello()
+            agent_id = await self._authenticate(hello)
+            concurrency, task_types = _hello_options(hello)
+            name, kept, lost = await self._attach(agent_id, hello)
+        except _Refused as refused:
+            await self._close(refused.code, refused.reason)
             return None
-        if not isinstance(hello, dict) or hello.get("type") != "hello":
-            await self._close(CLOSE_BAD_HELLO, "expected a hello frame")
-            return None
-        if hello.get("protocol") != PROTOCOL:
-            await self._close(CLOSE_PROTOCOL, f"protocol {PROTOCOL} only")
-            return None
-        key = hello.get("api_key")
-        if not isinstance(key, str) or not key:
-            await self._close(CLOSE_UNAUTHORIZED, "api_key required")
-            return None
-        try:
-            principal = await authenticate(self.state, key)
-        except YmeraError as exc:
-            await self._close(CLOSE_UNAUTHORIZED, exc.message[:100])
-            return None
-        if principal.kind != "agent" or not principal.agent_id:
-            await self._close(CLOSE_FORBIDDEN, "an agent key is required")
-            return None
-        if not principal.can(Permission.AGENTS_CONNECT):
-            await self._close(CLOSE_FORBIDDEN, "key lacks agents:connect")
-            return None
-        try:
-            concurrency = max(1, min(10_000, int(hello.get("concurrency", 1))))
-        except (TypeError, ValueError):
-            await self._close(CLOSE_BAD_HELLO, "concurrency must be an integer")
-            return None
-        held = [h for h in hello.get("held") or [] if isinstance(h, dict)]
-        raw_types = hello.get("task_types")
-        task_types = (
-            frozenset(str(t) for t in raw_types if isinstance(t, str))
-            if isinstance(raw_types, list) and raw_types
-            else None
-        )
-        now = self.state.clock.now()
         cfg = self.state.settings
-        try:
-            async with self.state.db.transaction() as session:
-                agent = await agents_service.mark_connected(
-                    session,
-                    agent_id=principal.agent_id,
-                    now=now,
-                    replica=self.state.extras.get("replica_id"),
-                )
-                refs = []
-                for item in held:
-                    with contextlib.suppress(ValueError):
-                        refs.append(_ref(item))
-                lost = await leases.renew(
-                    session,
-                    agent_id=agent.id,
-                    refs=refs,
-                    now=now,
-                    lease_seconds=cfg.tasks.lease_seconds,
-                )
-                name = agent.name
-        except YmeraError as exc:
-            await self._close(CLOSE_NOT_FOUND, exc.message[:100])
-            return None
-        kept = [r.task_id for r in refs if r.task_id not in lost]
         conn = WorkerConnection(
-            agent_id=principal.agent_id,
+            agent_id=agent_id,
             agent_name=name,
             session_id=secrets.token_hex(8),
             concurrency=concurrency,
@@ -177,6 +148,65 @@ class Session:
         log.info("worker_connected", agent=name, concurrency=concurrency, kept=len(kept))
         self.dispatcher.wake()
         return conn
+
+    async def _read_hello(self) -> dict[str, Any]:
+        try:
+            raw = await asyncio.wait_for(self.ws.receive_text(), HELLO_TIMEOUT)
+            hello = json.loads(raw)
+        except (TimeoutError, ValueError):
+            raise _Refused(CLOSE_BAD_HELLO, "expected a hello frame") from None
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            raise _Refused(CLOSE_BAD_HELLO, "expected a hello frame")
+        if hello.get("protocol") != PROTOCOL:
+            raise _Refused(CLOSE_PROTOCOL, f"protocol {PROTOCOL} only")
+        return hello
+
+    async def _authenticate(self, hello: dict[str, Any]) -> str:
+        """The agent id of the hello's key, which must be an agent's, allowed to
+        connect."""
+        key = hello.get("api_key")
+        if not isinstance(key, str) or not key:
+            raise _Refused(CLOSE_UNAUTHORIZED, "api_key required")
+        try:
+            principal = await authenticate(self.state, key)
+        except YmeraError as exc:
+            raise _Refused(CLOSE_UNAUTHORIZED, exc.message[:100]) from None
+        if principal.kind != "agent" or not principal.agent_id:
+            raise _Refused(CLOSE_FORBIDDEN, "an agent key is required")
+        if not principal.can(Permission.AGENTS_CONNECT):
+            raise _Refused(CLOSE_FORBIDDEN, "key lacks agents:connect")
+        return principal.agent_id
+
+    async def _attach(
+        self, agent_id: str, hello: dict[str, Any]
+    ) -> tuple[str, list[str], list[str]]:
+        """Mark the agent connected and renew the leases of the tasks it says it
+        holds: its name, the task ids it keeps and those it no longer holds."""
+        held = [h for h in hello.get("held") or [] if isinstance(h, dict)]
+        now = self.state.clock.now()
+        try:
+            async with self.state.db.transaction() as session:
+                agent = await agents_service.mark_connected(
+                    session,
+                    agent_id=agent_id,
+                    now=now,
+                    replica=self.state.extras.get("replica_id"),
+                )
+                refs = []
+                for item in held:
+                    with contextlib.suppress(ValueError):
+                        refs.append(_ref(item))
+                lost = await leases.renew(
+                    session,
+                    agent_id=agent.id,
+                    refs=refs,
+                    now=now,
+                    lease_seconds=self.state.settings.tasks.lease_seconds,
+                )
+                name = agent.name
+        except YmeraError as exc:
+            raise _Refused(CLOSE_NOT_FOUND, exc.message[:100]) from None
+        return name, [r.task_id for r in refs if r.task_id not in lost], lost
 
     async def run(self) -> None:
         conn = await self.handshake()
