@@ -221,6 +221,57 @@ class _Virtual:
     mode: int | None = None  # for a file the patch creates (None: the umask default)
 
 
+class _Tree:
+    """The files a patch touches, as it has left them so far (nothing written)."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.files: dict[Path, _Virtual] = {}
+
+    def load(self, rel: str) -> tuple[Path, _Virtual]:
+        target = resolve_inside(self.root, rel)
+        if target not in self.files:
+            if target.exists() or target.is_symlink():
+                tf = read_text_file(target, max_bytes=self.max_bytes, name=rel)
+                self.files[target] = _Virtual(tf.data, tf.text, tf.encoding, tf.bom)
+            else:
+                self.files[target] = _Virtual(None, None)
+        return target, self.files[target]
+
+    def apply(self, fp: FilePatch, *, fuzz: int, offsets: bool) -> FileReport:
+        """One file's patch applied to the tree (or :class:`PatchFailed`)."""
+        src_path, src = self.load(fp.old_path if fp.old_path is not None else fp.path)
+        if fp.is_new and src.text is not None:
+            raise _refuse(fp, "the patch creates it but it already exists")
+        if not fp.is_new and src.text is None:
+            raise _refuse(fp, "the file does not exist")
+        result = apply_hunks(src.text or "", fp.hunks, fuzz=fuzz, offsets=offsets, path=fp.path)
+        counts = sum(h.added for h in fp.hunks), sum(h.removed for h in fp.hunks)
+        if fp.is_deleted:
+            if result:
+                raise _refuse(fp, "the patch deletes it but does not remove all of its lines")
+            src.text = None
+            return FileReport(fp.path, "deleted", *counts)
+        if fp.is_new:
+            src.text, src.mode = result, 0o755 if fp.new_mode == "100755" else None
+            return FileReport(fp.path, "added", *counts)
+        if fp.is_rename:
+            _, dst = self.load(fp.path)
+            if dst.text is not None:
+                raise _refuse(fp, f"cannot rename {fp.old_path} onto an existing file")
+            mode = src.mode if src.original is None else stat.S_IMODE(src_path.stat().st_mode)
+            dst.text, dst.encoding, dst.bom, dst.mode = result, src.encoding, src.bom, mode
+            src.text = None
+            return FileReport(fp.path, "renamed", *counts, old_path=fp.old_path)
+        src.text = result
+        return FileReport(fp.path, "modified", *counts)
+
+
+def _refuse(fp: FilePatch, why: str) -> PatchFailed:
+    return PatchFailed(f"{fp.path}: {why}", details={"file": fp.path, "reason": why})
+
+
 def apply_patch(
     root: Path,
     patch_text: str,
@@ -244,50 +295,9 @@ def apply_patch(
         raise ValueError("fuzz must be 0 or more")
     patches = parse_patch(patch_text)
     real_root = root.resolve(strict=True)
-    state: dict[Path, _Virtual] = {}
-
-    def load(rel: str) -> tuple[Path, _Virtual]:
-        target = resolve_inside(real_root, rel)
-        if target not in state:
-            if target.exists() or target.is_symlink():
-                tf = read_text_file(target, max_bytes=max_bytes, name=rel)
-                state[target] = _Virtual(tf.data, tf.text, tf.encoding, tf.bom)
-            else:
-                state[target] = _Virtual(None, None)
-        return target, state[target]
-
-    def refuse(fp: FilePatch, why: str) -> PatchFailed:
-        return PatchFailed(f"{fp.path}: {why}", details={"file": fp.path, "reason": why})
-
-    reports: list[FileReport] = []
-    for fp in patches:
-        src_path, src = load(fp.old_path if fp.old_path is not None else fp.path)
-        if fp.is_new and src.text is not None:
-            raise refuse(fp, "the patch creates it but it already exists")
-        if not fp.is_new and src.text is None:
-            raise refuse(fp, "the file does not exist")
-        result = apply_hunks(src.text or "", fp.hunks, fuzz=fuzz, offsets=offsets, path=fp.path)
-        counts = sum(h.added for h in fp.hunks), sum(h.removed for h in fp.hunks)
-        if fp.is_deleted:
-            if result:
-                raise refuse(fp, "the patch deletes it but does not remove all of its lines")
-            src.text = None
-            reports.append(FileReport(fp.path, "deleted", *counts))
-        elif fp.is_new:
-            src.text, src.mode = result, 0o755 if fp.new_mode == "100755" else None
-            reports.append(FileReport(fp.path, "added", *counts))
-        elif fp.is_rename:
-            _, dst = load(fp.path)
-            if dst.text is not None:
-                raise refuse(fp, f"cannot rename {fp.old_path} onto an existing file")
-            mode = src.mode if src.original is None else stat.S_IMODE(src_path.stat().st_mode)
-            dst.text, dst.encoding, dst.bom, dst.mode = result, src.encoding, src.bom, mode
-            src.text = None
-            reports.append(FileReport(fp.path, "renamed", *counts, old_path=fp.old_path))
-        else:
-            src.text = result
-            reports.append(FileReport(fp.path, "modified", *counts))
-    changes, before, after = _changes(real_root, state, max_bytes)
+    tree = _Tree(real_root, max_bytes)
+    reports = [tree.apply(fp, fuzz=fuzz, offsets=offsets) for fp in patches]
+    changes, before, after = _changes(real_root, tree.files, max_bytes)
     if not dry_run and changes:
         journal = journal_dir or real_root / JOURNAL_DIR_NAME
         BulkWriter(real_root, journal).apply(changes)
