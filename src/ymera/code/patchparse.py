@@ -90,6 +90,17 @@ def parse_patch(text: str) -> list[FilePatch]:
     return _Parser(text).parse()
 
 
+@dataclass
+class _GitHeader:
+    """What a git diff's header lines say of its file, as they are read."""
+
+    old: str | None
+    new: str | None
+    new_file: bool = False
+    deleted: bool = False
+    modes: dict[str, str] = field(default_factory=dict)
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.lines = text.split("\n")
@@ -153,55 +164,60 @@ class _Parser:
         start = self.i
         a, b = git_names(self._header()[len("diff --git ") :])
         self.i += 1
-        old, new = a, b
-        new_file = deleted = False
-        modes: dict[str, str] = {}
+        head = _GitHeader(a, b)
         while self.i < len(self.lines):
             line = self._header()
             if line.startswith(("diff --git ", "@@ ")):
                 break
             if self._at_file_header():
                 minus, plus = self._file_names()
-                new_file = new_file or minus is None
-                deleted = deleted or plus is None
-                old = old if minus is None else minus.removeprefix("a/")
-                new = new if plus is None else plus.removeprefix("b/")
+                head.new_file = head.new_file or minus is None
+                head.deleted = head.deleted or plus is None
+                head.old = head.old if minus is None else minus.removeprefix("a/")
+                head.new = head.new if plus is None else plus.removeprefix("b/")
                 break
-            if line.startswith("--- "):
-                raise self._error("'---' line not followed by '+++'")
-            key, _, value = line.partition(" ")
-            if line.startswith(("new file mode ", "deleted file mode ")):
-                new_file = new_file or line.startswith("new")
-                deleted = deleted or line.startswith("deleted")
-                modes["new" if new_file else "old"] = line.rsplit(" ", 1)[1]
-            elif line.startswith(("old mode ", "new mode ")):
-                modes[key] = value.rsplit(" ", 1)[1]
-            elif line.startswith("rename from "):
-                old = unquote_path(line[len("rename from ") :])
-            elif line.startswith("rename to "):
-                new = unquote_path(line[len("rename to ") :])
-            elif line.startswith(("copy from ", "copy to ")):
-                raise self._error("copies are not supported; send the new file in full")
-            elif line.startswith(("GIT binary patch", "Binary files ")):
-                raise self._error("binary patches are not supported")
-            elif not line.startswith(("index ", "similarity index ", "dissimilarity index ")):
+            if not self._extended_line(line, head):
                 break
             self.i += 1
-        if old is None or new is None:
+        if head.old is None or head.new is None:
             raise InvalidPatch(
                 f"line {start + 1}: cannot tell the file names of {self.lines[start]!r}",
                 details={"line": start + 1},
             )
         fp = FilePatch(
-            None if new_file else old,
-            None if deleted else new,
-            old_mode=modes.get("old"),
-            new_mode=modes.get("new"),
+            None if head.new_file else head.old,
+            None if head.deleted else head.new,
+            old_mode=head.modes.get("old"),
+            new_mode=head.modes.get("new"),
         )
         self._hunks(fp)
-        if not (fp.hunks or new_file or deleted or fp.is_rename or modes):
+        if not (fp.hunks or head.new_file or head.deleted or fp.is_rename or head.modes):
             raise InvalidPatch(f"line {start + 1}: no change for {fp.path}")
         return fp
+
+    def _extended_line(self, line: str, head: _GitHeader) -> bool:
+        """One line of a git diff's extended header (modes, renames, index)
+        noted in ``head``; False for a line that is not one (the header ends)."""
+        if line.startswith("--- "):
+            raise self._error("'---' line not followed by '+++'")
+        key, _, value = line.partition(" ")
+        if line.startswith(("new file mode ", "deleted file mode ")):
+            head.new_file = head.new_file or line.startswith("new")
+            head.deleted = head.deleted or line.startswith("deleted")
+            head.modes["new" if head.new_file else "old"] = line.rsplit(" ", 1)[1]
+        elif line.startswith(("old mode ", "new mode ")):
+            head.modes[key] = value.rsplit(" ", 1)[1]
+        elif line.startswith("rename from "):
+            head.old = unquote_path(line[len("rename from ") :])
+        elif line.startswith("rename to "):
+            head.new = unquote_path(line[len("rename to ") :])
+        elif line.startswith(("copy from ", "copy to ")):
+            raise self._error("copies are not supported; send the new file in full")
+        elif line.startswith(("GIT binary patch", "Binary files ")):
+            raise self._error("binary patches are not supported")
+        elif not line.startswith(("index ", "similarity index ", "dissimilarity index ")):
+            return False
+        return True
 
     def _hunks(self, fp: FilePatch) -> None:
         while self.i < len(self.lines) and self.lines[self.i].startswith("@@"):
