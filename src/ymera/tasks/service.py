@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,7 +44,6 @@ from ymera.tasks.status import (
 from ymera.tasks.transitions import move, notify_finished, record_transition
 
 T = TaskStatus
-log = structlog.get_logger("ymera.tasks")
 
 MAX_INPUT_BYTES = 1024 * 1024
 
